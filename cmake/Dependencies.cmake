@@ -1,0 +1,49 @@
+# Every external dependency is found here, and only here. Each is a Debian 12
+# package; a missing one stops configuration with the package to install.
+
+function(csr_require found_var package)
+  if(NOT ${found_var})
+    message(FATAL_ERROR "csrnet-cpp: missing dependency. Install it with: apt-get install ${package}")
+  endif()
+endfunction()
+
+find_package(Threads REQUIRED)
+
+find_package(OpenCV QUIET COMPONENTS core imgproc imgcodecs videoio)
+csr_require(OpenCV_FOUND libopencv-dev)
+
+find_package(Eigen3 3.3 QUIET NO_MODULE)
+csr_require(Eigen3_FOUND libeigen3-dev)
+
+find_package(nanoflann QUIET)
+csr_require(nanoflann_FOUND libnanoflann-dev)
+
+find_package(HDF5 QUIET COMPONENTS C CXX)
+csr_require(HDF5_FOUND libhdf5-dev)
+
+find_package(TBB QUIET)
+csr_require(TBB_FOUND libtbb-dev)
+
+find_package(nlohmann_json 3 QUIET)
+csr_require(nlohmann_json_FOUND nlohmann-json3-dev)
+
+find_package(PkgConfig QUIET)
+csr_require(PKG_CONFIG_FOUND pkg-config)
+pkg_check_modules(MATIO QUIET IMPORTED_TARGET matio)
+csr_require(MATIO_FOUND libmatio-dev)
+
+if(CSR_BUILD_TESTS)
+  find_package(doctest QUIET)
+  csr_require(doctest_FOUND doctest-dev)
+endif()
+
+if(CSR_BUILD_TRAIN)
+  find_package(Torch QUIET)
+  csr_require(Torch_FOUND libtorch-dev)
+endif()
+
+# HDF5's CMake module exposes variables, not a target: wrap them once.
+add_library(csr_hdf5 INTERFACE)
+target_include_directories(csr_hdf5 SYSTEM INTERFACE ${HDF5_INCLUDE_DIRS})
+target_link_libraries(csr_hdf5 INTERFACE ${HDF5_CXX_LIBRARIES} ${HDF5_LIBRARIES})
+target_compile_definitions(csr_hdf5 INTERFACE ${HDF5_DEFINITIONS})

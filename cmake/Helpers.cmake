@@ -1,0 +1,24 @@
+# Warnings for the project's own targets (never applied to dependencies).
+function(csr_target_flags target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+  if(CSR_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(CSR_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  endif()
+endfunction()
+
+# One executable per apps/<name>.cpp. Each app is a thin main() that calls a
+# Run<Name>(argc, argv) living in the module library, so tests drive the tools.
+function(csr_add_apps module_lib)
+  file(GLOB app_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/apps/*.cpp)
+  foreach(src ${app_sources})
+    get_filename_component(name ${src} NAME_WE)
+    add_executable(${name} ${src})
+    target_link_libraries(${name} PRIVATE ${module_lib})
+    csr_target_flags(${name})
+    install(TARGETS ${name} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  endforeach()
+endfunction()

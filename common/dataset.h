@@ -1,0 +1,42 @@
+// Finds the images and annotations of one ShanghaiTech part, in the official
+// layout (part_A_final/train_data/ground_truth) or the widely mirrored one
+// (part_A/train_data/ground-truth).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace csr {
+
+namespace fs = std::filesystem;
+
+// One image with its annotation. `density` is where gt_gen writes its map:
+// <gt dir>/IMG_n.h5, as the original make_dataset step did.
+struct Sample {
+  std::string split;   // "train" or "test"
+  std::string stem;    // "IMG_12"
+  fs::path image;      // .../images/IMG_12.jpg
+  fs::path annotation; // .../ground_truth/GT_IMG_12.mat
+  fs::path density;    // .../ground_truth/IMG_12.h5
+};
+
+struct Discovery {
+  fs::path part_dir;                     // e.g. ShanghaiTech/part_A_final
+  std::vector<Sample> samples;           // sorted by split, then image number
+  std::vector<fs::path> unannotated_images;  // image without GT_*.mat
+  std::vector<fs::path> orphan_annotations;  // GT_*.mat without image
+  int stray_files = 0;                   // Thumbs.db, stray *.png, ...
+};
+
+// `part` is "A" or "B"; `split` is "train", "test" or "all". Throws
+// csr::Error naming the root when the part or a split folder is missing.
+Discovery DiscoverPart(const fs::path& root, const std::string& part, const std::string& split);
+
+// The part's folder under root ("part_A_final" or "part_A"); throws if absent.
+fs::path FindPartDir(const fs::path& root, const std::string& part);
+
+// Sorts "IMG_2" before "IMG_10".
+bool NaturalLess(const std::string& a, const std::string& b);
+
+}  // namespace csr

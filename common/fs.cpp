@@ -1,0 +1,82 @@
+#include "common/fs.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace csr {
+namespace {
+
+constexpr const char* kTempMarker = ".tmp-";
+
+void FsyncPath(const fs::path& p, bool directory) {
+  const int fd = ::open(p.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return;  // best effort for folders on odd filesystems
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0 && !directory) throw Error(p.string(), StrCat("cannot flush to disk: ", std::strerror(err)));
+}
+
+}  // namespace
+
+AtomicFile::AtomicFile(fs::path final_path) : final_(std::move(final_path)) {
+  static std::atomic<unsigned> counter{0};
+  temp_ = final_;
+  temp_ += StrCat(kTempMarker, ::getpid(), "-", counter++);
+}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_) {
+    std::error_code ec;
+    fs::remove(temp_, ec);
+  }
+}
+
+void AtomicFile::Commit() {
+  FsyncPath(temp_, false);
+  std::error_code ec;
+  fs::rename(temp_, final_, ec);
+  if (ec) throw Error(final_.string(), StrCat("cannot move the finished file into place: ", ec.message()));
+  committed_ = true;
+  FsyncPath(final_.has_parent_path() ? final_.parent_path() : fs::path("."), true);
+}
+
+bool IsAtomicTemp(const fs::path& name) {
+  return name.filename().string().find(kTempMarker) != std::string::npos;
+}
+
+void WriteTextFileAtomic(const fs::path& path, const std::string& text) {
+  AtomicFile out(path);
+  {
+    std::ofstream f(out.temp_path(), std::ios::binary);
+    if (!f) throw Error(path.string(), "cannot open for writing");
+    f << text;
+    f.flush();
+    if (!f) throw Error(path.string(), "write failed (disk full?)");
+  }
+  out.Commit();
+}
+
+std::string ReadTextFile(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path.string(), "cannot open for reading");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void MakeDirs(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error(dir.string(), StrCat("cannot create folder: ", ec.message()));
+}
+
+}  // namespace csr

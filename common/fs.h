@@ -1,0 +1,44 @@
+// Filesystem helpers: atomic output files and small utilities.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace csr {
+
+namespace fs = std::filesystem;
+
+// Writes go to a temporary name beside the final path; Commit() flushes it to
+// disk and renames it into place, so readers see the old file or the complete
+// new one, never a half-written one. Without Commit() the temporary is removed.
+class AtomicFile {
+ public:
+  explicit AtomicFile(fs::path final_path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  const fs::path& temp_path() const { return temp_; }
+  const fs::path& final_path() const { return final_; }
+  // fsync the temporary, rename it over the final path, fsync the folder.
+  // Throws csr::Error naming the final path on failure.
+  void Commit();
+
+ private:
+  fs::path final_;
+  fs::path temp_;
+  bool committed_ = false;
+};
+
+// True when `name` is a temporary left by an interrupted AtomicFile.
+bool IsAtomicTemp(const fs::path& name);
+
+// Writes `text` atomically to `path`.
+void WriteTextFileAtomic(const fs::path& path, const std::string& text);
+// Reads a whole file; throws csr::Error naming the path.
+std::string ReadTextFile(const fs::path& path);
+
+// Creates a folder (and parents); throws csr::Error naming it on failure.
+void MakeDirs(const fs::path& dir);
+
+}  // namespace csr

@@ -1,0 +1,241 @@
+#include "common/h5.h"
+
+#include <mutex>
+
+#include "common/error.h"
+
+namespace csr::h5 {
+namespace {
+
+std::string Describe(const H5::Exception& e) {
+  std::string msg = e.getDetailMsg();
+  return msg.empty() ? "HDF5 error" : msg;
+}
+
+H5::PredType FileTypeFor(int depth) {
+  switch (depth) {
+    case CV_8U: return H5::PredType::STD_U8LE;
+    case CV_32F: return H5::PredType::IEEE_F32LE;
+    case CV_64F: return H5::PredType::IEEE_F64LE;
+    default: throw std::invalid_argument("h5::WriteMat: unsupported depth");
+  }
+}
+
+H5::PredType MemTypeFor(int depth) {
+  switch (depth) {
+    case CV_8U: return H5::PredType::NATIVE_UINT8;
+    case CV_32F: return H5::PredType::NATIVE_FLOAT;
+    case CV_64F: return H5::PredType::NATIVE_DOUBLE;
+    default: throw std::invalid_argument("h5: unsupported depth");
+  }
+}
+
+H5::DataSet OpenDataset(const H5::Group& loc, const std::string& name, const std::string& file) {
+  if (!Exists(loc, name)) throw Error(file, StrCat("missing dataset '", name, "'"));
+  try {
+    return loc.openDataSet(name);
+  } catch (const H5::Exception& e) {
+    throw Error(file, StrCat("cannot open dataset '", name, "': ", Describe(e)));
+  }
+}
+
+}  // namespace
+
+void Init() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5::Exception::dontPrint(); });
+}
+
+H5::H5File OpenRead(const std::string& path) {
+  Init();
+  try {
+    if (!H5::H5File::isHdf5(path.c_str())) throw Error(path, "not an HDF5 file (corrupt or truncated?)");
+    return H5::H5File(path, H5F_ACC_RDONLY);
+  } catch (const H5::Exception& e) {
+    throw Error(path, StrCat("cannot open as HDF5 (missing, corrupt or truncated): ", Describe(e)));
+  }
+}
+
+H5::H5File Create(const std::string& path) {
+  Init();
+  try {
+    return H5::H5File(path, H5F_ACC_TRUNC);
+  } catch (const H5::Exception& e) {
+    throw Error(path, StrCat("cannot create HDF5 file: ", Describe(e)));
+  }
+}
+
+bool Exists(const H5::Group& loc, const std::string& name) {
+  Init();
+  return H5Lexists(loc.getId(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+void WriteMat(H5::Group& loc, const std::string& name, const cv::Mat& m, const WriteOptions& opts) {
+  CV_Assert(m.isContinuous() && m.dims == 2);
+  const int channels = m.channels();
+  std::vector<hsize_t> dims = {static_cast<hsize_t>(m.rows), static_cast<hsize_t>(m.cols)};
+  if (channels > 1) dims.push_back(static_cast<hsize_t>(channels));
+  H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
+  H5::DSetCreatPropList props;
+  if (opts.chunk_rows > 0 && m.rows > 0 && m.cols > 0) {
+    std::vector<hsize_t> chunk = dims;
+    chunk[0] = std::min<hsize_t>(dims[0], static_cast<hsize_t>(opts.chunk_rows));
+    props.setChunk(static_cast<int>(chunk.size()), chunk.data());
+    if (opts.deflate > 0) props.setDeflate(opts.deflate);
+  }
+  try {
+    H5::DataSet ds = loc.createDataSet(name, FileTypeFor(m.depth()), space, props);
+    ds.write(m.data, MemTypeFor(m.depth()));
+  } catch (const H5::Exception& e) {
+    throw Error(name, StrCat("cannot write dataset: ", Describe(e), " (disk full?)"));
+  }
+}
+
+cv::Mat ReadMat(const H5::Group& loc, const std::string& name, const std::string& file) {
+  H5::DataSet ds = OpenDataset(loc, name, file);
+  try {
+    H5::DataSpace space = ds.getSpace();
+    const int rank = space.getSimpleExtentNdims();
+    if (rank != 2 && rank != 3) throw Error(file, StrCat("dataset '", name, "' has rank ", rank, ", expected 2 or 3"));
+    hsize_t dims[3] = {0, 0, 1};
+    space.getSimpleExtentDims(dims);
+    const H5T_class_t cls = ds.getTypeClass();
+    int depth;
+    if (cls == H5T_FLOAT) {
+      depth = ds.getFloatType().getSize() == 8 ? CV_64F : CV_32F;
+      if (rank == 3) throw Error(file, StrCat("dataset '", name, "' is a 3-D float array, expected 2-D"));
+    } else if (cls == H5T_INTEGER && ds.getIntType().getSize() == 1) {
+      depth = CV_8U;
+    } else {
+      throw Error(file, StrCat("dataset '", name, "' has an unsupported element type"));
+    }
+    const int channels = rank == 3 ? static_cast<int>(dims[2]) : 1;
+    if (channels < 1 || channels > 4) throw Error(file, StrCat("dataset '", name, "' has ", channels, " channels"));
+    cv::Mat m(static_cast<int>(dims[0]), static_cast<int>(dims[1]), CV_MAKETYPE(depth, channels));
+    if (m.total() > 0) ds.read(m.data, MemTypeFor(depth));
+    return m;
+  } catch (const H5::Exception& e) {
+    throw Error(file, StrCat("cannot read dataset '", name, "' (corrupt or truncated?): ", Describe(e)));
+  }
+}
+
+cv::Mat ReadMat2f(const H5::Group& loc, const std::string& name, const std::string& file) {
+  cv::Mat m = ReadMat(loc, name, file);
+  if (m.channels() != 1 || m.depth() == CV_8U) {
+    throw Error(file, StrCat("dataset '", name, "' is not a 2-D float array"));
+  }
+  if (m.depth() == CV_64F) m.convertTo(m, CV_32F);
+  return m;
+}
+
+std::vector<float> ReadFloats(const H5::Group& loc, const std::string& name, const std::string& file,
+                              std::vector<hsize_t>* shape) {
+  H5::DataSet ds = OpenDataset(loc, name, file);
+  try {
+    if (ds.getTypeClass() != H5T_FLOAT) throw Error(file, StrCat("dataset '", name, "' is not floating point"));
+    H5::DataSpace space = ds.getSpace();
+    const int rank = space.getSimpleExtentNdims();
+    std::vector<hsize_t> dims(static_cast<size_t>(rank));
+    if (rank > 0) space.getSimpleExtentDims(dims.data());
+    hsize_t n = 1;
+    for (hsize_t d : dims) n *= d;
+    std::vector<float> out(n);
+    if (n > 0) ds.read(out.data(), H5::PredType::NATIVE_FLOAT);
+    if (shape) *shape = dims;
+    return out;
+  } catch (const H5::Exception& e) {
+    throw Error(file, StrCat("cannot read dataset '", name, "' (corrupt or truncated?): ", Describe(e)));
+  }
+}
+
+void WriteFloats(H5::Group& loc, const std::string& name, const float* data, const std::vector<hsize_t>& shape) {
+  try {
+    H5::DataSpace space(static_cast<int>(shape.size()), shape.data());
+    H5::DataSet ds = loc.createDataSet(name, H5::PredType::IEEE_F32LE, space);
+    ds.write(data, H5::PredType::NATIVE_FLOAT);
+  } catch (const H5::Exception& e) {
+    throw Error(name, StrCat("cannot write dataset: ", Describe(e), " (disk full?)"));
+  }
+}
+
+void SetAttr(H5::H5Object& obj, const std::string& name, double value) {
+  H5::Attribute a = obj.createAttribute(name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR));
+  a.write(H5::PredType::NATIVE_DOUBLE, &value);
+}
+
+void SetAttr(H5::H5Object& obj, const std::string& name, int64_t value) {
+  H5::Attribute a = obj.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR));
+  a.write(H5::PredType::NATIVE_INT64, &value);
+}
+
+void SetAttr(H5::H5Object& obj, const std::string& name, const std::string& value) {
+  // Variable-length UTF-8 string: h5py reads it back as a Python str.
+  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+  type.setCset(H5T_CSET_UTF8);
+  H5::Attribute a = obj.createAttribute(name, type, H5::DataSpace(H5S_SCALAR));
+  const char* p = value.c_str();
+  a.write(type, &p);
+}
+
+void SetAttr(H5::H5Object& obj, const std::string& name, const std::vector<int64_t>& value) {
+  hsize_t n = value.size();
+  H5::Attribute a = obj.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(1, &n));
+  a.write(H5::PredType::NATIVE_INT64, value.data());
+}
+
+bool HasAttr(const H5::H5Object& obj, const std::string& name) { return obj.attrExists(name); }
+
+namespace {
+H5::Attribute OpenAttr(const H5::H5Object& obj, const std::string& name, const std::string& file) {
+  if (!obj.attrExists(name)) throw Error(file, StrCat("missing attribute '", name, "'"));
+  return obj.openAttribute(name);
+}
+}  // namespace
+
+double GetAttrDouble(const H5::H5Object& obj, const std::string& name, const std::string& file) {
+  try {
+    H5::Attribute a = OpenAttr(obj, name, file);
+    double v = 0;
+    a.read(H5::PredType::NATIVE_DOUBLE, &v);
+    return v;
+  } catch (const H5::Exception& e) {
+    throw Error(file, StrCat("cannot read attribute '", name, "': ", Describe(e)));
+  }
+}
+
+int64_t GetAttrInt(const H5::H5Object& obj, const std::string& name, const std::string& file) {
+  try {
+    H5::Attribute a = OpenAttr(obj, name, file);
+    int64_t v = 0;
+    a.read(H5::PredType::NATIVE_INT64, &v);
+    return v;
+  } catch (const H5::Exception& e) {
+    throw Error(file, StrCat("cannot read attribute '", name, "': ", Describe(e)));
+  }
+}
+
+std::string GetAttrString(const H5::H5Object& obj, const std::string& name, const std::string& file) {
+  try {
+    H5::Attribute a = OpenAttr(obj, name, file);
+    H5::StrType type = a.getStrType();
+    std::string out;
+    a.read(type, out);
+    return out;
+  } catch (const H5::Exception& e) {
+    throw Error(file, StrCat("cannot read attribute '", name, "': ", Describe(e)));
+  }
+}
+
+std::vector<int64_t> GetAttrInts(const H5::H5Object& obj, const std::string& name, const std::string& file) {
+  try {
+    H5::Attribute a = OpenAttr(obj, name, file);
+    const hssize_t n = a.getSpace().getSimpleExtentNpoints();
+    std::vector<int64_t> v(static_cast<size_t>(n));
+    if (n > 0) a.read(H5::PredType::NATIVE_INT64, v.data());
+    return v;
+  } catch (const H5::Exception& e) {
+    throw Error(file, StrCat("cannot read attribute '", name, "': ", Describe(e)));
+  }
+}
+
+}  // namespace csr::h5

@@ -1,0 +1,57 @@
+// HDF5 helpers over the C++ API. Every failure becomes a csr::Error naming
+// the file and the dataset, never an HDF5 error stack on the terminal.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <H5Cpp.h>
+#include <opencv2/core.hpp>
+
+namespace csr::h5 {
+
+// Silences HDF5's automatic error printing (call once; idempotent).
+void Init();
+
+// Opens an existing file read-only. Throws csr::Error("path", "not an HDF5
+// file or corrupt") on failure.
+H5::H5File OpenRead(const std::string& path);
+// Creates (truncates) a file for writing.
+H5::H5File Create(const std::string& path);
+
+bool Exists(const H5::Group& loc, const std::string& name);
+
+struct WriteOptions {
+  // Chunk rows (0 = contiguous). Chunking is needed for compression.
+  int chunk_rows = 0;
+  // zlib level 0..9; 0 = no compression. Needs chunk_rows > 0.
+  int deflate = 0;
+};
+
+// Writes a 2-D (single channel) or 3-D (H x W x C, multi-channel) matrix.
+// Supported depths: CV_8U, CV_32F, CV_64F.
+void WriteMat(H5::Group& loc, const std::string& name, const cv::Mat& m, const WriteOptions& opts = {});
+
+// Reads a 2-D dataset as CV_32F (float32 and float64 accepted), or a 3-D
+// uint8 dataset as CV_8UC(C). `file` is only used in error messages.
+cv::Mat ReadMat2f(const H5::Group& loc, const std::string& name, const std::string& file);
+cv::Mat ReadMat(const H5::Group& loc, const std::string& name, const std::string& file);
+
+// Reads an N-D float dataset (any rank) as float32, with its shape.
+std::vector<float> ReadFloats(const H5::Group& loc, const std::string& name, const std::string& file,
+                              std::vector<hsize_t>* shape);
+void WriteFloats(H5::Group& loc, const std::string& name, const float* data, const std::vector<hsize_t>& shape);
+
+// Scalar attributes on a dataset, group or file root.
+void SetAttr(H5::H5Object& obj, const std::string& name, double value);
+void SetAttr(H5::H5Object& obj, const std::string& name, int64_t value);
+void SetAttr(H5::H5Object& obj, const std::string& name, const std::string& value);
+void SetAttr(H5::H5Object& obj, const std::string& name, const std::vector<int64_t>& value);
+bool HasAttr(const H5::H5Object& obj, const std::string& name);
+double GetAttrDouble(const H5::H5Object& obj, const std::string& name, const std::string& file);
+int64_t GetAttrInt(const H5::H5Object& obj, const std::string& name, const std::string& file);
+std::string GetAttrString(const H5::H5Object& obj, const std::string& name, const std::string& file);
+std::vector<int64_t> GetAttrInts(const H5::H5Object& obj, const std::string& name, const std::string& file);
+
+}  // namespace csr::h5

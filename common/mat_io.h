@@ -1,0 +1,31 @@
+// Reading and writing ShanghaiTech annotation files (.mat). The format is a
+// MATLAB 5 MAT-file whose variable `image_info` is a 1x1 cell holding a 1x1
+// struct with fields `location` (N x 2 double: x, y in pixels) and `number`
+// (1x1 integer, N).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace csr {
+
+struct Annotation {
+  std::vector<std::array<double, 2>> points;  // (x, y), continuous image coordinates
+  int64_t number = -1;  // the file's `number` field; -1 when absent
+};
+
+// Reads `image_info{1}.location` (and `number`). Throws csr::Error naming the
+// file for: a missing or unreadable file, a file that is not a MAT-file, a
+// MATLAB v7.3 (HDF5-based) file, a missing image_info/location, or a location
+// that is not an N x 2 real numeric array. Values are returned as stored;
+// NaN/negative checks belong to the caller (it knows the image size).
+Annotation ReadAnnotation(const std::string& path);
+
+// Writes a MAT5 file (zlib-compressed) with the structure above, atomically
+// (temporary name, then rename). `number_class` is "uint16" or "uint8" or "double".
+void WriteAnnotation(const std::string& path, const std::vector<std::array<double, 2>>& points,
+                     const std::string& number_class = "uint16");
+
+}  // namespace csr
