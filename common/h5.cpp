@@ -132,7 +132,8 @@ std::vector<float> ReadFloats(const H5::Group& loc, const std::string& name, con
                               std::vector<hsize_t>* shape) {
   H5::DataSet ds = OpenDataset(loc, name, file);
   try {
-    if (ds.getTypeClass() != H5T_FLOAT) throw Error(file, StrCat("dataset '", name, "' is not floating point"));
+    const H5T_class_t cls = ds.getTypeClass();
+    if (cls != H5T_FLOAT && cls != H5T_INTEGER) throw Error(file, StrCat("dataset '", name, "' is not numeric"));
     H5::DataSpace space = ds.getSpace();
     const int rank = space.getSimpleExtentNdims();
     std::vector<hsize_t> dims(static_cast<size_t>(rank));

@@ -38,7 +38,7 @@ void WriteMat(H5::Group& loc, const std::string& name, const cv::Mat& m, const W
 cv::Mat ReadMat2f(const H5::Group& loc, const std::string& name, const std::string& file);
 cv::Mat ReadMat(const H5::Group& loc, const std::string& name, const std::string& file);
 
-// Reads an N-D float dataset (any rank) as float32, with its shape.
+// Reads an N-D numeric dataset (any rank) as float32, with its shape.
 std::vector<float> ReadFloats(const H5::Group& loc, const std::string& name, const std::string& file,
                               std::vector<hsize_t>* shape);
 void WriteFloats(H5::Group& loc, const std::string& name, const float* data, const std::vector<hsize_t>& shape);

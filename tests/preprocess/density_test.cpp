@@ -1,0 +1,205 @@
+#include "preprocess/density.h"
+
+#include <cmath>
+#include <numeric>
+
+#include <doctest/doctest.h>
+
+#include "common/error.h"
+#include "common/h5.h"
+#include "tests/test_util.h"
+
+namespace csr {
+namespace {
+
+double Sum(const cv::Mat& m) { return cv::sum(m)[0]; }
+
+DensityOptions PartA() { return DensityOptions{}; }
+
+DensityOptions PartB() {
+  DensityOptions o;
+  o.kernel = "fixed";
+  o.sigma = 15.0;
+  o.border = "reflect";
+  return o;
+}
+
+// Straightforward scipy-style filter of one unit impulse, for comparison:
+// full-image correlation along each axis with the given border handling.
+cv::Mat BruteForceImpulse(int width, int height, int row, int col, double sigma, bool reflect) {
+  const std::vector<double> w = GaussianKernel1D(sigma);
+  const int r = static_cast<int>(w.size() / 2);
+  auto fold = [&](int i, int n) {
+    if (!reflect) return (i < 0 || i >= n) ? -1 : i;
+    const int period = 2 * n;
+    i = ((i % period) + period) % period;
+    return i < n ? i : period - 1 - i;
+  };
+  cv::Mat out(height, width, CV_64F, cv::Scalar(0));
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      double wy = 0, wx = 0;
+      for (int k = -r; k <= r; ++k) {
+        if (fold(y + k, height) == row) wy += w[k + r];
+        if (fold(x + k, width) == col) wx += w[k + r];
+      }
+      out.at<double>(y, x) = wy * wx;
+    }
+  }
+  return out;
+}
+
+TEST_CASE("kernel weights follow scipy: radius int(4 sigma + 0.5), exp(-x^2/2s^2), sum 1") {
+  for (double sigma : {0.3, 1.0, 2.7, 15.0}) {
+    const auto w = GaussianKernel1D(sigma);
+    const int radius = static_cast<int>(4 * sigma + 0.5);
+    REQUIRE(w.size() == static_cast<size_t>(2 * radius + 1));
+    CHECK(std::accumulate(w.begin(), w.end(), 0.0) == doctest::Approx(1.0).epsilon(1e-12));
+    double norm = 0;
+    for (int x = -radius; x <= radius; ++x) norm += std::exp(-x * x / (2 * sigma * sigma));
+    for (int x = -radius; x <= radius; ++x) {
+      CHECK(w[x + radius] == doctest::Approx(std::exp(-x * x / (2 * sigma * sigma)) / norm).epsilon(1e-12));
+    }
+  }
+}
+
+TEST_CASE("points truncate toward zero, duplicates merge, outside points are dropped") {
+  const std::vector<std::array<double, 2>> pts = {
+      {3.9, 2.1}, {3.1, 2.8}, {0.0, 0.0}, {9.99, 4.5}, {10.0, 1.0}, {-0.5, 1.0}, {2.0, 5.0}};
+  const HeadPixels hp = ToHeadPixels(pts, 10, 5);
+  CHECK(hp.annotations == 7);
+  CHECK(hp.outside == 3);  // x == W, x < 0, y == H
+  CHECK(hp.inside == 4);
+  CHECK(hp.merged == 1);
+  REQUIRE(hp.pixels.size() == 3);
+  // Row-major order, as numpy.nonzero.
+  CHECK(hp.pixels[0].row == 0);
+  CHECK(hp.pixels[0].col == 0);
+  CHECK(hp.pixels[1].row == 2);
+  CHECK(hp.pixels[1].col == 3);
+  CHECK(hp.pixels[1].multiplicity == 2);
+  CHECK(hp.pixels[2].row == 4);
+  CHECK(hp.pixels[2].col == 9);
+}
+
+TEST_CASE("a NaN coordinate is an error naming the file") {
+  const std::vector<std::array<double, 2>> pts = {{1, 1}, {std::nan(""), 2}};
+  CHECK_THROWS_WITH_AS(ToHeadPixels(pts, 10, 10, "GT_IMG_9.mat"),
+                       doctest::Contains("GT_IMG_9.mat: annotation 2 has a non-finite coordinate"), Error);
+}
+
+TEST_CASE("adaptive sigma is 0.1 times the distances to the three nearest other heads") {
+  std::vector<HeadPixel> px = {{0, 0, 1}, {0, 3, 1}, {4, 0, 1}, {10, 10, 1}, {40, 40, 1}};
+  const auto s = HeadSigmas(px, 50, 50, PartA());
+  REQUIRE(s.size() == 5);
+  // Head (0,0): neighbours at 3, 4 and 5 (the (4,0)-(0,3) triangle), next sqrt(200).
+  CHECK(s[0] == doctest::Approx(0.1 * (3 + 4 + std::sqrt(200.0))));
+  CHECK(s[1] == doctest::Approx(0.1 * (3 + 5 + std::sqrt(100.0 + 49.0))));
+}
+
+TEST_CASE("one head uses (H + W) / 8; two and three heads average the distances that exist") {
+  CHECK(HeadSigmas({{5, 5, 1}}, 40, 24, PartA())[0] == doctest::Approx(8.0));
+  const auto two = HeadSigmas({{0, 0, 1}, {0, 10, 1}}, 40, 24, PartA());
+  CHECK(two[0] == doctest::Approx(0.3 * 10));
+  CHECK(two[1] == doctest::Approx(0.3 * 10));
+  const auto three = HeadSigmas({{0, 0, 1}, {0, 10, 1}, {0, 30, 1}}, 40, 24, PartA());
+  CHECK(three[0] == doctest::Approx(0.3 * (10 + 30) / 2));
+  CHECK(three[2] == doctest::Approx(0.3 * (20 + 30) / 2));
+  CHECK(HeadSigmas({}, 40, 24, PartA()).empty());
+}
+
+TEST_CASE("no heads give an all-zero map of the image size") {
+  const cv::Mat d = RenderDensity({}, {}, 33, 17, PartA());
+  CHECK(d.rows == 17);
+  CHECK(d.cols == 33);
+  CHECK(cv::countNonZero(d) == 0);
+}
+
+TEST_CASE("constant border matches a brute-force filter and loses the mass outside") {
+  const int w = 41, h = 23;
+  const std::vector<HeadPixel> px = {{1, 2, 1}, {12, 20, 1}, {22, 40, 1}};
+  const std::vector<double> s = {2.5, 1.2, 6.0};
+  const cv::Mat d = RenderDensity(px, s, w, h, PartA());
+  cv::Mat expect(h, w, CV_64F, cv::Scalar(0));
+  for (size_t i = 0; i < px.size(); ++i) expect += BruteForceImpulse(w, h, px[i].row, px[i].col, s[i], false);
+  cv::Mat d64;
+  d.convertTo(d64, CV_64F);
+  CHECK(cv::norm(d64, expect, cv::NORM_INF) < 1e-7);
+  CHECK(Sum(d) < 2.9);
+  CHECK(Sum(d) > 1.5);
+}
+
+TEST_CASE("reflect border matches a brute-force filter and keeps the mass, even when the kernel exceeds the image") {
+  const int w = 30, h = 9;
+  const std::vector<HeadPixel> px = {{0, 0, 1}, {8, 29, 1}, {4, 15, 1}};
+  DensityOptions o = PartB();
+  o.sigma = 4.0;  // radius 16 > h: several reflections
+  const std::vector<double> s(px.size(), o.sigma);
+  const cv::Mat d = RenderDensity(px, s, w, h, o);
+  cv::Mat expect(h, w, CV_64F, cv::Scalar(0));
+  for (const auto& p : px) expect += BruteForceImpulse(w, h, p.row, p.col, o.sigma, true);
+  cv::Mat d64;
+  d.convertTo(d64, CV_64F);
+  CHECK(cv::norm(d64, expect, cv::NORM_INF) < 1e-7);
+  CHECK(Sum(d) == doctest::Approx(3.0).epsilon(1e-5));
+}
+
+TEST_CASE("exact-count mode gives every annotation mass 1 inside the image, duplicates included") {
+  const std::vector<std::array<double, 2>> pts = {{0.2, 0.1}, {0.7, 0.9}, {59.9, 39.5}, {30, 20}, {31, 20}};
+  const HeadPixels hp = ToHeadPixels(pts, 60, 40);
+  DensityOptions o = PartA();
+  o.mode = "exact-count";
+  const cv::Mat d = RenderDensity(hp.pixels, HeadSigmas(hp.pixels, 60, 40, o), 60, 40, o);
+  CHECK(Sum(d) == doctest::Approx(5.0).epsilon(1e-5));
+  DensityOptions ref = PartA();
+  const cv::Mat r = RenderDensity(hp.pixels, HeadSigmas(hp.pixels, 60, 40, ref), 60, 40, ref);
+  CHECK(Sum(r) < 4.0);  // the corner heads lose mass, the duplicate counts once
+}
+
+TEST_CASE("a large image is rendered identically whatever the row banding") {
+  // Kernels crossing many bands must add up the same as a brute-force sum.
+  const int w = 64, h = 70;
+  const std::vector<HeadPixel> px = {{35, 32, 1}};
+  const cv::Mat d = RenderDensity(px, {9.0}, w, h, PartA());
+  cv::Mat d64;
+  d.convertTo(d64, CV_64F);
+  CHECK(cv::norm(d64, BruteForceImpulse(w, h, 35, 32, 9.0, false), cv::NORM_INF) < 1e-7);
+}
+
+// Reference vectors: the original algorithm's output for real images.
+struct RefCase {
+  const char* file;
+  bool part_b;
+};
+
+TEST_CASE("density maps match the original algorithm's reference vectors within 1e-6") {
+  const auto shared = test::SharedData();
+  if (shared.empty()) {
+    MESSAGE("skipped: ../shared/data not present");
+    return;
+  }
+  const RefCase cases[] = {{"part_A_final/train_data/IMG_40.h5", false},
+                           {"part_A_final/train_data/IMG_135.h5", false},
+                           {"part_A_final/train_data/IMG_157.h5", false},
+                           {"part_A_final/test_data/IMG_34.h5", false}};
+  for (const auto& c : cases) {
+    const std::string path = (shared / "reference" / c.file).string();
+    CAPTURE(path);
+    H5::H5File f = h5::OpenRead(path);
+    const cv::Mat ref = h5::ReadMat2f(f, "density", path);
+    std::vector<hsize_t> shape;
+    const std::vector<float> xy = h5::ReadFloats(f, "head_pixel_xy", path, &shape);
+    const std::vector<float> ref_sigma = h5::ReadFloats(f, "sigma", path, nullptr);
+    std::vector<HeadPixel> px;
+    for (size_t i = 0; i < shape[0]; ++i) {
+      px.push_back(HeadPixel{static_cast<int>(xy[2 * i + 1]), static_cast<int>(xy[2 * i]), 1});
+    }
+    const auto sigmas = HeadSigmas(px, ref.cols, ref.rows, PartA());
+    for (size_t i = 0; i < px.size(); ++i) REQUIRE(sigmas[i] == doctest::Approx(ref_sigma[i]).epsilon(1e-6));
+    const cv::Mat d = RenderDensity(px, sigmas, ref.cols, ref.rows, PartA());
+    CHECK(cv::norm(d, ref, cv::NORM_INF) <= 1e-6);
+  }
+}
+
+}  // namespace
+}  // namespace csr
