@@ -1,0 +1,292 @@
+#include "preprocess/gt_gen.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <set>
+
+#include <nlohmann/json.hpp>
+#include <tbb/global_control.h>
+#include <tbb/info.h>
+#include <tbb/parallel_pipeline.h>
+
+#include "common/cli.h"
+#include "common/dataset.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/h5.h"
+#include "common/image_io.h"
+#include "common/log.h"
+#include "common/mat_io.h"
+#include "common/progress.h"
+
+namespace csr {
+namespace {
+
+enum class Outcome { kWritten, kUpToDate, kFailed };
+
+struct ImageResult {
+  const Sample* sample = nullptr;
+  Outcome outcome = Outcome::kFailed;
+  std::string error_file, error;
+  HeadPixels heads;
+  int64_t pixels = 0;
+  std::vector<std::string> warnings;
+};
+
+bool UpToDate(const Sample& s, const std::string& settings) {
+  std::error_code ec;
+  if (!fs::exists(s.density, ec)) return false;
+  const auto out_time = fs::last_write_time(s.density, ec);
+  if (ec || out_time < fs::last_write_time(s.annotation, ec) || out_time < fs::last_write_time(s.image, ec)) {
+    return false;
+  }
+  try {
+    H5::H5File f = h5::OpenRead(s.density.string());
+    return h5::HasAttr(f, "settings") && h5::GetAttrString(f, "settings", s.density.string()) == settings &&
+           h5::Exists(f, "density");
+  } catch (const std::exception&) {
+    return false;  // unreadable: regenerate
+  }
+}
+
+void WriteDensity(const Sample& s, const cv::Mat& density, const HeadPixels& heads, const DensityOptions& o,
+                  const std::string& settings) {
+  AtomicFile out(s.density);
+  {
+    H5::H5File f = h5::Create(out.temp_path().string());
+    try {
+      h5::WriteMat(f, "density", density);
+      h5::SetAttr(f, "annotation_count", heads.annotations);
+      h5::SetAttr(f, "head_pixels", static_cast<int64_t>(heads.pixels.size()));
+      h5::SetAttr(f, "merged_points", heads.merged);
+      h5::SetAttr(f, "outside_points", heads.outside);
+      h5::SetAttr(f, "density_sum", cv::sum(density)[0]);
+      h5::SetAttr(f, "mode", o.mode);
+      h5::SetAttr(f, "kernel", o.kernel);
+      h5::SetAttr(f, "sigma_rule", o.kernel == "fixed" ? StrCat("fixed sigma=", o.sigma)
+                                                       : StrCat("adaptive beta=", o.beta, " k=", o.neighbors));
+      h5::SetAttr(f, "border", o.border);
+      h5::SetAttr(f, "settings", settings);
+      h5::SetAttr(f, "source_image", s.image.filename().string());
+      h5::SetAttr(f, "tool_version", std::string("csrnet-cpp gt_gen ") + CSR_VERSION);
+      f.close();
+    } catch (const Error& e) {
+      throw Error(s.density.string(), e.reason());
+    } catch (const H5::Exception& e) {
+      throw Error(s.density.string(), StrCat("cannot write: ", e.getDetailMsg(), " (disk full?)"));
+    }
+  }
+  out.Commit();
+}
+
+ImageResult ProcessImage(const Sample& s, const DensityOptions& o, const std::string& settings, bool overwrite) {
+  ImageResult r;
+  r.sample = &s;
+  try {
+    if (!overwrite && UpToDate(s, settings)) {
+      r.outcome = Outcome::kUpToDate;
+      return r;
+    }
+    const Annotation ann = ReadAnnotation(s.annotation.string());
+    const ImageSize size = ReadImageSize(s.image.string());
+    r.heads = ToHeadPixels(ann.points, size.width, size.height, s.annotation.string());
+    r.pixels = static_cast<int64_t>(size.width) * size.height;
+    if (ann.number >= 0 && ann.number != static_cast<int64_t>(ann.points.size())) {
+      r.warnings.push_back(StrCat(s.annotation.string(), ": `number` says ", ann.number, " but `location` has ",
+                                  ann.points.size(), " points; using the points"));
+    }
+    if (r.heads.outside > 0) {
+      r.warnings.push_back(StrCat(s.annotation.string(), ": ", r.heads.outside, " of ", r.heads.annotations,
+                                  " points lie outside the ", size.width, "x", size.height, " image; dropped"));
+    }
+    if (r.heads.annotations == 0) {
+      r.warnings.push_back(StrCat(s.annotation.string(), ": no heads annotated; writing an all-zero map"));
+    }
+    const std::vector<double> sigmas = HeadSigmas(r.heads.pixels, size.width, size.height, o);
+    const cv::Mat density = RenderDensity(r.heads.pixels, sigmas, size.width, size.height, o);
+    WriteDensity(s, density, r.heads, o, settings);
+    r.outcome = Outcome::kWritten;
+  } catch (const Error& e) {
+    r.error_file = e.where();
+    r.error = e.reason();
+  } catch (const std::exception& e) {
+    r.error_file = s.image.string();
+    r.error = e.what();
+  }
+  return r;
+}
+
+void RemoveStaleTemporaries(const std::vector<Sample>& samples) {
+  std::vector<fs::path> dirs;
+  for (const auto& s : samples) {
+    if (dirs.empty() || dirs.back() != s.density.parent_path()) dirs.push_back(s.density.parent_path());
+  }
+  for (const auto& dir : dirs) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      if (IsAtomicTemp(e.path())) {
+        log::Info("removing ", e.path().string(), " left by an interrupted run");
+        fs::remove(e.path(), ec);
+      }
+    }
+  }
+}
+
+void WriteImageLists(const fs::path& root, const std::string& part, const std::vector<Sample>& samples,
+                     const std::set<std::string>& failed) {
+  for (const std::string split : {"train", "test"}) {
+    nlohmann::json list = nlohmann::json::array();
+    bool any = false;
+    for (const auto& s : samples) {
+      if (s.split != split) continue;
+      any = true;
+      if (!failed.count(s.image.string())) list.push_back(fs::absolute(s.image).lexically_normal().string());
+    }
+    if (any) WriteTextFileAtomic(root / StrCat("part_", part, "_", split, ".json"), list.dump(1) + "\n");
+  }
+}
+
+void CheckOptions(const GtGenOptions& o) {
+  if (o.part != "A" && o.part != "B") throw UsageError("--part", StrCat("expected A or B, got '", o.part, "'"));
+  if (o.threads < 0) throw UsageError("--threads", "must be >= 0 (0 = all cores)");
+  if (!(o.sigma > 0)) throw UsageError("--sigma", StrCat("must be > 0, got ", o.sigma));
+  if (!(o.beta > 0)) throw UsageError("--beta", StrCat("must be > 0, got ", o.beta));
+  if (o.neighbors < 1) throw UsageError("--neighbors", StrCat("must be >= 1, got ", o.neighbors));
+}
+
+}  // namespace
+
+DensityOptions ResolveDensityOptions(const GtGenOptions& o) {
+  DensityOptions d;
+  d.mode = o.mode;
+  d.kernel = o.kernel == "auto" ? (o.part == "B" ? "fixed" : "adaptive") : o.kernel;
+  d.border = o.border == "auto" ? (o.part == "B" ? "reflect" : "constant") : o.border;
+  d.sigma = o.sigma;
+  d.beta = o.beta;
+  d.neighbors = o.neighbors;
+  return d;
+}
+
+GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
+  CheckOptions(options);
+  const auto start = std::chrono::steady_clock::now();
+  const DensityOptions dopt = ResolveDensityOptions(options);
+  const std::string settings = DescribeSettings(dopt);
+  const Discovery found = DiscoverPart(options.root, options.part, options.split);
+
+  GtGenReport report;
+  if (found.stray_files > 0) log::Warn("skipped ", found.stray_files, " stray file(s) (Thumbs.db, extra images...)");
+  for (const auto& p : found.unannotated_images) {
+    report.failures.emplace_back(p.string(), "image has no annotation (GT_" + p.stem().string() + ".mat)");
+  }
+  for (const auto& p : found.orphan_annotations) {
+    report.failures.emplace_back(p.string(), "annotation has no image");
+  }
+  for (const auto& [file, why] : report.failures) log::Warn(file, ": ", why);
+  if (options.strict && !report.failures.empty()) {
+    throw Error(report.failures.front().first, report.failures.front().second + " (--strict)");
+  }
+  RemoveStaleTemporaries(found.samples);
+
+  const int threads = options.threads > 0 ? options.threads : tbb::info::default_concurrency();
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads));
+  report.threads = threads;
+  report.images = static_cast<int64_t>(found.samples.size());
+
+  std::unique_ptr<Progress> progress;
+  if (!options.quiet) progress = std::make_unique<Progress>("gt_gen", report.images);
+  std::set<std::string> failed_images;
+  size_t next = 0;
+  bool stop = false;
+  // Two tokens per thread keep every core busy while bounding the maps in
+  // flight (and so memory) whatever the dataset size.
+  tbb::parallel_pipeline(
+      static_cast<size_t>(2 * threads),
+      tbb::make_filter<void, size_t>(tbb::filter_mode::serial_in_order,
+                                            [&](tbb::flow_control& fc) -> size_t {
+                                              if (stop || next >= found.samples.size()) {
+                                                fc.stop();
+                                                return 0;
+                                              }
+                                              return next++;
+                                            }) &
+          tbb::make_filter<size_t, ImageResult>(
+              tbb::filter_mode::parallel,
+              [&](size_t i) { return ProcessImage(found.samples[i], dopt, settings, options.overwrite); }) &
+          tbb::make_filter<ImageResult, void>(tbb::filter_mode::serial_in_order, [&](const ImageResult& r) {
+            for (const auto& w : r.warnings) log::Warn(w);
+            switch (r.outcome) {
+              case Outcome::kWritten: ++report.written; break;
+              case Outcome::kUpToDate: ++report.up_to_date; break;
+              case Outcome::kFailed:
+                log::Error(r.error_file.empty() ? "" : r.error_file + ": ", r.error);
+                report.failures.emplace_back(r.error_file, r.error);
+                failed_images.insert(r.sample->image.string());
+                if (options.strict) stop = true;
+                break;
+            }
+            report.annotations += r.heads.annotations;
+            report.head_pixels += static_cast<int64_t>(r.heads.pixels.size());
+            report.merged += r.heads.merged;
+            report.outside += r.heads.outside;
+            report.pixels += r.pixels;
+            if (progress) progress->Tick();
+          }));
+  if (progress) progress->Finish();
+  WriteImageLists(options.root, options.part, found.samples, failed_images);
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+int RunGtGen(int argc, const char* const* argv) {
+  return RunTool("gt_gen", [&] {
+    GtGenOptions o;
+    ArgParser args("gt_gen", "[--root DIR] [--part A|B] [options]",
+                   "Turns ShanghaiTech head annotations (GT_IMG_n.mat) into density maps (IMG_n.h5, dataset\n"
+                   "`density`, float32 H x W) beside them, as the original CSRNet preprocessing did, and writes\n"
+                   "the image lists <root>/part_X_train.json and part_X_test.json.");
+    args.Add("root", &o.root, "Dataset root holding part_A_final/ (or part_A/)");
+    args.AddChoice("part", &o.part, {"A", "B"}, "Dataset part");
+    args.AddChoice("split", &o.split, {"train", "test", "all"}, "Which split(s) to process");
+    args.Add("threads", &o.threads, "Worker threads, 0 = all cores");
+    args.AddChoice("mode", &o.mode, {"reference", "exact-count"},
+                   "reference: identical to the original; exact-count: every annotation sums to exactly 1");
+    args.AddChoice("kernel", &o.kernel, {"auto", "adaptive", "fixed"},
+                   "Kernel width rule; auto = adaptive for Part A, fixed for Part B");
+    args.Add("sigma", &o.sigma, "Sigma of the fixed kernel, pixels");
+    args.Add("beta", &o.beta, "Adaptive kernel: sigma = beta * mean distance to the nearest heads");
+    args.Add("neighbors", &o.neighbors, "Adaptive kernel: number of nearest other heads");
+    args.AddChoice("border", &o.border, {"auto", "constant", "reflect"},
+                   "Image border; auto = constant for Part A, reflect for Part B (as the original)");
+    args.Add("overwrite", &o.overwrite, "Regenerate maps even when they are up to date");
+    args.Add("strict", &o.strict, "Stop at the first bad image instead of reporting all at the end");
+    args.Add("quiet", &o.quiet, "Print errors only");
+    if (!args.Parse(argc, argv)) return 0;
+    if (o.kernel == "adaptive" && args.IsSet("sigma")) log::Warn("--sigma is ignored with the adaptive kernel");
+    if (ResolveDensityOptions(o).kernel == "fixed" && (args.IsSet("beta") || args.IsSet("neighbors"))) {
+      log::Warn("--beta and --neighbors are ignored with the fixed kernel");
+    }
+
+    const GtGenReport r = GenerateGroundTruth(o);
+    if (!o.quiet) {
+      const DensityOptions d = ResolveDensityOptions(o);
+      std::printf("gt_gen: part %s of %s: %lld images, %lld written, %lld up to date, %zu failed\n", o.part.c_str(),
+                  o.root.c_str(), static_cast<long long>(r.images), static_cast<long long>(r.written),
+                  static_cast<long long>(r.up_to_date), r.failures.size());
+      std::printf("  %s\n", DescribeSettings(d).c_str());
+      std::printf("  %lld annotations -> %lld head pixels (%lld merged duplicates, %lld outside dropped)\n",
+                  static_cast<long long>(r.annotations), static_cast<long long>(r.head_pixels),
+                  static_cast<long long>(r.merged), static_cast<long long>(r.outside));
+      std::printf("  %.2f s on %d threads (%.1f Mpixel/s)\n", r.seconds, r.threads,
+                  r.seconds > 0 ? r.pixels / r.seconds / 1e6 : 0.0);
+      for (const auto& [file, why] : r.failures) std::printf("  failed: %s: %s\n", file.c_str(), why.c_str());
+    }
+    return r.failures.empty() ? 0 : 1;
+  });
+}
+
+}  // namespace csr

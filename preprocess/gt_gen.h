@@ -1,0 +1,54 @@
+// gt_gen: ShanghaiTech annotations -> density maps (<gt dir>/IMG_n.h5), in a
+// oneTBB pipeline that streams images so memory stays bounded.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "preprocess/density.h"
+
+namespace csr {
+
+struct GtGenOptions {
+  std::string root = "ShanghaiTech";  // dataset root holding part_A_final/ or part_A/
+  std::string part = "A";             // A or B
+  std::string split = "all";          // train, test or all
+  int threads = 0;                    // worker threads; 0 = all cores
+  std::string mode = "reference";     // reference | exact-count
+  std::string kernel = "auto";        // adaptive | fixed; auto = adaptive for A, fixed for B
+  double sigma = 15.0;                // fixed kernel sigma (pixels)
+  double beta = 0.3;                  // adaptive: sigma = beta * mean distance to the neighbours
+  int neighbors = 3;                  // adaptive: nearest other heads used
+  std::string border = "auto";        // constant | reflect; auto = constant for A, reflect for B
+  bool overwrite = false;             // regenerate maps that are already up to date
+  bool strict = false;                // stop at the first failing image
+  bool quiet = false;                 // no progress bar or summary, errors only
+};
+
+struct GtGenReport {
+  int64_t images = 0;      // images considered
+  int64_t written = 0;     // maps written
+  int64_t up_to_date = 0;  // maps kept (already current)
+  int64_t annotations = 0;
+  int64_t head_pixels = 0;
+  int64_t merged = 0;      // annotations on an already used pixel
+  int64_t outside = 0;     // annotations dropped outside the image
+  int64_t pixels = 0;      // image pixels rendered
+  double seconds = 0.0;
+  int threads = 0;
+  std::vector<std::pair<std::string, std::string>> failures;  // file, reason
+};
+
+// Resolves "auto" settings for the part into concrete density options.
+DensityOptions ResolveDensityOptions(const GtGenOptions& options);
+
+// Runs the whole job. Per-image failures are collected in the report (and
+// logged); errors about the dataset as a whole throw csr::Error.
+GtGenReport GenerateGroundTruth(const GtGenOptions& options);
+
+// The command-line tool; returns the exit code.
+int RunGtGen(int argc, const char* const* argv);
+
+}  // namespace csr
