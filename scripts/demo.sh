@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The main job end to end on the built-in synthetic dataset (or on a real
+# ShanghaiTech copy: scripts/demo.sh --root /data/ShanghaiTech --part A).
+# Installs missing packages (as root), builds Release, then runs
+# make_synthetic -> gt_gen, and says what it produced.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+root="" part=A out=demo_out
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --root) root=$2; shift 2 ;;
+    --part) part=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    *) echo "demo.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+scripts/deps.sh build
+scripts/build.sh
+bin=${BUILD_DIR:-build}/bin
+mkdir -p "$out"
+
+if [[ -z "$root" ]]; then
+  root=$out/ShanghaiTech
+  echo "== make_synthetic: a small ShanghaiTech-layout dataset in $root"
+  "$bin/make_synthetic" --out "$root" --part "$part" --overwrite
+fi
+
+echo "== gt_gen: density maps for part $part"
+"$bin/gt_gen" --root "$root" --part "$part"
+
+echo
+echo "Produced:"
+echo "  dataset        $root/part_${part}_final (images, GT_IMG_n.mat annotations)"
+echo "  density maps   $root/part_${part}_final/{train,test}_data/ground_truth/IMG_n.h5 (dataset 'density')"
+echo "  image lists    $root/part_${part}_train.json, $root/part_${part}_test.json"

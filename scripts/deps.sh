@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages csrnet-cpp needs, if any are missing.
+# Usage: scripts/deps.sh build|test
+# As root it runs apt-get; otherwise it prints the command to run.
+set -euo pipefail
+
+build_pkgs=(build-essential cmake pkg-config libopencv-dev libeigen3-dev libnanoflann-dev libhdf5-dev
+            libtbb-dev nlohmann-json3-dev libtorch-dev doctest-dev libmatio-dev)
+# Interop tests compare against Debian's scipy/h5py/OpenCV/PyTorch; the HTML
+# report test renders in headless Chromium.
+test_pkgs=(python3 python3-numpy python3-scipy python3-h5py python3-opencv python3-torch chromium)
+
+want=("${build_pkgs[@]}")
+if [[ "${1:-build}" == "test" ]]; then want+=("${test_pkgs[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then missing+=("$p"); fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then exit 0; fi
+
+echo "csrnet-cpp: installing missing packages: ${missing[*]}" >&2
+if [[ $(id -u) -ne 0 ]]; then
+  echo "csrnet-cpp: run as root, or install them yourself: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
