@@ -105,10 +105,15 @@ fs::path FindPartDir(const fs::path& root, const std::string& part) {
 Discovery DiscoverPart(const fs::path& root, const std::string& part, const std::string& split) {
   Discovery d;
   d.part_dir = FindPartDir(root, part);
-  if (split == "train" || split == "all") ScanSplit(d.part_dir, "train", &d);
-  if (split == "test" || split == "all") ScanSplit(d.part_dir, "test", &d);
   if (split != "train" && split != "test" && split != "all") {
     throw UsageError("--split", StrCat("expected train, test or all, got '", split, "'"));
+  }
+  for (const std::string& s : {std::string("train"), std::string("test")}) {
+    // "all" takes the splits that exist; a named split must exist.
+    if (split == s || (split == "all" && fs::is_directory(d.part_dir / (s + "_data")))) ScanSplit(d.part_dir, s, &d);
+  }
+  if (split == "all" && d.samples.empty() && d.unannotated_images.empty()) {
+    throw Error(d.part_dir.string(), "no train_data or test_data folder with images");
   }
   return d;
 }

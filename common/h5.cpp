@@ -1,5 +1,6 @@
 #include "common/h5.h"
 
+#include <filesystem>
 #include <mutex>
 
 #include "common/error.h"
@@ -42,12 +43,18 @@ H5::DataSet OpenDataset(const H5::Group& loc, const std::string& name, const std
 }  // namespace
 
 void Init() {
-  static std::once_flag once;
-  std::call_once(once, [] { H5::Exception::dontPrint(); });
+  // HDF5's automatic error printing is a per-thread setting in thread-safe
+  // builds, so every thread that calls HDF5 has to switch it off once.
+  thread_local bool quiet = false;
+  if (!quiet) {
+    H5::Exception::dontPrint();
+    quiet = true;
+  }
 }
 
 H5::H5File OpenRead(const std::string& path) {
   Init();
+  if (!std::filesystem::is_regular_file(path)) throw Error(path, "file not found");
   try {
     if (!H5::H5File::isHdf5(path.c_str())) throw Error(path, "not an HDF5 file (corrupt or truncated?)");
     return H5::H5File(path, H5F_ACC_RDONLY);

@@ -1,0 +1,239 @@
+#include "preprocess/gt_gen.h"
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/h5.h"
+#include "common/mat_io.h"
+#include "tests/test_util.h"
+
+namespace csr {
+namespace {
+
+using Points = std::vector<std::array<double, 2>>;
+
+// A one-split ShanghaiTech-layout dataset written image by image.
+struct MiniDataset {
+  test::TempDir tmp;
+  fs::path root = tmp.path() / "ShanghaiTech";
+
+  fs::path Dir(const std::string& what, const std::string& split = "train") const {
+    return root / "part_A_final" / (split + "_data") / what;
+  }
+  void Add(const std::string& stem, int w, int h, const Points& pts, const std::string& split = "train") {
+    MakeDirs(Dir("images", split));
+    MakeDirs(Dir("ground_truth", split));
+    cv::Mat img(h, w, CV_8UC3, cv::Scalar(90, 120, 150));
+    REQUIRE(cv::imwrite((Dir("images", split) / (stem + ".jpg")).string(), img));
+    WriteAnnotation((Dir("ground_truth", split) / ("GT_" + stem + ".mat")).string(), pts);
+  }
+  fs::path Density(const std::string& stem, const std::string& split = "train") const {
+    return Dir("ground_truth", split) / (stem + ".h5");
+  }
+  cv::Mat Read(const std::string& stem, const std::string& split = "train") const {
+    const std::string p = Density(stem, split).string();
+    return h5::ReadMat2f(h5::OpenRead(p), "density", p);
+  }
+  GtGenOptions Options() const {
+    GtGenOptions o;
+    o.root = root.string();
+    o.quiet = true;
+    return o;
+  }
+};
+
+Points Grid(int n, double step, double offset = 3.5) {
+  Points p;
+  for (int i = 0; i < n; ++i) p.push_back({offset + step * (i % 7), offset + step * (i / 7)});
+  return p;
+}
+
+int RunCli(std::vector<std::string> args) {
+  std::vector<const char*> argv = {"gt_gen"};
+  for (auto& a : args) argv.push_back(a.c_str());
+  return RunGtGen(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST_CASE("gt_gen reproduces the reference density maps of real images, Part A and Part B") {
+  const fs::path shared = test::SharedData();
+  if (shared.empty()) {
+    MESSAGE("skipped: ../shared/data not present");
+    return;
+  }
+  test::TempDir tmp;
+  fs::copy(shared / "ShanghaiTech", tmp / "ShanghaiTech", fs::copy_options::recursive);
+  for (const std::string part : {"A", "B"}) {
+    GtGenOptions o;
+    o.root = (tmp / "ShanghaiTech").string();
+    o.part = part;
+    o.quiet = true;
+    const GtGenReport r = GenerateGroundTruth(o);
+    CHECK(r.failures.empty());
+    CHECK(r.written == (part == "A" ? 7 : 5));
+  }
+  int compared = 0;
+  for (const auto& e : fs::recursive_directory_iterator(shared / "reference")) {
+    if (e.path().extension() != ".h5" || e.path().filename().string().rfind("IMG_", 0) != 0) continue;
+    const fs::path rel = fs::relative(e.path(), shared / "reference");  // part/split/IMG_n.h5
+    const fs::path ours = tmp / "ShanghaiTech" / rel.parent_path() / "ground_truth" / rel.filename();
+    CAPTURE(ours);
+    const cv::Mat ref = h5::ReadMat2f(h5::OpenRead(e.path().string()), "density", e.path().string());
+    H5::H5File f = h5::OpenRead(ours.string());
+    const cv::Mat mine = h5::ReadMat2f(f, "density", ours.string());
+    REQUIRE(mine.size() == ref.size());
+    CHECK(cv::norm(mine, ref, cv::NORM_INF) <= 1e-6);
+    CHECK(h5::GetAttrInt(f, "annotation_count", ours.string()) ==
+          h5::GetAttrInt(h5::OpenRead(e.path().string()), "annotation_count", e.path().string()));
+    ++compared;
+  }
+  CHECK(compared == 5);
+  // The original trainer's image lists: absolute paths of every image.
+  const auto list = nlohmann::json::parse(ReadTextFile(tmp / "ShanghaiTech" / "part_A_train.json"));
+  REQUIRE(list.size() == 5);
+  CHECK(fs::path(list[0].get<std::string>()).is_absolute());
+  CHECK(fs::exists(list[0].get<std::string>()));
+}
+
+TEST_CASE("maps carry their settings and are skipped when up to date, redone with --overwrite or new settings") {
+  MiniDataset d;
+  d.Add("IMG_1", 64, 48, Grid(10, 6));
+  d.Add("IMG_2", 40, 30, {});
+  GtGenOptions o = d.Options();
+  GtGenReport r = GenerateGroundTruth(o);
+  CHECK(r.written == 2);
+  H5::H5File f = h5::OpenRead(d.Density("IMG_1").string());
+  CHECK(h5::GetAttrString(f, "mode", "") == "reference");
+  CHECK(h5::GetAttrString(f, "kernel", "") == "adaptive");
+  CHECK(h5::GetAttrInt(f, "annotation_count", "") == 10);
+  CHECK(h5::GetAttrString(f, "tool_version", "").find("gt_gen") != std::string::npos);
+
+  r = GenerateGroundTruth(o);
+  CHECK(r.written == 0);
+  CHECK(r.up_to_date == 2);
+  o.overwrite = true;
+  CHECK(GenerateGroundTruth(o).written == 2);
+  o.overwrite = false;
+  o.mode = "exact-count";
+  CHECK(GenerateGroundTruth(o).written == 2);
+}
+
+TEST_CASE("exact-count maps sum to the annotation count, duplicates and edge points included") {
+  MiniDataset d;
+  Points pts = Grid(20, 5, 0.2);
+  pts.push_back({0.3, 0.4});    // same pixel as the first point
+  pts.push_back({63.8, 47.9});  // the far corner
+  d.Add("IMG_1", 64, 48, pts);
+  GtGenOptions o = d.Options();
+  o.mode = "exact-count";
+  CHECK(GenerateGroundTruth(o).failures.empty());
+  CHECK(cv::sum(d.Read("IMG_1"))[0] == doctest::Approx(22.0).epsilon(1e-4 / 22));
+  o.mode = "reference";
+  const GtGenReport r = GenerateGroundTruth(o);
+  CHECK(r.merged == 1);
+  CHECK(cv::sum(d.Read("IMG_1"))[0] < 21.0);
+}
+
+TEST_CASE("zero heads give an all-zero map; one head uses the wide single-head kernel") {
+  MiniDataset d;
+  d.Add("IMG_1", 50, 30, {});
+  d.Add("IMG_2", 50, 30, {{25.5, 15.5}});
+  CHECK(GenerateGroundTruth(d.Options()).failures.empty());
+  CHECK(cv::countNonZero(d.Read("IMG_1")) == 0);
+  const cv::Mat one = d.Read("IMG_2");
+  CHECK(one.at<float>(15, 25) > 0);
+  CHECK(cv::sum(one)[0] < 1.0);  // sigma (H+W)/8 = 10 on a 50x30 image: mass spills out
+  CHECK(cv::sum(one)[0] > 0.5);
+}
+
+TEST_CASE("bad images are reported by name, the others still get their maps, and the exit code says so") {
+  MiniDataset d;
+  d.Add("IMG_1", 64, 48, Grid(10, 6));
+  d.Add("IMG_2", 64, 48, Grid(10, 6));
+  d.Add("IMG_3", 64, 48, {{5, 5}, {std::numeric_limits<double>::quiet_NaN(), 7}});
+  d.Add("IMG_4", 64, 48, Grid(5, 6));
+  d.Add("IMG_5", 64, 48, {{5, 5}, {-3, 7}, {64.0, 10}, {10, 48.2}});
+  // IMG_2: a corrupt annotation; IMG_4: a truncated image; IMG_6: no annotation.
+  { std::ofstream(d.Dir("ground_truth") / "GT_IMG_2.mat", std::ios::trunc) << "not a mat file"; }
+  const fs::path img4 = d.Dir("images") / "IMG_4.jpg";
+  fs::resize_file(img4, fs::file_size(img4) / 2);
+  fs::copy(d.Dir("images") / "IMG_1.jpg", d.Dir("images") / "IMG_6.jpg");
+
+  const GtGenReport r = GenerateGroundTruth(d.Options());
+  CHECK(r.written == 2);  // IMG_1 and IMG_5
+  CHECK(r.outside == 3);  // IMG_5: negative x, x == W, y > H
+  REQUIRE(r.failures.size() == 4);
+  std::string all;
+  for (const auto& [file, why] : r.failures) all += file + ": " + why + "\n";
+  CHECK(all.find("GT_IMG_2.mat") != std::string::npos);
+  CHECK(all.find("GT_IMG_3.mat: annotation 2 has a non-finite coordinate") != std::string::npos);
+  CHECK(all.find("IMG_4.jpg: truncated") != std::string::npos);
+  CHECK(all.find("IMG_6.jpg: image has no annotation") != std::string::npos);
+  CHECK(!fs::exists(d.Density("IMG_2")));
+  CHECK(!fs::exists(d.Density("IMG_3")));
+  CHECK(fs::exists(d.Density("IMG_5")));
+  // No temporaries left behind.
+  for (const auto& e : fs::directory_iterator(d.Dir("ground_truth"))) CHECK(!IsAtomicTemp(e.path()));
+
+  CHECK(RunCli({"--root", d.root.string(), "--quiet"}) == 1);
+  CHECK_THROWS_AS(
+      [&] {
+        GtGenOptions o = d.Options();
+        o.strict = true;
+        GenerateGroundTruth(o);
+      }(),
+      Error);
+}
+
+TEST_CASE("a temporary left by an interrupted run is removed and never mistaken for a map") {
+  MiniDataset d;
+  d.Add("IMG_1", 32, 32, Grid(4, 5));
+  const fs::path stale = d.Dir("ground_truth") / "IMG_1.h5.tmp-999-0";
+  { std::ofstream(stale) << "half a file"; }
+  CHECK(GenerateGroundTruth(d.Options()).written == 1);
+  CHECK(!fs::exists(stale));
+  CHECK(cv::sum(d.Read("IMG_1"))[0] > 3.0);
+}
+
+TEST_CASE("output does not depend on the thread count") {
+  MiniDataset d;
+  for (int i = 1; i <= 6; ++i) d.Add("IMG_" + std::to_string(i), 80 + 10 * i, 60, Grid(30 + i, 2.5 + i));
+  GtGenOptions o = d.Options();
+  o.threads = 1;
+  GenerateGroundTruth(o);
+  std::vector<cv::Mat> one;
+  for (int i = 1; i <= 6; ++i) one.push_back(d.Read("IMG_" + std::to_string(i)));
+  o.threads = 2;
+  o.overwrite = true;
+  GenerateGroundTruth(o);
+  for (int i = 1; i <= 6; ++i) CHECK(cv::norm(one[i - 1], d.Read("IMG_" + std::to_string(i)), cv::NORM_INF) == 0);
+}
+
+TEST_CASE("the mirrored layout (part_A, ground-truth) works the same") {
+  MiniDataset d;
+  d.Add("IMG_1", 48, 48, Grid(8, 5));
+  d.Add("IMG_1", 48, 48, Grid(8, 5), "test");
+  fs::rename(d.Dir("ground_truth"), d.Dir("ground-truth"));
+  fs::rename(d.root / "part_A_final", d.root / "part_A");
+  const GtGenReport r = GenerateGroundTruth(d.Options());
+  CHECK(r.written == 2);
+  CHECK(fs::exists(d.root / "part_A" / "train_data" / "ground-truth" / "IMG_1.h5"));
+  CHECK(fs::exists(d.root / "part_A_test.json"));
+}
+
+TEST_CASE("the command line rejects bad options with a usage error") {
+  CHECK(RunCli({"--part", "C"}) == 2);
+  CHECK(RunCli({"--sigma", "-1"}) == 2);
+  CHECK(RunCli({"--no-such-flag"}) == 2);
+  CHECK(RunCli({"--help"}) == 0);
+  CHECK(RunCli({"--root", "/nonexistent/dataset"}) == 1);
+}
+
+}  // namespace
+}  // namespace csr
