@@ -192,7 +192,11 @@ bool ArgParser::Parse(int argc, const char* const* argv) {
       if (is_flag) {
         value = "true";
       } else {
-        if (i + 1 >= argc) throw UsageError("--" + opt->name, "missing value");
+        // "--root --part B" must not make "--part" the root: a value never
+        // looks like a long option (negative numbers have a single dash).
+        const bool next_is_option = i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) == 0 &&
+                                    std::string(argv[i + 1]).size() > 2;
+        if (i + 1 >= argc || next_is_option) throw UsageError("--" + opt->name, "missing value");
         value = argv[++i];
       }
     }
