@@ -66,10 +66,14 @@ void WriteTextFileAtomic(const fs::path& path, const std::string& text) {
 }
 
 std::string ReadTextFile(const fs::path& path) {
+  // A folder opens fine as an ifstream on Linux and reads as "": say so instead.
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw Error(path.string(), "is a folder, expected a file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path.string(), "cannot open for reading");
   std::ostringstream ss;
   ss << f.rdbuf();
+  if (f.bad()) throw Error(path.string(), "read failed");
   return ss.str();
 }
 
