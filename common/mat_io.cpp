@@ -1,0 +1,406 @@
+#include "common/mat_io.h"
+
+#include <hdf5.h>
+#include <matio.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <mutex>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace csr {
+namespace {
+
+// matio keeps global state (its log callback) and is not documented as
+// thread-safe; gt_gen reads annotations from several threads, so every matio
+// call in the process goes through this one lock.
+std::mutex& MatioMutex() {
+  static std::mutex m;
+  return m;
+}
+
+// Messages matio logged during the current locked call. matio reports
+// problems (truncated zlib streams, bad tags) by logging and sometimes still
+// returns a partial variable, so any message makes the read fail.
+std::vector<std::string>* g_matio_log = nullptr;
+
+void CaptureMatioLog(int level, char* message) {
+  // Debug and plain messages are chatter; errors and warnings mean bad data.
+  const int bad = MATIO_LOG_LEVEL_ERROR | MATIO_LOG_LEVEL_CRITICAL | MATIO_LOG_LEVEL_WARNING;
+  if (g_matio_log != nullptr && (level & bad) != 0 && message != nullptr) g_matio_log->emplace_back(message);
+}
+
+// Holds the matio lock and collects what matio logs meanwhile, instead of
+// letting it print to stderr.
+class MatioSession {
+ public:
+  MatioSession() : lock_(MatioMutex()) {
+    static std::once_flag once;
+    std::call_once(once, [] { Mat_LogInitFunc("csrnet", CaptureMatioLog); });
+    // v7.3 files go through HDF5, whose error printing is per thread in the
+    // thread-safe build: switch it off on this thread.
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    g_matio_log = &log_;
+  }
+  ~MatioSession() { g_matio_log = nullptr; }
+  MatioSession(const MatioSession&) = delete;
+  MatioSession& operator=(const MatioSession&) = delete;
+
+  bool HasLog() const { return !log_.empty(); }
+  std::string FirstLog() const { return log_.empty() ? std::string() : log_.front(); }
+
+ private:
+  std::lock_guard<std::mutex> lock_;
+  std::vector<std::string> log_;
+};
+
+struct MatFileCloser {
+  void operator()(mat_t* m) const { Mat_Close(m); }
+};
+struct MatVarFreer {
+  void operator()(matvar_t* v) const { Mat_VarFree(v); }
+};
+using MatFilePtr = std::unique_ptr<mat_t, MatFileCloser>;
+using MatVarPtr = std::unique_ptr<matvar_t, MatVarFreer>;
+
+enum class MatKind { kMat5, kMat73 };
+
+constexpr char kHdf5Signature[] = "\x89HDF\r\n\x1a\n";
+// matio reads v7.3 files when built with HDF5 (Debian's is); this is for a
+// matio without it, or an HDF5 body that does not open.
+constexpr const char* kV73Unreadable =
+    "cannot open this MATLAB v7.3 (HDF5) .mat file (corrupt, truncated, or matio lacks HDF5 support): "
+    "re-save it with -v7 or -v6";
+
+uint32_t ReadU32(const unsigned char* p, bool swap) {
+  uint32_t v = 0;
+  std::memcpy(&v, p, 4);
+  if (swap) v = (v >> 24) | ((v >> 8) & 0xff00u) | ((v << 8) & 0xff0000u) | (v << 24);
+  return v;
+}
+
+bool HasHdf5SignatureAt(std::ifstream& f, std::streamoff offset) {
+  char sig[8] = {};
+  f.clear();
+  f.seekg(offset);
+  return f.read(sig, 8) && std::memcmp(sig, kHdf5Signature, 8) == 0;
+}
+
+// Walks the top-level data elements of a MAT5 file: each is an 8-byte tag
+// (type, byte count) and its data. A truncated file ends inside an element,
+// which this catches before matio would return a partial variable.
+void CheckMat5Elements(std::ifstream& f, const std::string& path, uintmax_t size, bool swap) {
+  uintmax_t offset = 128;
+  while (offset < size) {
+    if (size - offset < 8) throw Error(path, StrCat("truncated MAT-file: ", size - offset, " stray bytes at the end"));
+    unsigned char tag[8];
+    f.clear();
+    f.seekg(static_cast<std::streamoff>(offset));
+    if (!f.read(reinterpret_cast<char*>(tag), 8)) throw Error(path, "cannot read (I/O error)");
+    const uint32_t type = ReadU32(tag, swap);
+    const uint32_t nbytes = ReadU32(tag + 4, swap);
+    if (type != 14 /*miMATRIX*/ && type != 15 /*miCOMPRESSED*/) {
+      throw Error(path, StrCat("corrupt MAT-file: unexpected element type ", type, " at byte ", offset));
+    }
+    const uintmax_t end = offset + 8 + nbytes;
+    if (end > size) {
+      throw Error(path, StrCat("truncated MAT-file: a variable at byte ", offset, " needs ", end - offset,
+                               " bytes but the file ends after ", size - offset));
+    }
+    offset = type == 14 ? std::min<uintmax_t>((end + 7) / 8 * 8, size) : end;  // miMATRIX is 8-byte padded
+  }
+}
+
+// A v7.3 MAT-file is an HDF5 file behind a 512-byte user block holding the
+// MATLAB header text.
+MatKind CheckMat73Body(std::ifstream& f, const std::string& path) {
+  for (std::streamoff at : {512, 1024, 2048}) {
+    if (HasHdf5SignatureAt(f, at)) return MatKind::kMat73;
+  }
+  throw Error(path, "MATLAB v7.3 header but no HDF5 content (corrupt or truncated v7.3 MAT-file)");
+}
+
+// Checks what kind of file `path` is before matio sees it, so that every bad
+// file gets a precise message (matio opens a 0-byte file as a "v4" file, and
+// reads truncated compressed variables partially).
+MatKind ProbeFile(const std::string& path) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (!fs::exists(st)) throw Error(path, "file not found");
+  if (!fs::is_regular_file(st)) throw Error(path, "not a regular file");
+  const uintmax_t size = fs::file_size(path, ec);
+  if (ec) throw Error(path, StrCat("cannot read: ", ec.message()));
+  if (size == 0) throw Error(path, "empty file (0 bytes), not a MAT-file");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path, "cannot open for reading");
+
+  unsigned char header[128] = {};
+  f.read(reinterpret_cast<char*>(header), sizeof(header));
+  const auto got = static_cast<size_t>(f.gcount());
+  const char* text = reinterpret_cast<const char*>(header);
+  if (got >= 19 && std::memcmp(text, "MATLAB 7.3 MAT-file", 19) == 0) return CheckMat73Body(f, path);
+  if (got >= 8 && std::memcmp(text, kHdf5Signature, 8) == 0) {
+    throw Error(path, "an HDF5 file without a MATLAB header, not a MAT-file");
+  }
+  if (got < 128) throw Error(path, StrCat("not a MAT-file (only ", size, " bytes, shorter than a MAT-file header)"));
+
+  const bool little = header[126] == 'I' && header[127] == 'M';
+  const bool big = header[126] == 'M' && header[127] == 'I';
+  if (!little && !big) {
+    if (HasHdf5SignatureAt(f, 512)) return CheckMat73Body(f, path);  // v7.3 with a damaged header text
+    throw Error(path, "not a MAT-file (no MATLAB 5 header)");
+  }
+  const unsigned version = little ? (header[124] | (header[125] << 8)) : ((header[124] << 8) | header[125]);
+  if (version == 0x0200) return CheckMat73Body(f, path);
+  if (version != 0x0100) throw Error(path, StrCat("unknown MAT-file version 0x", std::hex, version));
+  CheckMat5Elements(f, path, size, big);
+  return MatKind::kMat5;
+}
+
+std::string ClassName(const matvar_t* v) {
+  switch (v->class_type) {
+    case MAT_C_EMPTY: return "an empty array";
+    case MAT_C_CELL: return "a cell array";
+    case MAT_C_STRUCT: return "a struct";
+    case MAT_C_OBJECT: return "an object";
+    case MAT_C_CHAR: return "a char array";
+    case MAT_C_SPARSE: return "a sparse array";
+    case MAT_C_FUNCTION: return "a function handle";
+    case MAT_C_OPAQUE: return "an opaque object";
+    default: return "a numeric array";
+  }
+}
+
+std::string DimsText(const matvar_t* v) {
+  std::string s;
+  for (int i = 0; i < v->rank; ++i) s += StrCat(i ? " x " : "", v->dims[i]);
+  return s.empty() ? "0-dimensional" : s;
+}
+
+size_t NumElements(const matvar_t* v) {
+  size_t n = v->rank > 0 ? 1 : 0;
+  for (int i = 0; i < v->rank; ++i) n *= v->dims[i];
+  return n;
+}
+
+bool IsRealNumeric(const matvar_t* v) {
+  return v->class_type >= MAT_C_DOUBLE && v->class_type <= MAT_C_UINT64 && !v->isComplex;
+}
+
+// Element i of a numeric variable as double, whatever its stored type.
+double ElementAsDouble(const matvar_t* v, size_t i) {
+  const auto* p = static_cast<const unsigned char*>(v->data);
+  auto get = [&](auto zero) {
+    decltype(zero) x;
+    std::memcpy(&x, p + i * sizeof(x), sizeof(x));
+    return static_cast<double>(x);
+  };
+  switch (v->data_type) {
+    case MAT_T_DOUBLE: return get(double{});
+    case MAT_T_SINGLE: return get(float{});
+    case MAT_T_INT8: return get(int8_t{});
+    case MAT_T_UINT8: return get(uint8_t{});
+    case MAT_T_INT16: return get(int16_t{});
+    case MAT_T_UINT16: return get(uint16_t{});
+    case MAT_T_INT32: return get(int32_t{});
+    case MAT_T_UINT32: return get(uint32_t{});
+    case MAT_T_INT64: return get(int64_t{});
+    case MAT_T_UINT64: return get(uint64_t{});
+    default: return std::numeric_limits<double>::quiet_NaN();
+  }
+}
+
+size_t ElementSize(enum matio_types t) {
+  switch (t) {
+    case MAT_T_DOUBLE: case MAT_T_INT64: case MAT_T_UINT64: return 8;
+    case MAT_T_SINGLE: case MAT_T_INT32: case MAT_T_UINT32: return 4;
+    case MAT_T_INT16: case MAT_T_UINT16: return 2;
+    case MAT_T_INT8: case MAT_T_UINT8: return 1;
+    default: return 0;
+  }
+}
+
+// The numeric data of `v` is present, of a known type, and as long as its dimensions say.
+bool HasNumericData(const matvar_t* v) {
+  const size_t n = NumElements(v);
+  if (n == 0) return true;
+  const size_t elem = ElementSize(v->data_type);
+  return v->data != nullptr && elem > 0 && v->nbytes >= n * elem;
+}
+
+// image_info{1} (or image_info itself when it is a bare struct: harmless).
+matvar_t* InfoStruct(matvar_t* info, const std::string& path) {
+  if (info->class_type == MAT_C_STRUCT) {
+    if (NumElements(info) != 1) throw Error(path, StrCat("image_info is a ", DimsText(info), " struct, expected 1 x 1"));
+    return info;
+  }
+  if (info->class_type != MAT_C_CELL) {
+    throw Error(path, StrCat("image_info is ", ClassName(info), ", expected a 1 x 1 cell holding a struct"));
+  }
+  if (NumElements(info) != 1) throw Error(path, StrCat("image_info is a ", DimsText(info), " cell, expected 1 x 1"));
+  matvar_t* s = Mat_VarGetCell(info, 0);
+  if (s == nullptr) throw Error(path, "image_info{1} is missing (corrupt cell)");
+  if (s->class_type != MAT_C_STRUCT) {
+    throw Error(path, StrCat("image_info{1} is ", ClassName(s), ", expected a struct with field 'location'"));
+  }
+  if (NumElements(s) != 1) throw Error(path, StrCat("image_info{1} is a ", DimsText(s), " struct, expected 1 x 1"));
+  return s;
+}
+
+std::string FieldList(const matvar_t* s) {
+  const unsigned n = Mat_VarGetNumberOfFields(const_cast<matvar_t*>(s));
+  char* const* names = Mat_VarGetStructFieldnames(s);
+  std::string out;
+  for (unsigned i = 0; i < n && names != nullptr; ++i) out += StrCat(i ? ", " : "", names[i]);
+  return out.empty() ? "none" : out;
+}
+
+std::vector<std::array<double, 2>> ReadLocation(matvar_t* s, const std::string& path) {
+  matvar_t* loc = Mat_VarGetStructFieldByName(s, "location", 0);
+  if (loc == nullptr) throw Error(path, StrCat("image_info has no field 'location' (fields: ", FieldList(s), ")"));
+  if (loc->class_type == MAT_C_EMPTY || (IsRealNumeric(loc) && NumElements(loc) == 0)) return {};
+  if (!IsRealNumeric(loc)) {
+    throw Error(path, StrCat("location is ", ClassName(loc), (loc->isComplex ? " (complex)" : ""),
+                             ", expected an N x 2 real numeric array"));
+  }
+  if (loc->rank != 2 || loc->dims[1] != 2) throw Error(path, StrCat("location is ", DimsText(loc), ", expected N x 2"));
+  if (!HasNumericData(loc)) throw Error(path, "location data is missing or short (corrupt file)");
+  const size_t n = loc->dims[0];
+  std::vector<std::array<double, 2>> points(n);
+  for (size_t i = 0; i < n; ++i) {
+    points[i] = {ElementAsDouble(loc, i), ElementAsDouble(loc, n + i)};  // column-major: x column, then y
+  }
+  return points;
+}
+
+int64_t ReadNumber(matvar_t* s, const std::string& path) {
+  matvar_t* num = Mat_VarGetStructFieldByName(s, "number", 0);
+  if (num == nullptr) return -1;
+  if (!IsRealNumeric(num) || NumElements(num) != 1 || !HasNumericData(num)) {
+    throw Error(path, StrCat("number is ", ClassName(num), " of size ", DimsText(num), ", expected a numeric scalar"));
+  }
+  const double v = ElementAsDouble(num, 0);
+  if (!std::isfinite(v) || v < 0 || v > 9.0e15 || v != std::floor(v)) {
+    throw Error(path, StrCat("number is ", v, ", expected a non-negative whole number"));
+  }
+  return static_cast<int64_t>(v);
+}
+
+std::string VariableList(mat_t* mat) {
+  size_t n = 0;
+  char** names = Mat_GetDir(mat, &n);
+  std::string out;
+  for (size_t i = 0; i < n && names != nullptr; ++i) out += StrCat(i ? ", " : "", names[i]);
+  return out.empty() ? "none" : out;
+}
+
+bool HasVariable(mat_t* mat, const char* name) {
+  size_t n = 0;
+  char** names = Mat_GetDir(mat, &n);
+  for (size_t i = 0; i < n && names != nullptr; ++i) {
+    if (names[i] != nullptr && std::strcmp(names[i], name) == 0) return true;
+  }
+  return false;
+}
+
+// matio does not always report an HDF5 body that fails to open (a truncated
+// v7.3 file looks like one without variables), so try it directly first.
+void CheckHdf5Opens(const std::string& path) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) throw Error(path, "corrupt or truncated MATLAB v7.3 (HDF5) MAT-file: HDF5 cannot open it");
+  H5Fclose(f);
+}
+
+}  // namespace
+
+Annotation ReadAnnotation(const std::string& path) {
+  const MatKind kind = ProbeFile(path);
+  MatioSession session;
+  if (kind == MatKind::kMat73) CheckHdf5Opens(path);
+  MatFilePtr mat(Mat_Open(path.c_str(), MAT_ACC_RDONLY));
+  if (!mat) {
+    if (kind == MatKind::kMat73) throw Error(path, kV73Unreadable);
+    throw Error(path, StrCat("not a readable MAT-file", session.HasLog() ? ": " + session.FirstLog() : ""));
+  }
+  MatVarPtr info(Mat_VarRead(mat.get(), "image_info"));
+  if (!info || session.HasLog()) {
+    const std::string first = session.FirstLog();
+    // matio also logs when a v7.3 file lacks the variable: tell that case apart by the file's directory.
+    Mat_Rewind(mat.get());
+    if (!HasVariable(mat.get(), "image_info")) {
+      throw Error(path, StrCat("no variable 'image_info' (variables: ", VariableList(mat.get()), ")"));
+    }
+    throw Error(path, StrCat("corrupt or truncated MAT-file", first.empty() ? "" : ": " + first));
+  }
+  matvar_t* s = InfoStruct(info.get(), path);
+  Annotation a;
+  a.points = ReadLocation(s, path);
+  a.number = ReadNumber(s, path);
+  return a;
+}
+
+void WriteAnnotation(const std::string& path, const std::vector<std::array<double, 2>>& points,
+                     const std::string& number_class) {
+  const size_t n = points.size();
+  if (number_class != "uint8" && number_class != "uint16" && number_class != "double") {
+    throw Error(path, StrCat("unsupported class '", number_class, "' for number (expected uint8, uint16 or double)"));
+  }
+  const size_t max_n = number_class == "uint8" ? 255 : number_class == "uint16" ? 65535 : size_t{1} << 53;
+  if (n > max_n) throw Error(path, StrCat(n, " points do not fit in a ", number_class, " number"));
+
+  std::vector<double> location(2 * n);  // column-major N x 2: all x, then all y
+  for (size_t i = 0; i < n; ++i) {
+    location[i] = points[i][0];
+    location[n + i] = points[i][1];
+  }
+  AtomicFile out(path);
+  {
+    MatioSession session;
+    // A fixed header (matio's default has the date) keeps output byte-identical across runs.
+    const char* header = "MATLAB 5.0 MAT-file, Platform: GLNXA64, Created by: csrnet-cpp";
+    MatFilePtr mat(Mat_CreateVer(out.temp_path().c_str(), header, MAT_FT_MAT5));
+    if (!mat) throw Error(path, StrCat("cannot create MAT-file: ", session.FirstLog()));
+
+    size_t loc_dims[2] = {n, 2};
+    size_t one[2] = {1, 1};
+    matvar_t* loc = Mat_VarCreate("location", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, loc_dims, n ? location.data() : nullptr, 0);
+    const uint8_t n8 = static_cast<uint8_t>(n);
+    const uint16_t n16 = static_cast<uint16_t>(n);
+    const double nd = static_cast<double>(n);
+    matvar_t* num = number_class == "uint8"    ? Mat_VarCreate("number", MAT_C_UINT8, MAT_T_UINT8, 2, one,
+                                                               const_cast<uint8_t*>(&n8), 0)
+                    : number_class == "uint16" ? Mat_VarCreate("number", MAT_C_UINT16, MAT_T_UINT16, 2, one,
+                                                               const_cast<uint16_t*>(&n16), 0)
+                                               : Mat_VarCreate("number", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, one,
+                                                               const_cast<double*>(&nd), 0);
+    const char* fields[] = {"location", "number", nullptr};
+    matvar_t* s = Mat_VarCreateStruct2(nullptr, 2, one, fields);
+    if (loc == nullptr || num == nullptr || s == nullptr) {
+      Mat_VarFree(loc);
+      Mat_VarFree(num);
+      Mat_VarFree(s);
+      throw Error(path, "cannot build the MAT variables (out of memory?)");
+    }
+    Mat_VarSetStructFieldByName(s, "location", 0, loc);  // the struct owns its fields from here
+    Mat_VarSetStructFieldByName(s, "number", 0, num);
+    matvar_t* cells[1] = {s};
+    MatVarPtr info(Mat_VarCreate("image_info", MAT_C_CELL, MAT_T_CELL, 2, one, cells, 0));
+    if (!info) {
+      Mat_VarFree(s);
+      throw Error(path, "cannot build the MAT variables (out of memory?)");
+    }
+    if (Mat_VarWrite(mat.get(), info.get(), MAT_COMPRESSION_ZLIB) != 0) {
+      throw Error(path, StrCat("cannot write MAT-file (disk full?)", session.HasLog() ? ": " + session.FirstLog() : ""));
+    }
+    if (Mat_Close(mat.release()) != 0) throw Error(path, "cannot finish writing the MAT-file (disk full?)");
+  }
+  out.Commit();
+}
+
+}  // namespace csr
