@@ -21,6 +21,10 @@ csr_require(nanoflann_FOUND libnanoflann-dev)
 find_package(HDF5 QUIET COMPONENTS C CXX)
 csr_require(HDF5_FOUND libhdf5-dev)
 
+# zlib: shard checksums (crc32) and the shards' optional deflate compression.
+find_package(ZLIB QUIET)
+csr_require(ZLIB_FOUND zlib1g-dev)
+
 find_package(TBB QUIET)
 csr_require(TBB_FOUND libtbb-dev)
 

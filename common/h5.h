@@ -11,7 +11,8 @@
 
 namespace csr::h5 {
 
-// Silences HDF5's automatic error printing (call once; idempotent).
+// Silences HDF5's automatic error printing for the calling thread (a per-thread
+// setting in thread-safe builds); cheap and idempotent, the helpers call it.
 void Init();
 
 // Opens an existing file read-only. Throws csr::Error("path", "not an HDF5

@@ -29,6 +29,7 @@ struct ShardRecord {
   std::array<int, 4> box{};    // x, y, w, h in source pixels
   int64_t count = 0;           // annotations inside the box
   double density_sum = 0.0;    // full-resolution density summed over the box
+  int crop = -1;               // 0..3 the quarters (TL, TR, BL, BR), 4.. random crops, -1 the whole image
 };
 
 // Size and labels of a record, known without reading its pixels.
@@ -38,6 +39,7 @@ struct RecordInfo {
   std::string source;
   int64_t count = 0;
   double density_sum = 0.0;
+  int crop = -1;  // as ShardRecord::crop
 };
 
 // Read-only random access to a finished shard set. Thread-safe: Read() may be
@@ -64,9 +66,90 @@ class ShardSet {
   // Recomputes each shard's checksum against the manifest; throws on mismatch.
   void Verify() const;
 
+  // The splits the manifest lists ("train", "test"), in manifest order.
+  std::vector<std::string> splits() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// ---------------------------------------------------------------------------
+// Writing (crop_shards). Records are encoded in parallel (EncodeRecord: the
+// checksum and optional deflate compression, no HDF5 calls) and written by one
+// ShardWriter per split from a single thread.
+
+// zlib's CRC-32 (the same value as Python's zlib.crc32), chainable via `crc`.
+uint32_t Crc32(const void* data, size_t size, uint32_t crc = 0);
+// CRC-32 of a whole file's bytes; throws csr::Error naming the file.
+uint32_t FileCrc32(const fs::path& path);
+
+// A record ready to be written: its bytes, possibly deflate-compressed.
+struct EncodedRecord {
+  std::string source;
+  std::array<int, 4> box{};
+  int64_t count = 0;
+  double density_sum = 0.0;
+  int crop = -1;
+  int image_rows = 0, image_cols = 0;    // the image is rows x cols x 3 uint8
+  int target_rows = 0, target_cols = 0;  // the target is rows x cols float32
+  std::vector<uint8_t> image_bytes;      // zlib stream when image_deflated, else raw
+  std::vector<uint8_t> target_bytes;
+  bool image_deflated = false;
+  bool target_deflated = false;
+  uint32_t crc32 = 0;  // of the raw image bytes followed by the raw target bytes
+};
+
+// `deflate` is the zlib level 0..9 (0 = store raw). A compressed form that is
+// not smaller than the raw bytes is dropped. Thread-safe.
+EncodedRecord EncodeRecord(const ShardRecord& record, int deflate);
+
+// One finished shard file, as listed in the manifest.
+struct ShardFileInfo {
+  std::string file;      // relative to the shard set folder, e.g. "train/shard-00000.h5"
+  int64_t records = 0;
+  uint64_t bytes = 0;
+  uint32_t crc32 = 0;    // of the whole file
+};
+
+// Writes one split's shards: <dir>/<split>/shard-00000.h5, ... Each shard is
+// written under a temporary name and renamed (after fsync) once it holds
+// `records_per_shard` records or Finish() is called; the destructor removes
+// an unfinished temporary. Not thread-safe: call from one thread at a time.
+class ShardWriter {
+ public:
+  ShardWriter(fs::path dir, std::string split, int64_t records_per_shard, int deflate);
+  ~ShardWriter();
+  ShardWriter(const ShardWriter&) = delete;
+  ShardWriter& operator=(const ShardWriter&) = delete;
+
+  // Throws csr::Error naming the shard file on a write failure (disk full).
+  void Add(const EncodedRecord& record);
+  // Completes the last shard; returns every shard written, in order.
+  std::vector<ShardFileInfo> Finish();
+  int64_t records() const { return total_; }
+
+ private:
+  struct Open;
+  void WriteRecord(const EncodedRecord& record);
+  void Close();
+
+  fs::path dir_;
+  std::string split_;
+  int64_t per_shard_;
+  int deflate_;
+  int64_t total_ = 0;
+  std::vector<ShardFileInfo> done_;
+  std::unique_ptr<Open> open_;
+};
+
+// The manifest's file name inside a shard set folder.
+constexpr const char* kManifestName = "manifest.json";
+
+// A split's entry in the manifest as the reader expects it:
+// {"records": N, "bytes": B, "shards": [{"file", "records", "bytes", "crc32"}, ...]}.
+// The manifest itself is {"format_version": kShardFormatVersion, "splits":
+// {"train": ..., "test": ...}, ...}; crop_shards adds provenance fields.
+nlohmann::json SplitManifest(const std::vector<ShardFileInfo>& shards);
 
 }  // namespace csr

@@ -1,0 +1,743 @@
+// Shard set reader (ShardSet) and writer (ShardWriter, EncodeRecord). The
+// format is documented in docs/shard_format.md. Everything HDF5 goes through
+// the C API: it lets us write and read pre-compressed chunks directly (so
+// deflate runs in the callers' parallel stages, not under HDF5's global lock)
+// and never prints HDF5 error stacks.
+#include "common/shards.h"
+
+#include <hdf5.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <utility>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/h5.h"
+
+namespace csr {
+namespace {
+
+// ---------------------------------------------------------------- HDF5 basics
+
+// Owns an HDF5 identifier; closes it with the matching H5?close.
+class Hid {
+ public:
+  Hid() = default;
+  Hid(hid_t id, herr_t (*closer)(hid_t)) : id_(id), closer_(closer) {}
+  ~Hid() { Reset(); }
+  Hid(Hid&& o) noexcept : id_(std::exchange(o.id_, -1)), closer_(o.closer_) {}
+  Hid& operator=(Hid&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      id_ = std::exchange(o.id_, -1);
+      closer_ = o.closer_;
+    }
+    return *this;
+  }
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  // Closes now and reports whether HDF5 succeeded (flush errors show up here).
+  bool Close() {
+    if (id_ < 0) return true;
+    const herr_t rc = closer_(id_);
+    id_ = -1;
+    return rc >= 0;
+  }
+
+ private:
+  void Reset() {
+    if (id_ >= 0) closer_(id_);
+    id_ = -1;
+  }
+  hid_t id_ = -1;
+  herr_t (*closer_)(hid_t) = nullptr;
+};
+
+herr_t CollectError(unsigned n, const H5E_error2_t* err, void* data) {
+  auto* out = static_cast<std::string*>(data);
+  const std::string desc = err->desc ? err->desc : "";
+  // The operating system's reason (e.g. "No space left on device") is the
+  // most useful part of a low-level HDF5 message; keep just that if present.
+  const std::string key = "error message = '";
+  if (const size_t p = desc.find(key); p != std::string::npos) {
+    const size_t e = desc.find('\'', p + key.size());
+    *out = desc.substr(p + key.size(), e == std::string::npos ? std::string::npos : e - p - key.size());
+    return 1;  // stop: nothing more specific will follow
+  }
+  if (n == 0) *out = desc;
+  return 0;
+}
+
+// The most specific message on this thread's HDF5 error stack.
+std::string LastHdf5Error() {
+  std::string msg;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, CollectError, &msg);
+  return msg.empty() ? "HDF5 error" : msg;
+}
+
+[[noreturn]] void Fail(const fs::path& file, const std::string& what) {
+  throw Error(file.string(), StrCat(what, ": ", LastHdf5Error()));
+}
+
+hid_t CheckId(hid_t id, const fs::path& file, const std::string& what) {
+  if (id < 0) Fail(file, what);
+  return id;
+}
+
+void CheckRc(herr_t rc, const fs::path& file, const std::string& what) {
+  if (rc < 0) Fail(file, what);
+}
+
+Hid Space(const std::vector<hsize_t>& dims) {
+  return Hid(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+}
+
+Hid Utf8StringType() {
+  Hid t(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(t.get(), H5T_VARIABLE);
+  H5Tset_cset(t.get(), H5T_CSET_UTF8);
+  return t;
+}
+
+void WriteAttr(hid_t obj, const char* name, hid_t file_type, hid_t mem_type, const void* value,
+               const std::vector<hsize_t>& dims, const fs::path& file) {
+  Hid space = dims.empty() ? Hid(H5Screate(H5S_SCALAR), H5Sclose) : Space(dims);
+  Hid attr(CheckId(H5Acreate2(obj, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), file,
+                 StrCat("cannot create attribute '", name, "'")),
+           H5Aclose);
+  CheckRc(H5Awrite(attr.get(), mem_type, value), file, "cannot write attribute (disk full?)");
+}
+
+void WriteAttrInt(hid_t obj, const char* name, int64_t v, const fs::path& file) {
+  WriteAttr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, {}, file);
+}
+
+void WriteAttrString(hid_t obj, const char* name, const std::string& v, const fs::path& file) {
+  Hid type = Utf8StringType();
+  const char* p = v.c_str();
+  WriteAttr(obj, name, type.get(), type.get(), &p, {}, file);
+}
+
+bool ReadAttrInt(hid_t obj, const char* name, int64_t* v) {
+  if (H5Aexists(obj, name) <= 0) return false;
+  Hid attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  return attr.valid() && H5Aread(attr.get(), H5T_NATIVE_INT64, v) >= 0;
+}
+
+std::string RecordName(int64_t local) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%06lld", static_cast<long long>(local));
+  return buf;
+}
+
+// ---------------------------------------------------------------- zlib
+
+std::vector<uint8_t> Deflate(const uint8_t* data, size_t size, int level) {
+  uLongf out_size = compressBound(static_cast<uLong>(size));
+  std::vector<uint8_t> out(out_size);
+  if (compress2(out.data(), &out_size, data, static_cast<uLong>(size), level) != Z_OK) return {};
+  out.resize(out_size);
+  return out;
+}
+
+}  // namespace
+
+uint32_t Crc32(const void* data, size_t size, uint32_t crc) {
+  const auto* p = static_cast<const Bytef*>(data);
+  uLong c = crc;
+  // zlib takes a uInt length; feed huge buffers in pieces.
+  while (size > 0) {
+    const uInt n = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+    c = crc32(c, p, n);
+    p += n;
+    size -= n;
+  }
+  return static_cast<uint32_t>(c);
+}
+
+uint32_t FileCrc32(const fs::path& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw Error(path.string(), StrCat("cannot open for reading: ", std::strerror(errno)));
+  std::vector<uint8_t> buf(4 << 20);
+  uint32_t crc = 0;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) crc = Crc32(buf.data(), n, crc);
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) throw Error(path.string(), "read error while computing the checksum");
+  return crc;
+}
+
+EncodedRecord EncodeRecord(const ShardRecord& r, int deflate) {
+  CV_Assert(r.image.type() == CV_8UC3 && r.target.type() == CV_32FC1);
+  CV_Assert(!r.image.empty() && !r.target.empty());
+  const cv::Mat image = r.image.isContinuous() ? r.image : r.image.clone();
+  const cv::Mat target = r.target.isContinuous() ? r.target : r.target.clone();
+  EncodedRecord e;
+  e.source = r.source;
+  e.box = r.box;
+  e.count = r.count;
+  e.density_sum = r.density_sum;
+  e.crop = r.crop;
+  e.image_rows = image.rows;
+  e.image_cols = image.cols;
+  e.target_rows = target.rows;
+  e.target_cols = target.cols;
+  const size_t image_size = image.total() * image.elemSize();
+  const size_t target_size = target.total() * target.elemSize();
+  e.crc32 = Crc32(target.data, target_size, Crc32(image.data, image_size));
+  if (deflate > 0) {
+    e.image_bytes = Deflate(image.data, image_size, deflate);
+    e.image_deflated = !e.image_bytes.empty() && e.image_bytes.size() < image_size;
+    e.target_bytes = Deflate(target.data, target_size, deflate);
+    e.target_deflated = !e.target_bytes.empty() && e.target_bytes.size() < target_size;
+  }
+  if (!e.image_deflated) e.image_bytes.assign(image.data, image.data + image_size);
+  if (!e.target_deflated) e.target_bytes.assign(target.data, target.data + target_size);
+  return e;
+}
+
+// ================================================================ ShardWriter
+
+struct ShardWriter::Open {
+  explicit Open(fs::path final_path) : file(std::move(final_path)) {}
+  AtomicFile file;  // declared first: destroyed last, after the HDF5 handles
+  Hid fid;
+  Hid records;
+  ShardFileInfo info;
+  std::vector<std::string> sources;
+  std::vector<int32_t> boxes;
+  std::vector<int64_t> counts;
+  std::vector<double> sums;
+  std::vector<int32_t> crops;
+};
+
+ShardWriter::ShardWriter(fs::path dir, std::string split, int64_t records_per_shard, int deflate)
+    : dir_(std::move(dir)), split_(std::move(split)), per_shard_(records_per_shard), deflate_(deflate) {
+  CSR_CHECK(per_shard_ > 0, "--records-per-shard", "must be at least 1");
+  CSR_CHECK(deflate_ >= 0 && deflate_ <= 9, "--compress", "zlib level must be 0..9");
+}
+
+ShardWriter::~ShardWriter() = default;
+
+namespace {
+
+void WriteChunkedDataset(hid_t group, const char* name, hid_t file_type, const std::vector<hsize_t>& dims,
+                         const std::vector<uint8_t>& bytes, bool deflated, int deflate, const fs::path& file) {
+  Hid dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  // One chunk holds the whole array: a record is always read whole, and a
+  // single chunk can be written and read pre-compressed (H5D*_chunk).
+  H5Pset_chunk(dcpl.get(), static_cast<int>(dims.size()), dims.data());
+  if (deflate > 0) H5Pset_deflate(dcpl.get(), static_cast<unsigned>(deflate));
+  H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
+  H5Pset_obj_track_times(dcpl.get(), 0);  // no timestamps: identical runs give identical files
+  Hid space = Space(dims);
+  Hid ds(CheckId(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), file,
+               StrCat("cannot create dataset '", name, "' (disk full?)")),
+         H5Dclose);
+  // Filter mask bit 0 set = "the deflate filter was skipped for this chunk".
+  const uint32_t mask = (deflate > 0 && !deflated) ? 1u : 0u;
+  const std::vector<hsize_t> offset(dims.size(), 0);
+  CheckRc(H5Dwrite_chunk(ds.get(), H5P_DEFAULT, mask, offset.data(), bytes.size(), bytes.data()), file,
+        "cannot write record data (disk full?)");
+}
+
+template <typename T>
+void WriteIndexArray(hid_t group, const char* name, hid_t file_type, hid_t mem_type, const std::vector<T>& v,
+                     std::vector<hsize_t> dims, const fs::path& file) {
+  Hid space = Space(dims);
+  Hid ds(CheckId(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), file,
+               "cannot create the shard index (disk full?)"),
+         H5Dclose);
+  CheckRc(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), file,
+        "cannot write the shard index (disk full?)");
+}
+
+void WriteIndexStrings(hid_t group, const char* name, const std::vector<std::string>& v, const fs::path& file) {
+  // Fixed-length strings: simple to read from C and from numpy alike.
+  size_t width = 1;
+  for (const auto& s : v) width = std::max(width, s.size());
+  std::vector<char> buf(v.size() * width, '\0');
+  for (size_t i = 0; i < v.size(); ++i) std::memcpy(&buf[i * width], v[i].data(), v[i].size());
+  Hid type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), width);
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  WriteIndexArray(group, name, type.get(), type.get(), buf, {v.size()}, file);
+}
+
+}  // namespace
+
+void ShardWriter::Add(const EncodedRecord& r) {
+  h5::Init();
+  if (!open_) {
+    char name[32];
+    std::snprintf(name, sizeof name, "shard-%05zu.h5", done_.size());
+    MakeDirs(dir_ / split_);
+    open_ = std::make_unique<Open>(dir_ / split_ / name);
+    open_->info.file = StrCat(split_, "/", name);
+    const fs::path& tmp = open_->file.temp_path();
+    Hid fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    // HDF5 >= 1.10 structures: single-chunk datasets need no B-tree each.
+    H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110);
+    // Closing fails while an object is still open, instead of silently
+    // deferring the close (and the final flush) past the checksum.
+    H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI);
+    open_->fid = Hid(CheckId(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), open_->file.final_path(),
+                           "cannot create shard file"),
+                     H5Fclose);
+    open_->records = Hid(CheckId(H5Gcreate2(open_->fid.get(), "records", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                               open_->file.final_path(), "cannot create group /records"),
+                         H5Gclose);
+  }
+  Open& o = *open_;
+  WriteRecord(r);
+  o.sources.push_back(r.source);
+  o.boxes.insert(o.boxes.end(), r.box.begin(), r.box.end());
+  o.counts.push_back(r.count);
+  o.sums.push_back(r.density_sum);
+  o.crops.push_back(r.crop);
+  ++o.info.records;
+  ++total_;
+  if (o.info.records >= per_shard_) Close();
+}
+
+void ShardWriter::WriteRecord(const EncodedRecord& r) {
+  Open& o = *open_;
+  const fs::path& file = o.file.final_path();
+  const std::string name = RecordName(o.info.records);
+  Hid g(CheckId(H5Gcreate2(o.records.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), file,
+              "cannot create record group (disk full?)"),
+        H5Gclose);
+  WriteChunkedDataset(g.get(), "image", H5T_STD_U8LE,
+                      {hsize_t(r.image_rows), hsize_t(r.image_cols), 3}, r.image_bytes, r.image_deflated, deflate_, file);
+  WriteChunkedDataset(g.get(), "target", H5T_IEEE_F32LE, {hsize_t(r.target_rows), hsize_t(r.target_cols)},
+                      r.target_bytes, r.target_deflated, deflate_, file);
+  WriteAttrString(g.get(), "source", r.source, file);
+  const std::vector<int64_t> box(r.box.begin(), r.box.end());
+  WriteAttr(g.get(), "box", H5T_STD_I64LE, H5T_NATIVE_INT64, box.data(), {4}, file);
+  WriteAttrInt(g.get(), "count", r.count, file);
+  WriteAttr(g.get(), "density_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &r.density_sum, {}, file);
+  WriteAttrInt(g.get(), "crop", r.crop, file);
+  WriteAttrInt(g.get(), "crc32", r.crc32, file);
+}
+
+void ShardWriter::Close() {
+  if (!open_) return;
+  Open& o = *open_;
+  const fs::path& file = o.file.final_path();
+  const hsize_t n = static_cast<hsize_t>(o.info.records);
+  {
+    Hid index(CheckId(H5Gcreate2(o.fid.get(), "index", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), file,
+                    "cannot create group /index (disk full?)"),
+              H5Gclose);
+    WriteIndexStrings(index.get(), "source", o.sources, file);
+    WriteIndexArray(index.get(), "box", H5T_STD_I32LE, H5T_NATIVE_INT32, o.boxes, {n, 4}, file);
+    WriteIndexArray(index.get(), "count", H5T_STD_I64LE, H5T_NATIVE_INT64, o.counts, {n}, file);
+    WriteIndexArray(index.get(), "density_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, o.sums, {n}, file);
+    WriteIndexArray(index.get(), "crop", H5T_STD_I32LE, H5T_NATIVE_INT32, o.crops, {n}, file);
+  }
+  WriteAttrString(o.fid.get(), "format", "csrnet-shard", file);
+  WriteAttrInt(o.fid.get(), "format_version", kShardFormatVersion, file);
+  WriteAttrString(o.fid.get(), "split", split_, file);
+  WriteAttrInt(o.fid.get(), "shard", static_cast<int64_t>(done_.size()), file);
+  WriteAttrInt(o.fid.get(), "records", o.info.records, file);
+  if (!o.records.Close() || !o.fid.Close()) Fail(file, "cannot finish the shard file (disk full?)");
+  const fs::path& tmp = o.file.temp_path();
+  std::error_code ec;
+  o.info.bytes = fs::file_size(tmp, ec);
+  if (ec) throw Error(file.string(), StrCat("cannot stat the written shard: ", ec.message()));
+  o.info.crc32 = FileCrc32(tmp);
+  o.file.Commit();
+  done_.push_back(o.info);
+  open_.reset();
+}
+
+std::vector<ShardFileInfo> ShardWriter::Finish() {
+  Close();
+  return done_;
+}
+
+nlohmann::json SplitManifest(const std::vector<ShardFileInfo>& shards) {
+  nlohmann::json list = nlohmann::json::array();
+  int64_t records = 0;
+  uint64_t bytes = 0;
+  for (const auto& s : shards) {
+    list.push_back({{"file", s.file}, {"records", s.records}, {"bytes", s.bytes}, {"crc32", s.crc32}});
+    records += s.records;
+    bytes += s.bytes;
+  }
+  return {{"records", records}, {"bytes", bytes}, {"shards", list}};
+}
+
+// ================================================================ ShardSet
+
+namespace {
+
+// At most this many shard files stay open at once (file descriptors).
+constexpr int kMaxOpenShards = 32;
+
+struct ShardFile {
+  fs::path path;
+  int64_t records = 0;
+  uint64_t bytes = 0;
+  uint32_t crc32 = 0;
+  hid_t fid = -1;
+  uint64_t last_use = 0;
+};
+
+struct SplitData {
+  std::string name;
+  std::vector<ShardFile> shards;
+  std::vector<RecordInfo> info;
+  std::vector<std::array<int, 4>> boxes;  // x, y, w, h per record
+  std::vector<int32_t> shard_of;  // record -> shard
+  std::vector<int32_t> local;     // record -> index inside its shard
+};
+
+// One dataset's stored bytes, fetched under the lock and decoded outside it.
+struct RawArray {
+  std::vector<hsize_t> dims;
+  std::vector<uint8_t> bytes;
+  bool deflated = false;
+  cv::Mat decoded;  // filled directly when the fast path does not apply
+};
+
+const nlohmann::json& Field(const nlohmann::json& obj, const char* key, const fs::path& manifest,
+                            const std::string& where) {
+  if (!obj.is_object() || !obj.contains(key)) {
+    throw Error(manifest.string(), StrCat("missing '", where.empty() ? "" : where + ".", key, "'"));
+  }
+  return obj.at(key);
+}
+
+template <typename T>
+T FieldAs(const nlohmann::json& obj, const char* key, const fs::path& manifest, const std::string& where) {
+  const nlohmann::json& v = Field(obj, key, manifest, where);
+  try {
+    return v.get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw Error(manifest.string(), StrCat("'", where.empty() ? "" : where + ".", key, "' has the wrong type"));
+  }
+}
+
+std::vector<std::string> ReadIndexStrings(hid_t group, const char* name, size_t n, const fs::path& file) {
+  Hid ds(CheckId(H5Dopen2(group, name, H5P_DEFAULT), file, StrCat("missing index dataset '", name, "'")), H5Dclose);
+  Hid ftype(H5Dget_type(ds.get()), H5Tclose);
+  if (H5Tget_class(ftype.get()) != H5T_STRING || H5Tis_variable_str(ftype.get()) > 0) {
+    throw Error(file.string(), StrCat("index dataset '", name, "' is not a fixed-length string array"));
+  }
+  const size_t width = H5Tget_size(ftype.get());
+  Hid mtype(H5Tcopy(ftype.get()), H5Tclose);  // same size and character set: no conversion
+  std::vector<char> buf(n * width + 1, '\0');
+  CheckRc(H5Dread(ds.get(), mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), file,
+        "cannot read the shard index (corrupt shard?)");
+  std::vector<std::string> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = std::string(&buf[i * width], strnlen(&buf[i * width], width));
+  return out;
+}
+
+template <typename T>
+std::vector<T> ReadIndexArray(hid_t group, const char* name, hid_t mem_type, size_t n, const fs::path& file) {
+  Hid ds(CheckId(H5Dopen2(group, name, H5P_DEFAULT), file, StrCat("missing index dataset '", name, "'")), H5Dclose);
+  Hid space(H5Dget_space(ds.get()), H5Sclose);
+  if (H5Sget_simple_extent_npoints(space.get()) != static_cast<hssize_t>(n)) {
+    throw Error(file.string(), StrCat("index dataset '", name, "' has the wrong length"));
+  }
+  std::vector<T> out(n);
+  if (n > 0) {
+    CheckRc(H5Dread(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()), file,
+          "cannot read the shard index (corrupt shard?)");
+  }
+  return out;
+}
+
+// Reads the whole dataset `name` of a record. Fast path: a single-chunk
+// dataset stored raw or deflated is fetched as stored bytes (decompressed by
+// the caller, outside the lock); anything else goes through H5Dread.
+RawArray FetchArray(hid_t group, const char* name, hid_t want_type, int cv_depth, const fs::path& file) {
+  Hid ds(CheckId(H5Dopen2(group, name, H5P_DEFAULT), file, StrCat("missing dataset '", name, "'")), H5Dclose);
+  Hid space(H5Dget_space(ds.get()), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  const int want_rank = cv_depth == CV_8U ? 3 : 2;
+  if (rank != want_rank) throw Error(file.string(), StrCat("dataset '", name, "' has rank ", rank));
+  RawArray a;
+  a.dims.resize(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.get(), a.dims.data(), nullptr);
+  if (cv_depth == CV_8U && a.dims[2] != 3) throw Error(file.string(), "dataset 'image' is not h x w x 3");
+  Hid ftype(H5Dget_type(ds.get()), H5Tclose);
+  Hid dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
+  bool fast = H5Tequal(ftype.get(), want_type) > 0 && H5Pget_layout(dcpl.get()) == H5D_CHUNKED;
+  if (fast) {
+    std::vector<hsize_t> chunk(static_cast<size_t>(rank));
+    H5Pget_chunk(dcpl.get(), rank, chunk.data());
+    fast = chunk == a.dims;
+    const int nfilters = H5Pget_nfilters(dcpl.get());
+    for (int i = 0; i < nfilters && fast; ++i) {
+      unsigned flags = 0, cd[8];
+      size_t ncd = 8;
+      fast = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &ncd, cd, 0, nullptr, nullptr) ==
+                 H5Z_FILTER_DEFLATE && nfilters == 1;
+    }
+  }
+  const std::vector<hsize_t> offset(a.dims.size(), 0);
+  hsize_t stored = 0;
+  if (fast && H5Dget_chunk_storage_size(ds.get(), offset.data(), &stored) >= 0 && stored > 0) {
+    a.bytes.resize(stored);
+    uint32_t mask = 0;
+    CheckRc(H5Dread_chunk(ds.get(), H5P_DEFAULT, offset.data(), &mask, a.bytes.data()), file,
+          StrCat("cannot read dataset '", name, "' (corrupt shard?)"));
+    a.deflated = H5Pget_nfilters(dcpl.get()) == 1 && (mask & 1u) == 0;
+    return a;
+  }
+  const int sizes[2] = {static_cast<int>(a.dims[0]), static_cast<int>(a.dims[1])};
+  a.decoded.create(2, sizes, cv_depth == CV_8U ? CV_8UC3 : CV_32FC1);
+  if (a.decoded.total() > 0) {
+    CheckRc(H5Dread(ds.get(), cv_depth == CV_8U ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                  a.decoded.data),
+          file, StrCat("cannot read dataset '", name, "' (corrupt shard?)"));
+  }
+  return a;
+}
+
+cv::Mat DecodeArray(RawArray& a, int type, const fs::path& file, const std::string& what) {
+  if (!a.decoded.empty() || a.dims[0] == 0 || a.dims[1] == 0) return a.decoded;
+  cv::Mat m(static_cast<int>(a.dims[0]), static_cast<int>(a.dims[1]), type);
+  const size_t want = m.total() * m.elemSize();
+  if (a.deflated) {
+    uLongf got = static_cast<uLongf>(want);
+    if (uncompress(m.data, &got, a.bytes.data(), static_cast<uLong>(a.bytes.size())) != Z_OK || got != want) {
+      throw Error(file.string(), StrCat(what, ": compressed data is corrupt"));
+    }
+  } else {
+    if (a.bytes.size() != want) throw Error(file.string(), StrCat(what, ": stored size does not match its shape"));
+    std::memcpy(m.data, a.bytes.data(), want);
+  }
+  return m;
+}
+
+}  // namespace
+
+struct ShardSet::Impl {
+  fs::path dir;
+  nlohmann::json manifest;
+  std::vector<SplitData> splits;
+  mutable std::mutex mu;  // guards the open-file cache; HDF5 serialises its calls anyway
+  mutable int open_files = 0;
+  mutable uint64_t tick = 0;
+
+  ~Impl() {
+    for (auto& s : splits) {
+      for (auto& sh : s.shards) {
+        if (sh.fid >= 0) H5Fclose(sh.fid);
+      }
+    }
+  }
+
+  const SplitData& Split(const std::string& name) const {
+    for (const auto& s : splits) {
+      if (s.name == name) return s;
+    }
+    throw Error(dir.string(), StrCat("the shard set has no split '", name, "'"));
+  }
+
+  void CheckIndex(const SplitData& s, int64_t i) const {
+    if (i < 0 || i >= static_cast<int64_t>(s.info.size())) {
+      throw Error(dir.string(), StrCat("record ", i, " out of range: split '", s.name, "' has ", s.info.size()));
+    }
+  }
+
+  static hid_t OpenShard(const fs::path& path) {
+    h5::Init();
+    Hid fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    // Small reads; the raw-chunk path bypasses the chunk cache anyway.
+    H5Pset_cache(fapl.get(), 0, 0, 0, 0.0);
+    const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
+    if (fid < 0) throw Error(path.string(), "cannot open shard: not an HDF5 file (corrupt or truncated?)");
+    return fid;
+  }
+
+  // Returns the open file of a shard, closing the least recently used one when
+  // too many are open. Caller holds `mu`.
+  hid_t FileFor(ShardFile& sh) const {
+    sh.last_use = ++tick;
+    if (sh.fid >= 0) return sh.fid;
+    if (open_files >= kMaxOpenShards) {
+      ShardFile* lru = nullptr;
+      for (auto& s : const_cast<Impl*>(this)->splits) {
+        for (auto& c : s.shards) {
+          if (c.fid >= 0 && (!lru || c.last_use < lru->last_use)) lru = &c;
+        }
+      }
+      if (lru) {
+        H5Fclose(lru->fid);
+        lru->fid = -1;
+        --open_files;
+      }
+    }
+    sh.fid = OpenShard(sh.path);
+    ++open_files;
+    return sh.fid;
+  }
+
+  void LoadSplit(const std::string& name, const nlohmann::json& js, const fs::path& mpath);
+};
+
+void ShardSet::Impl::LoadSplit(const std::string& name, const nlohmann::json& js, const fs::path& mpath) {
+  SplitData s;
+  s.name = name;
+  const std::string where = "splits." + name;
+  const nlohmann::json& shards = Field(js, "shards", mpath, where);
+  if (!shards.is_array()) throw Error(mpath.string(), StrCat("'", where, ".shards' is not a list"));
+  for (size_t k = 0; k < shards.size(); ++k) {
+    const std::string w = StrCat(where, ".shards[", k, "]");
+    ShardFile sh;
+    sh.path = dir / FieldAs<std::string>(shards[k], "file", mpath, w);
+    sh.records = FieldAs<int64_t>(shards[k], "records", mpath, w);
+    sh.bytes = FieldAs<uint64_t>(shards[k], "bytes", mpath, w);
+    sh.crc32 = FieldAs<uint32_t>(shards[k], "crc32", mpath, w);
+    std::error_code ec;
+    const uint64_t size = fs::file_size(sh.path, ec);
+    if (ec) throw Error(sh.path.string(), "shard file listed in manifest.json is missing");
+    if (size != sh.bytes) {
+      throw Error(sh.path.string(), StrCat("shard is ", size, " bytes but manifest.json says ", sh.bytes,
+                                           ": truncated or modified; rebuild with crop_shards --overwrite"));
+    }
+    Hid fid(OpenShard(sh.path), H5Fclose);
+    Hid index(CheckId(H5Gopen2(fid.get(), "index", H5P_DEFAULT), sh.path, "missing /index (not a crop_shards shard?)"),
+              H5Gclose);
+    const size_t n = static_cast<size_t>(sh.records);
+    const auto sources = ReadIndexStrings(index.get(), "source", n, sh.path);
+    const auto boxes = ReadIndexArray<int32_t>(index.get(), "box", H5T_NATIVE_INT32, n * 4, sh.path);
+    const auto counts = ReadIndexArray<int64_t>(index.get(), "count", H5T_NATIVE_INT64, n, sh.path);
+    const auto sums = ReadIndexArray<double>(index.get(), "density_sum", H5T_NATIVE_DOUBLE, n, sh.path);
+    const auto crops = ReadIndexArray<int32_t>(index.get(), "crop", H5T_NATIVE_INT32, n, sh.path);
+    for (size_t i = 0; i < n; ++i) {
+      RecordInfo info;
+      info.width = boxes[i * 4 + 2];
+      info.height = boxes[i * 4 + 3];
+      info.source = sources[i];
+      info.count = counts[i];
+      info.density_sum = sums[i];
+      info.crop = crops[i];
+      s.info.push_back(std::move(info));
+      s.boxes.push_back({boxes[i * 4], boxes[i * 4 + 1], boxes[i * 4 + 2], boxes[i * 4 + 3]});
+      s.shard_of.push_back(static_cast<int32_t>(s.shards.size()));
+      s.local.push_back(static_cast<int32_t>(i));
+    }
+    s.shards.push_back(std::move(sh));
+  }
+  splits.push_back(std::move(s));
+}
+
+ShardSet::ShardSet(const fs::path& dir) : impl_(std::make_unique<Impl>()) {
+  impl_->dir = dir;
+  const fs::path mpath = dir / kManifestName;
+  if (!fs::is_directory(dir)) throw Error(dir.string(), "shard set folder not found");
+  if (!fs::exists(mpath)) {
+    throw Error(dir.string(), "no manifest.json: incomplete shard set (crop_shards did not finish); rerun crop_shards");
+  }
+  try {
+    impl_->manifest = nlohmann::json::parse(ReadTextFile(mpath));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(mpath.string(), StrCat("not valid JSON: ", e.what()));
+  }
+  const auto version = FieldAs<int64_t>(impl_->manifest, "format_version", mpath, "");
+  if (version != kShardFormatVersion) {
+    throw Error(mpath.string(), StrCat("shard format version ", version, " is not supported (this build reads version ",
+                                       kShardFormatVersion, ")"));
+  }
+  const nlohmann::json& splits = Field(impl_->manifest, "splits", mpath, "");
+  if (!splits.is_object()) throw Error(mpath.string(), "'splits' is not an object");
+  for (const auto& [name, js] : splits.items()) impl_->LoadSplit(name, js, mpath);
+}
+
+ShardSet::~ShardSet() = default;
+ShardSet::ShardSet(ShardSet&&) noexcept = default;
+ShardSet& ShardSet::operator=(ShardSet&&) noexcept = default;
+
+const fs::path& ShardSet::dir() const { return impl_->dir; }
+const nlohmann::json& ShardSet::manifest() const { return impl_->manifest; }
+
+std::vector<std::string> ShardSet::splits() const {
+  std::vector<std::string> out;
+  for (const auto& s : impl_->splits) out.push_back(s.name);
+  return out;
+}
+
+int64_t ShardSet::size(const std::string& split) const {
+  return static_cast<int64_t>(impl_->Split(split).info.size());
+}
+
+RecordInfo ShardSet::Info(const std::string& split, int64_t index) const {
+  const SplitData& s = impl_->Split(split);
+  impl_->CheckIndex(s, index);
+  return s.info[static_cast<size_t>(index)];
+}
+
+ShardRecord ShardSet::Read(const std::string& split, int64_t index) const {
+  const SplitData& s = impl_->Split(split);
+  impl_->CheckIndex(s, index);
+  const size_t i = static_cast<size_t>(index);
+  ShardFile& sh = const_cast<ShardFile&>(s.shards[static_cast<size_t>(s.shard_of[i])]);
+  const std::string group = "records/" + RecordName(s.local[i]);
+  const std::string what = StrCat(s.name, " record ", index, " (/", group, ")");
+  RawArray image, target;
+  int64_t crc = -1;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    h5::Init();
+    const hid_t fid = impl_->FileFor(sh);
+    Hid g(CheckId(H5Gopen2(fid, group.c_str(), H5P_DEFAULT), sh.path, StrCat("cannot open ", what, " (corrupt shard?)")),
+          H5Gclose);
+    image = FetchArray(g.get(), "image", H5T_STD_U8LE, CV_8U, sh.path);
+    target = FetchArray(g.get(), "target", H5T_IEEE_F32LE, CV_32F, sh.path);
+    if (!ReadAttrInt(g.get(), "crc32", &crc)) crc = -1;
+  }
+  ShardRecord r;
+  r.image = DecodeArray(image, CV_8UC3, sh.path, what);
+  r.target = DecodeArray(target, CV_32FC1, sh.path, what);
+  if (crc >= 0) {
+    const uint32_t got = Crc32(r.target.data, r.target.total() * r.target.elemSize(),
+                               Crc32(r.image.data, r.image.total() * r.image.elemSize()));
+    if (got != static_cast<uint32_t>(crc)) {
+      throw Error(sh.path.string(), StrCat(what, ": checksum mismatch, the shard is corrupt; rebuild it"));
+    }
+  }
+  const RecordInfo& info = s.info[i];
+  r.source = info.source;
+  r.count = info.count;
+  r.density_sum = info.density_sum;
+  r.crop = info.crop;
+  r.box = s.boxes[i];
+  if (r.image.cols != info.width || r.image.rows != info.height) {
+    throw Error(sh.path.string(), StrCat(what, ": image is ", r.image.cols, "x", r.image.rows, " but the index says ",
+                                         info.width, "x", info.height, " (corrupt shard?)"));
+  }
+  return r;
+}
+
+void ShardSet::Verify() const {
+  for (const auto& s : impl_->splits) {
+    for (const auto& sh : s.shards) {
+      std::error_code ec;
+      const uint64_t size = fs::file_size(sh.path, ec);
+      if (ec) throw Error(sh.path.string(), "shard file listed in manifest.json is missing");
+      if (size != sh.bytes) {
+        throw Error(sh.path.string(), StrCat("shard is ", size, " bytes but manifest.json says ", sh.bytes,
+                                             ": truncated or modified; rebuild with crop_shards --overwrite"));
+      }
+      const uint32_t crc = FileCrc32(sh.path);
+      if (crc != sh.crc32) {
+        throw Error(sh.path.string(), StrCat("checksum mismatch (crc32 ", crc, ", manifest.json says ", sh.crc32,
+                                             "): the shard is corrupt; rebuild with crop_shards --overwrite"));
+      }
+    }
+  }
+}
+
+}  // namespace csr

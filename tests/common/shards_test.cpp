@@ -1,0 +1,293 @@
+// The shard set reader/writer (common/shards.h): round trips, random access,
+// concurrency, and corruption detected with clear errors.
+#include "common/shards.h"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "tests/test_util.h"
+
+namespace csr {
+namespace {
+
+// A record with a recognisable pattern depending on `seed`.
+ShardRecord MakeRecord(int w, int h, int seed, bool smooth = false) {
+  ShardRecord r;
+  r.image.create(h, w, CV_8UC3);
+  cv::RNG rng(static_cast<uint64_t>(seed) + 1);
+  if (smooth) {
+    r.image.setTo(cv::Scalar(seed % 255, 7, 200));
+  } else {
+    rng.fill(r.image, cv::RNG::UNIFORM, 0, 256);
+  }
+  r.target.create(h / 8, w / 8, CV_32F);
+  rng.fill(r.target, cv::RNG::UNIFORM, 0.0, 1.0);
+  r.source = StrCat("IMG_", seed, ".jpg");
+  r.box = {seed, 2 * seed, w, h};
+  r.count = seed * 3;
+  r.density_sum = seed * 0.5 + 0.25;
+  r.crop = seed % 9;
+  return r;
+}
+
+bool SameMat(const cv::Mat& a, const cv::Mat& b) {
+  if (a.size() != b.size() || a.type() != b.type()) return false;
+  return cv::norm(a, b, cv::NORM_INF) == 0.0;
+}
+
+// Writes `records` into one split "train" of a set at `dir` and its manifest.
+std::vector<ShardFileInfo> WriteSet(const fs::path& dir, const std::vector<ShardRecord>& records, int per_shard,
+                                    int deflate = 0) {
+  ShardWriter w(dir, "train", per_shard, deflate);
+  for (const auto& r : records) w.Add(EncodeRecord(r, deflate));
+  const auto shards = w.Finish();
+  nlohmann::json m = {{"format_version", kShardFormatVersion}, {"splits", {{"train", SplitManifest(shards)}}}};
+  WriteTextFileAtomic(dir / kManifestName, m.dump(2));
+  return shards;
+}
+
+std::vector<ShardRecord> SomeRecords(int n, bool smooth = false) {
+  std::vector<ShardRecord> out;
+  for (int i = 0; i < n; ++i) out.push_back(MakeRecord(16 + 8 * (i % 3), 24 + 8 * (i % 2), i, smooth));
+  return out;
+}
+
+void FlipByte(const fs::path& p, uint64_t offset) {
+  std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x5A);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(&c, 1);
+}
+
+// Offset of a byte sequence in a file (to hit a record's pixels precisely).
+uint64_t FindBytes(const fs::path& p, const uint8_t* data, size_t n) {
+  const std::string s = ReadTextFile(p);
+  const size_t at = s.find(std::string(reinterpret_cast<const char*>(data), n));
+  REQUIRE(at != std::string::npos);
+  return at;
+}
+
+std::string ErrorOf(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_CASE("crc32 matches zlib's standard check value") {
+  CHECK(Crc32("123456789", 9) == 0xCBF43926u);
+  CHECK(Crc32("6789", 4, Crc32("12345", 5)) == 0xCBF43926u);
+}
+
+TEST_CASE("records round-trip bit-exactly across several shards, in any order") {
+  test::TempDir tmp;
+  const auto records = SomeRecords(5);
+  const auto shards = WriteSet(tmp.path(), records, 2);
+  REQUIRE(shards.size() == 3);
+  CHECK(shards[0].file == "train/shard-00000.h5");
+  CHECK(shards[2].records == 1);
+  ShardSet set(tmp.path());
+  REQUIRE(set.size("train") == 5);
+  for (int i : {4, 0, 3, 1, 2}) {
+    const ShardRecord r = set.Read("train", i);
+    CHECK(SameMat(r.image, records[i].image));
+    CHECK(SameMat(r.target, records[i].target));
+    CHECK(r.source == records[i].source);
+    CHECK(r.box == records[i].box);
+    CHECK(r.count == records[i].count);
+    CHECK(r.density_sum == records[i].density_sum);
+    CHECK(r.crop == records[i].crop);
+  }
+  set.Verify();
+}
+
+TEST_CASE("Info gives sizes and labels from the index") {
+  test::TempDir tmp;
+  const auto records = SomeRecords(4);
+  WriteSet(tmp.path(), records, 3);
+  ShardSet set(tmp.path());
+  for (int i = 0; i < 4; ++i) {
+    const RecordInfo info = set.Info("train", i);
+    CHECK(info.width == records[i].image.cols);
+    CHECK(info.height == records[i].image.rows);
+    CHECK(info.source == records[i].source);
+    CHECK(info.count == records[i].count);
+    CHECK(info.density_sum == records[i].density_sum);
+    CHECK(info.crop == records[i].crop);
+  }
+  CHECK(set.splits() == std::vector<std::string>{"train"});
+}
+
+TEST_CASE("deflate-compressed shards round-trip and are smaller for smooth images") {
+  test::TempDir raw_dir, zip_dir;
+  const auto records = SomeRecords(3, /*smooth=*/true);
+  const auto raw = WriteSet(raw_dir.path(), records, 8, 0);
+  const auto zip = WriteSet(zip_dir.path(), records, 8, 6);
+  CHECK(zip[0].bytes < raw[0].bytes);
+  ShardSet set(zip_dir.path());
+  for (int i = 0; i < 3; ++i) {
+    const ShardRecord r = set.Read("train", i);
+    CHECK(SameMat(r.image, records[i].image));
+    CHECK(SameMat(r.target, records[i].target));
+  }
+}
+
+TEST_CASE("noise that does not compress is stored raw and still reads back") {
+  test::TempDir tmp;
+  const auto records = SomeRecords(2, /*smooth=*/false);
+  WriteSet(tmp.path(), records, 8, 9);
+  ShardSet set(tmp.path());
+  CHECK(SameMat(set.Read("train", 1).image, records[1].image));
+}
+
+TEST_CASE("concurrent reads from several threads return the right records") {
+  test::TempDir tmp;
+  const auto records = SomeRecords(12);
+  WriteSet(tmp.path(), records, 5, 1);
+  ShardSet set(tmp.path());
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < 30; ++k) {
+        const int i = (k * 7 + t * 5) % 12;
+        const ShardRecord r = set.Read("train", i);
+        if (!SameMat(r.image, records[i].image) || !SameMat(r.target, records[i].target)) ++bad;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(bad == 0);
+}
+
+TEST_CASE("more shards than the open-file cap are all readable") {
+  test::TempDir tmp;
+  const auto records = SomeRecords(40);
+  WriteSet(tmp.path(), records, 1);
+  ShardSet set(tmp.path());
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int i = 0; i < 40; ++i) CHECK(SameMat(set.Read("train", i).target, records[i].target));
+  }
+}
+
+TEST_CASE("a folder without a manifest is refused as incomplete") {
+  test::TempDir tmp;
+  WriteSet(tmp.path(), SomeRecords(2), 4);
+  fs::remove(tmp / kManifestName);
+  const std::string msg = ErrorOf([&] { ShardSet set(tmp.path()); });
+  CHECK(msg.find("incomplete shard set") != std::string::npos);
+}
+
+TEST_CASE("an unsupported format version is refused") {
+  test::TempDir tmp;
+  WriteSet(tmp.path(), SomeRecords(1), 4);
+  auto m = nlohmann::json::parse(ReadTextFile(tmp / kManifestName));
+  m["format_version"] = 99;
+  WriteTextFileAtomic(tmp / kManifestName, m.dump());
+  CHECK(ErrorOf([&] { ShardSet set(tmp.path()); }).find("version 99") != std::string::npos);
+}
+
+TEST_CASE("a missing or truncated shard is named when the set is opened") {
+  test::TempDir tmp;
+  WriteSet(tmp.path(), SomeRecords(4), 2);
+  const fs::path shard = tmp / "train/shard-00001.h5";
+  fs::resize_file(shard, fs::file_size(shard) - 100);
+  std::string msg = ErrorOf([&] { ShardSet set(tmp.path()); });
+  CHECK(msg.find("shard-00001.h5") != std::string::npos);
+  CHECK(msg.find("truncated") != std::string::npos);
+  fs::remove(shard);
+  msg = ErrorOf([&] { ShardSet set(tmp.path()); });
+  CHECK(msg.find("shard-00001.h5") != std::string::npos);
+  CHECK(msg.find("missing") != std::string::npos);
+}
+
+TEST_CASE("a corrupted byte in a record is caught by Verify and by Read") {
+  test::TempDir tmp;
+  const auto records = SomeRecords(3);
+  WriteSet(tmp.path(), records, 8);
+  const fs::path shard = tmp / "train/shard-00000.h5";
+  const cv::Mat& img = records[1].image;
+  FlipByte(shard, FindBytes(shard, img.data, img.total() * 3) + 100);
+  ShardSet set(tmp.path());
+  std::string msg = ErrorOf([&] { set.Verify(); });
+  CHECK(msg.find("shard-00000.h5") != std::string::npos);
+  CHECK(msg.find("checksum mismatch") != std::string::npos);
+  msg = ErrorOf([&] { set.Read("train", 1); });
+  CHECK(msg.find("record 1") != std::string::npos);
+  CHECK(msg.find("checksum mismatch") != std::string::npos);
+  CHECK(SameMat(set.Read("train", 0).image, records[0].image));  // the others still read
+}
+
+TEST_CASE("a shard whose header is destroyed gives one clear error") {
+  test::TempDir tmp;
+  WriteSet(tmp.path(), SomeRecords(2), 8);
+  const fs::path shard = tmp / "train/shard-00000.h5";
+  for (uint64_t i = 0; i < 64; ++i) FlipByte(shard, i);
+  const std::string msg = ErrorOf([&] { ShardSet set(tmp.path()); });
+  CHECK(msg.find("shard-00000.h5") != std::string::npos);
+  CHECK(msg.find("corrupt") != std::string::npos);
+}
+
+TEST_CASE("bad record indices and split names are errors, not crashes") {
+  test::TempDir tmp;
+  WriteSet(tmp.path(), SomeRecords(2), 8);
+  ShardSet set(tmp.path());
+  CHECK(ErrorOf([&] { set.Read("train", 2); }).find("out of range") != std::string::npos);
+  CHECK(ErrorOf([&] { set.Info("train", -1); }).find("out of range") != std::string::npos);
+  CHECK(ErrorOf([&] { set.size("validation"); }).find("no split 'validation'") != std::string::npos);
+}
+
+TEST_CASE("an unfinished writer leaves no temporary and no partial shard") {
+  test::TempDir tmp;
+  std::vector<ShardFileInfo> done;
+  {
+    ShardWriter w(tmp.path(), "train", 2, 0);
+    for (const auto& r : SomeRecords(3)) w.Add(EncodeRecord(r, 0));
+    // Destroyed without Finish(): the first shard (2 records) is complete, the second is not.
+  }
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(tmp / "train")) names.push_back(e.path().filename().string());
+  CHECK(names == std::vector<std::string>{"shard-00000.h5"});
+}
+
+TEST_CASE("shards are readable from Python's h5py as documented") {
+  if (!fs::exists("/usr/bin/python3") || test::Run("/usr/bin/python3 -c 'import h5py, numpy'") != 0) {
+    MESSAGE("skipped: /usr/bin/python3 with h5py not available");
+    return;
+  }
+  test::TempDir tmp;
+  const auto records = SomeRecords(3, true);
+  WriteSet(tmp.path(), records, 2, 4);
+  const fs::path script = tmp / "check.py";
+  std::ofstream(script) << "import h5py, json, zlib, sys\n"
+                           "d = sys.argv[1]\n"
+                           "m = json.load(open(d + '/manifest.json'))\n"
+                           "s = m['splits']['train']['shards'][1]\n"
+                           "assert zlib.crc32(open(d + '/' + s['file'], 'rb').read()) == s['crc32']\n"
+                           "with h5py.File(d + '/' + s['file'], 'r') as f:\n"
+                           "    r = f['records/000000']\n"
+                           "    img, t = r['image'][()], r['target'][()]\n"
+                           "    assert zlib.crc32(t.tobytes(), zlib.crc32(img.tobytes())) == r.attrs['crc32']\n"
+                           "    print(img.shape[0], img.shape[1], int(img[0, 0, 0]), r.attrs['source'],\n"
+                           "          list(r.attrs['box']), f['index/source'][0].decode())\n";
+  const fs::path log = tmp / "out.txt";
+  REQUIRE(test::Run("/usr/bin/python3 " + script.string() + " " + tmp.path().string(), log) == 0);
+  const ShardRecord& r = records[2];
+  CHECK(ReadTextFile(log) == StrCat(r.image.rows, " ", r.image.cols, " ", int(r.image.at<cv::Vec3b>(0, 0)[0]), " ",
+                                    r.source, " [", r.box[0], ", ", r.box[1], ", ", r.box[2], ", ", r.box[3], "] ",
+                                    r.source, "\n"));
+}
+
+}  // namespace
+}  // namespace csr
