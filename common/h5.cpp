@@ -31,6 +31,28 @@ H5::PredType MemTypeFor(int depth) {
   }
 }
 
+// The file holding `loc`, for error messages.
+std::string FileOf(const H5::H5Location& loc) {
+  try {
+    return loc.getFileName();
+  } catch (const H5::Exception&) {
+    return "HDF5 file";
+  }
+}
+
+// Errors name the file and the attribute: an H5::Exception escaping here is
+// not a std::exception, so it would bypass RunTool and abort the tool.
+void WriteAttr(H5::H5Object& obj, const std::string& name, const H5::DataType& file_type,
+               const H5::DataSpace& space, const H5::DataType& mem_type, const void* data) {
+  Init();
+  try {
+    H5::Attribute a = obj.createAttribute(name, file_type, space);
+    if (data) a.write(mem_type, data);  // HDF5 rejects a null buffer even for zero elements
+  } catch (const H5::Exception& e) {
+    throw Error(FileOf(obj), StrCat("cannot write attribute '", name, "': ", Describe(e)));
+  }
+}
+
 H5::DataSet OpenDataset(const H5::Group& loc, const std::string& name, const std::string& file) {
   if (!Exists(loc, name)) throw Error(file, StrCat("missing dataset '", name, "'"));
   try {
@@ -90,11 +112,12 @@ void WriteMat(H5::Group& loc, const std::string& name, const cv::Mat& m, const W
     props.setChunk(static_cast<int>(chunk.size()), chunk.data());
     if (opts.deflate > 0) props.setDeflate(opts.deflate);
   }
+  if (Exists(loc, name)) throw Error(FileOf(loc), StrCat("dataset '", name, "' already exists"));
   try {
     H5::DataSet ds = loc.createDataSet(name, FileTypeFor(m.depth()), space, props);
     ds.write(m.data, MemTypeFor(m.depth()));
   } catch (const H5::Exception& e) {
-    throw Error(name, StrCat("cannot write dataset: ", Describe(e), " (disk full?)"));
+    throw Error(FileOf(loc), StrCat("cannot write dataset '", name, "': ", Describe(e), " (disk full?)"));
   }
 }
 
@@ -157,38 +180,36 @@ std::vector<float> ReadFloats(const H5::Group& loc, const std::string& name, con
 }
 
 void WriteFloats(H5::Group& loc, const std::string& name, const float* data, const std::vector<hsize_t>& shape) {
+  if (Exists(loc, name)) throw Error(FileOf(loc), StrCat("dataset '", name, "' already exists"));
   try {
     H5::DataSpace space(static_cast<int>(shape.size()), shape.data());
     H5::DataSet ds = loc.createDataSet(name, H5::PredType::IEEE_F32LE, space);
     ds.write(data, H5::PredType::NATIVE_FLOAT);
   } catch (const H5::Exception& e) {
-    throw Error(name, StrCat("cannot write dataset: ", Describe(e), " (disk full?)"));
+    throw Error(FileOf(loc), StrCat("cannot write dataset '", name, "': ", Describe(e), " (disk full?)"));
   }
 }
 
 void SetAttr(H5::H5Object& obj, const std::string& name, double value) {
-  H5::Attribute a = obj.createAttribute(name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR));
-  a.write(H5::PredType::NATIVE_DOUBLE, &value);
+  WriteAttr(obj, name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR), H5::PredType::NATIVE_DOUBLE, &value);
 }
 
 void SetAttr(H5::H5Object& obj, const std::string& name, int64_t value) {
-  H5::Attribute a = obj.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR));
-  a.write(H5::PredType::NATIVE_INT64, &value);
+  WriteAttr(obj, name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR), H5::PredType::NATIVE_INT64, &value);
 }
 
 void SetAttr(H5::H5Object& obj, const std::string& name, const std::string& value) {
   // Variable-length UTF-8 string: h5py reads it back as a Python str.
   H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
   type.setCset(H5T_CSET_UTF8);
-  H5::Attribute a = obj.createAttribute(name, type, H5::DataSpace(H5S_SCALAR));
   const char* p = value.c_str();
-  a.write(type, &p);
+  WriteAttr(obj, name, type, H5::DataSpace(H5S_SCALAR), type, &p);
 }
 
 void SetAttr(H5::H5Object& obj, const std::string& name, const std::vector<int64_t>& value) {
   hsize_t n = value.size();
-  H5::Attribute a = obj.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(1, &n));
-  a.write(H5::PredType::NATIVE_INT64, value.data());
+  WriteAttr(obj, name, H5::PredType::STD_I64LE, H5::DataSpace(1, &n), H5::PredType::NATIVE_INT64,
+            value.empty() ? nullptr : value.data());
 }
 
 bool HasAttr(const H5::H5Object& obj, const std::string& name) { return obj.attrExists(name); }
