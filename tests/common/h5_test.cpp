@@ -1,0 +1,420 @@
+#include "common/h5.h"
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "common/error.h"
+#include "tests/test_util.h"
+
+namespace csr {
+namespace {
+
+namespace fs = std::filesystem;
+
+template <typename Fn>
+void ExpectError(Fn&& fn, std::initializer_list<std::string> fragments) {
+  try {
+    fn();
+    FAIL("no csr::Error thrown");
+  } catch (const Error& e) {
+    INFO("message: " << e.what());
+    for (const auto& f : fragments) CHECK(std::string(e.what()).find(f) != std::string::npos);
+  }
+}
+
+// Everything written to file descriptor 2 (C stdio and HDF5's error stack
+// printer alike) while `fn` runs.
+template <typename Fn>
+std::string CaptureStderr(const fs::path& tmp, Fn&& fn) {
+  std::fflush(stderr);
+  const int saved = ::dup(STDERR_FILENO);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  REQUIRE(saved >= 0);
+  REQUIRE(fd >= 0);
+  ::dup2(fd, STDERR_FILENO);
+  ::close(fd);
+  try {
+    fn();
+  } catch (...) {
+    std::fflush(stderr);
+    ::dup2(saved, STDERR_FILENO);
+    ::close(saved);
+    throw;
+  }
+  std::fflush(stderr);
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  std::ifstream f(tmp);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+cv::Mat RandomMat(int rows, int cols, int type, uint64_t seed) {
+  cv::Mat m(rows, cols, type);
+  cv::RNG rng(seed);
+  if (CV_MAT_DEPTH(type) == CV_8U) {
+    rng.fill(m, cv::RNG::UNIFORM, 0, 256);
+  } else {
+    rng.fill(m, cv::RNG::UNIFORM, -1000.0, 1000.0);
+  }
+  return m;
+}
+
+bool Identical(const cv::Mat& a, const cv::Mat& b) {
+  if (a.type() != b.type() || a.size() != b.size()) return false;
+  return a.total() == 0 || cv::norm(a, b, cv::NORM_INF) == 0.0;
+}
+
+// The dataset's dims as stored in the file.
+std::vector<hsize_t> StoredDims(const H5::H5File& f, const std::string& name) {
+  H5::DataSpace space = f.openDataSet(name).getSpace();
+  std::vector<hsize_t> dims(static_cast<size_t>(space.getSimpleExtentNdims()));
+  space.getSimpleExtentDims(dims.data());
+  return dims;
+}
+
+fs::path WriteSmallFile(const test::TempDir& dir, const std::string& name) {
+  const fs::path p = dir / name;
+  H5::H5File f = h5::Create(p.string());
+  h5::WriteMat(f, "density", RandomMat(64, 48, CV_32F, 1));
+  h5::SetAttr(f, "kernel", std::string("adaptive"));
+  return p;
+}
+
+TEST_CASE("h5: a CV_32F matrix round-trips bit-exactly as a 2-D float32 dataset") {
+  test::TempDir dir;
+  const std::string path = (dir / "a.h5").string();
+  const cv::Mat m = RandomMat(37, 53, CV_32F, 7);
+  {
+    H5::H5File f = h5::Create(path);
+    h5::WriteMat(f, "density", m);
+  }
+  H5::H5File f = h5::OpenRead(path);
+  CHECK(StoredDims(f, "density") == std::vector<hsize_t>{37, 53});
+  CHECK(f.openDataSet("density").getFloatType().getSize() == 4);
+  CHECK(Identical(h5::ReadMat(f, "density", path), m));
+  CHECK(Identical(h5::ReadMat2f(f, "density", path), m));
+}
+
+TEST_CASE("h5: a CV_64F matrix is stored as float64 and ReadMat2f returns it as float32") {
+  test::TempDir dir;
+  const std::string path = (dir / "d.h5").string();
+  const cv::Mat m = RandomMat(20, 31, CV_64F, 3);
+  {
+    H5::H5File f = h5::Create(path);
+    h5::WriteMat(f, "density", m);
+  }
+  H5::H5File f = h5::OpenRead(path);
+  CHECK(f.openDataSet("density").getFloatType().getSize() == 8);
+  CHECK(Identical(h5::ReadMat(f, "density", path), m));
+  const cv::Mat as_float = h5::ReadMat2f(f, "density", path);
+  REQUIRE(as_float.type() == CV_32F);
+  cv::Mat expected;
+  m.convertTo(expected, CV_32F);
+  CHECK(Identical(as_float, expected));
+}
+
+TEST_CASE("h5: a CV_8UC3 image round-trips as an H x W x 3 uint8 dataset") {
+  test::TempDir dir;
+  const std::string path = (dir / "img.h5").string();
+  const cv::Mat img = RandomMat(15, 22, CV_8UC3, 11);
+  {
+    H5::H5File f = h5::Create(path);
+    h5::WriteMat(f, "image", img);
+  }
+  H5::H5File f = h5::OpenRead(path);
+  CHECK(StoredDims(f, "image") == std::vector<hsize_t>{15, 22, 3});
+  CHECK(Identical(h5::ReadMat(f, "image", path), img));
+  // A uint8 image is not a float map.
+  ExpectError([&] { h5::ReadMat2f(f, "image", path); }, {path, "image"});
+}
+
+TEST_CASE("h5: chunked deflate datasets are chunked, compressed, smaller and read back unchanged") {
+  test::TempDir dir;
+  const std::string path = (dir / "z.h5").string();
+  // Smooth data compresses well; random data would not.
+  cv::Mat smooth(400, 300, CV_32F, cv::Scalar(0));
+  for (int r = 0; r < smooth.rows; ++r) smooth.row(r).setTo(static_cast<float>(r / 40));
+  const cv::Mat img = RandomMat(50, 40, CV_8UC3, 5);
+  {
+    H5::H5File f = h5::Create(path);
+    h5::WriteMat(f, "plain", smooth);
+    h5::WriteMat(f, "packed", smooth, {16, 6});
+    h5::WriteMat(f, "image", img, {7, 4});
+  }
+  H5::H5File f = h5::OpenRead(path);
+  for (const char* name : {"packed", "image"}) {
+    INFO("dataset " << name);
+    H5::DSetCreatPropList props = f.openDataSet(name).getCreatePlist();
+    CHECK(props.getLayout() == H5D_CHUNKED);
+    CHECK(props.getNfilters() == 1);
+  }
+  CHECK(f.openDataSet("plain").getCreatePlist().getLayout() == H5D_CONTIGUOUS);
+  hsize_t chunk[2] = {0, 0};
+  f.openDataSet("packed").getCreatePlist().getChunk(2, chunk);
+  CHECK(chunk[0] == 16);
+  CHECK(chunk[1] == 300);
+  CHECK(f.openDataSet("packed").getStorageSize() * 10 < f.openDataSet("plain").getStorageSize());
+  CHECK(Identical(h5::ReadMat2f(f, "packed", path), smooth));
+  CHECK(Identical(h5::ReadMat(f, "image", path), img));
+}
+
+TEST_CASE("h5: a chunk taller than the matrix is clamped to its height") {
+  test::TempDir dir;
+  const std::string path = (dir / "c.h5").string();
+  const cv::Mat m = RandomMat(5, 9, CV_32F, 2);
+  {
+    H5::H5File f = h5::Create(path);
+    h5::WriteMat(f, "m", m, {64, 4});
+  }
+  H5::H5File f = h5::OpenRead(path);
+  CHECK(Identical(h5::ReadMat2f(f, "m", path), m));
+}
+
+TEST_CASE("h5: WriteFloats and ReadFloats round-trip an N-D array with its shape") {
+  test::TempDir dir;
+  const std::string path = (dir / "w.h5").string();
+  std::vector<float> data(2 * 3 * 4 * 5);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = 0.5f * static_cast<float>(i) - 7.0f;
+  {
+    H5::H5File f = h5::Create(path);
+    h5::WriteFloats(f, "frontend.0.weight", data.data(), {2, 3, 4, 5});
+  }
+  H5::H5File f = h5::OpenRead(path);
+  std::vector<hsize_t> shape;
+  CHECK(h5::ReadFloats(f, "frontend.0.weight", path, &shape) == data);
+  CHECK(shape == std::vector<hsize_t>{2, 3, 4, 5});
+}
+
+TEST_CASE("h5: double, int64, string and int-vector attributes round-trip") {
+  test::TempDir dir;
+  const std::string path = (dir / "attrs.h5").string();
+  const std::string utf8 = "crop \xC3\xA9t\xC3\xA9 IMG_12.jpg";
+  {
+    H5::H5File f = h5::Create(path);
+    h5::WriteMat(f, "density", RandomMat(4, 4, CV_32F, 1));
+    H5::DataSet ds = f.openDataSet("density");
+    h5::SetAttr(f, "sum", 123.456789012345);
+    h5::SetAttr(f, "count", int64_t{-3138});
+    h5::SetAttr(f, "big", int64_t{1} << 40);
+    h5::SetAttr(f, "kernel", utf8);
+    h5::SetAttr(f, "empty", std::string());
+    h5::SetAttr(ds, "box", std::vector<int64_t>{10, 20, 224, 224});
+  }
+  H5::H5File f = h5::OpenRead(path);
+  CHECK(h5::HasAttr(f, "sum"));
+  CHECK_FALSE(h5::HasAttr(f, "nope"));
+  CHECK(h5::GetAttrDouble(f, "sum", path) == 123.456789012345);
+  CHECK(h5::GetAttrInt(f, "count", path) == -3138);
+  CHECK(h5::GetAttrInt(f, "big", path) == (int64_t{1} << 40));
+  CHECK(h5::GetAttrString(f, "kernel", path) == utf8);
+  CHECK(h5::GetAttrString(f, "empty", path).empty());
+  const H5::DataSet ds = f.openDataSet("density");
+  CHECK(h5::GetAttrInts(ds, "box", path) == std::vector<int64_t>{10, 20, 224, 224});
+}
+
+TEST_CASE("h5: a missing or mistyped attribute throws an Error naming the file and attribute") {
+  test::TempDir dir;
+  const std::string path = WriteSmallFile(dir, "s.h5").string();
+  H5::H5File f = h5::OpenRead(path);
+  ExpectError([&] { h5::GetAttrDouble(f, "absent", path); }, {path, "absent"});
+  ExpectError([&] { h5::GetAttrInt(f, "absent", path); }, {path, "absent"});
+  ExpectError([&] { h5::GetAttrString(f, "absent", path); }, {path, "absent"});
+  ExpectError([&] { h5::GetAttrInts(f, "absent", path); }, {path, "absent"});
+}
+
+TEST_CASE("h5: files and attributes we write read back in h5py with the same values and types") {
+  if (!fs::exists("/usr/bin/python3") ||
+      test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") != 0) {
+    MESSAGE("skipped: /usr/bin/python3 with h5py not available");
+    return;
+  }
+  test::TempDir dir;
+  const std::string path = (dir / "interop.h5").string();
+  cv::Mat m(3, 4, CV_32F);
+  for (int i = 0; i < 12; ++i) m.at<float>(i / 4, i % 4) = 0.25f * static_cast<float>(i);
+  cv::Mat img(2, 3, CV_8UC3);
+  for (int i = 0; i < 18; ++i) img.data[i] = static_cast<uint8_t>(10 * i);
+  {
+    H5::H5File f = h5::Create(path);
+    h5::WriteMat(f, "density", m, {2, 4});
+    h5::WriteMat(f, "image", img);
+    h5::SetAttr(f, "sum", 2.5);
+    h5::SetAttr(f, "count", int64_t{354});
+    h5::SetAttr(f, "kernel", std::string("adaptive \xC3\xA9"));
+    h5::SetAttr(f, "box", std::vector<int64_t>{1, 2, 3, 4});
+  }
+  const fs::path script = dir / "check.py";
+  {
+    std::ofstream py(script);
+    py << R"(import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], 'r')
+d = f['density']
+assert d.dtype == np.float32 and d.shape == (3, 4), (d.dtype, d.shape)
+assert np.array_equal(d[()], (0.25 * np.arange(12)).reshape(3, 4).astype(np.float32))
+im = f['image']
+assert im.dtype == np.uint8 and im.shape == (2, 3, 3), (im.dtype, im.shape)
+assert np.array_equal(im[()].ravel(), (10 * np.arange(18)).astype(np.uint8))
+a = f.attrs
+assert isinstance(a['kernel'], str), type(a['kernel'])
+assert a['kernel'] == 'adaptive \u00e9', a['kernel']
+assert float(a['sum']) == 2.5 and a['sum'].dtype == np.float64
+assert int(a['count']) == 354 and a['count'].dtype == np.int64
+assert list(a['box']) == [1, 2, 3, 4] and a['box'].dtype == np.int64
+print('ok')
+)";
+  }
+  const fs::path log = dir / "py.log";
+  const int rc = test::Run("/usr/bin/python3 " + script.string() + " " + path, log);
+  std::ifstream lf(log);
+  const std::string out((std::istreambuf_iterator<char>(lf)), std::istreambuf_iterator<char>());
+  INFO("python output: " << out);
+  CHECK(rc == 0);
+  CHECK(out.find("ok") != std::string::npos);
+}
+
+TEST_CASE("h5: a file written by h5py (float64 map, int attribute, bytes string) reads back") {
+  if (!fs::exists("/usr/bin/python3") ||
+      test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") != 0) {
+    MESSAGE("skipped: /usr/bin/python3 with h5py not available");
+    return;
+  }
+  test::TempDir dir;
+  const std::string path = (dir / "py.h5").string();
+  const std::string cmd = "/usr/bin/python3 -c \"import h5py, numpy as np; f = h5py.File('" + path +
+                          "', 'w'); f['density'] = np.arange(6, dtype=np.float64).reshape(2, 3) / 4; "
+                          "f.attrs['annotation_count'] = np.int32(7); f.attrs['kernel'] = np.bytes_(b'fixed'); "
+                          "f.attrs['note'] = 'str'\"";
+  REQUIRE(test::Run(cmd, dir / "py.log") == 0);
+  H5::H5File f = h5::OpenRead(path);
+  const cv::Mat m = h5::ReadMat2f(f, "density", path);
+  REQUIRE(m.type() == CV_32F);
+  CHECK(m.at<float>(1, 2) == 1.25f);
+  CHECK(h5::GetAttrInt(f, "annotation_count", path) == 7);
+  CHECK(h5::GetAttrString(f, "kernel", path) == "fixed");
+  CHECK(h5::GetAttrString(f, "note", path) == "str");
+}
+
+TEST_CASE("h5: OpenRead on a truncated HDF5 file throws an Error naming it, without an HDF5 error stack") {
+  test::TempDir dir;
+  const fs::path p = WriteSmallFile(dir, "cut.h5");
+  fs::resize_file(p, fs::file_size(p) / 2);
+  const std::string err = CaptureStderr(dir / "stderr.txt", [&] { ExpectError([&] { h5::OpenRead(p.string()); },
+                                                                               {p.string()}); });
+  CHECK_MESSAGE(err.empty(), "stderr: " << err);
+}
+
+TEST_CASE("h5: OpenRead on a text file or a missing file throws an Error naming it, printing nothing") {
+  test::TempDir dir;
+  const fs::path text = dir / "notes.h5";
+  std::ofstream(text) << "this is not HDF5\n";
+  const fs::path missing = dir / "missing.h5";
+  const std::string err = CaptureStderr(dir / "stderr.txt", [&] {
+    ExpectError([&] { h5::OpenRead(text.string()); }, {text.string()});
+    ExpectError([&] { h5::OpenRead(missing.string()); }, {missing.string()});
+  });
+  CHECK_MESSAGE(err.empty(), "stderr: " << err);
+}
+
+TEST_CASE("h5: errors on a new thread print no HDF5 error stack either") {
+  test::TempDir dir;
+  const fs::path p = WriteSmallFile(dir, "cut.h5");
+  fs::resize_file(p, fs::file_size(p) / 2);
+  const std::string err = CaptureStderr(dir / "stderr.txt", [&] {
+    bool threw = false;
+    std::thread t([&] {
+      try {
+        h5::OpenRead(p.string());
+      } catch (const Error&) {
+        threw = true;
+      }
+    });
+    t.join();
+    CHECK(threw);
+  });
+  CHECK_MESSAGE(err.empty(), "stderr: " << err);
+}
+
+TEST_CASE("h5: a missing dataset throws an Error naming the file and the dataset") {
+  test::TempDir dir;
+  const std::string path = WriteSmallFile(dir, "s.h5").string();
+  H5::H5File f = h5::OpenRead(path);
+  CHECK(h5::Exists(f, "density"));
+  CHECK_FALSE(h5::Exists(f, "target"));
+  CHECK_FALSE(h5::Exists(f, "no/such/group"));
+  const std::string err = CaptureStderr(dir / "stderr.txt", [&] {
+    ExpectError([&] { h5::ReadMat(f, "target", path); }, {path, "target"});
+    ExpectError([&] { h5::ReadMat2f(f, "target", path); }, {path, "target"});
+    ExpectError([&] { h5::ReadFloats(f, "target", path, nullptr); }, {path, "target"});
+  });
+  CHECK_MESSAGE(err.empty(), "stderr: " << err);
+}
+
+TEST_CASE("h5: a dataset of the wrong rank or type throws an Error naming it") {
+  test::TempDir dir;
+  const std::string path = (dir / "r.h5").string();
+  {
+    H5::H5File f = h5::Create(path);
+    std::vector<float> v(24, 1.0f);
+    h5::WriteFloats(f, "vector", v.data(), {24});
+    h5::WriteFloats(f, "cube", v.data(), {2, 3, 4});
+  }
+  H5::H5File f = h5::OpenRead(path);
+  ExpectError([&] { h5::ReadMat(f, "vector", path); }, {path, "vector"});
+  ExpectError([&] { h5::ReadMat2f(f, "cube", path); }, {path, "cube"});
+}
+
+TEST_CASE("h5: an empty int-vector attribute round-trips as an empty list") {
+  test::TempDir dir;
+  const std::string path = (dir / "e.h5").string();
+  {
+    H5::H5File f = h5::Create(path);
+    h5::SetAttr(f, "boxes", std::vector<int64_t>{});
+  }
+  H5::H5File f = h5::OpenRead(path);
+  CHECK(h5::GetAttrInts(f, "boxes", path).empty());
+}
+
+TEST_CASE("h5: writing a dataset whose name is taken throws an Error naming the file and the dataset") {
+  test::TempDir dir;
+  const std::string path = (dir / "dup.h5").string();
+  H5::H5File f = h5::Create(path);
+  h5::WriteMat(f, "density", RandomMat(3, 3, CV_32F, 1));
+  const std::vector<float> v(4, 0.0f);
+  const std::string err = CaptureStderr(dir / "stderr.txt", [&] {
+    ExpectError([&] { h5::WriteMat(f, "density", RandomMat(3, 3, CV_32F, 1)); }, {path, "density"});
+    ExpectError([&] { h5::WriteFloats(f, "density", v.data(), {4}); }, {path, "density"});
+  });
+  CHECK_MESSAGE(err.empty(), "stderr: " << err);
+}
+
+TEST_CASE("h5: an attribute that cannot be written throws csr::Error naming the file and the attribute") {
+  // H5::Exception is not a std::exception: one escaping would bypass RunTool
+  // and abort the tool instead of printing one line.
+  test::TempDir dir;
+  const std::string path = WriteSmallFile(dir, "ro.h5").string();
+  {
+    H5::H5File f = h5::Create((dir / "twice.h5").string());
+    h5::SetAttr(f, "count", int64_t{1});
+    ExpectError([&] { h5::SetAttr(f, "count", int64_t{2}); }, {"twice.h5", "count"});
+  }
+  H5::H5File f = h5::OpenRead(path);  // read-only
+  const std::string err = CaptureStderr(dir / "stderr.txt", [&] {
+    ExpectError([&] { h5::SetAttr(f, "sum", 1.0); }, {path, "sum"});
+    ExpectError([&] { h5::SetAttr(f, "count", int64_t{3}); }, {path, "count"});
+    ExpectError([&] { h5::SetAttr(f, "source", std::string("IMG_1.jpg")); }, {path, "source"});
+    ExpectError([&] { h5::SetAttr(f, "box", std::vector<int64_t>{1, 2}); }, {path, "box"});
+  });
+  CHECK_MESSAGE(err.empty(), "stderr: " << err);
+}
+
+}  // namespace
+}  // namespace csr
