@@ -19,14 +19,29 @@ std::vector<unsigned char> ReadAll(const std::string& path) {
   return data;
 }
 
+// Walks the marker segments and entropy-coded scans from SOI; true when the
+// end-of-image marker (FF D9) is reached. Bytes after it (some cameras append
+// data) are ignored, as libjpeg does; a cut file runs out before it.
+bool JpegReachesEnd(const std::vector<unsigned char>& d) {
+  size_t i = 2;
+  while (i + 1 < d.size()) {
+    if (d[i] != 0xFF) { ++i; continue; }  // extraneous bytes before a marker: decoders skip them
+    const unsigned char marker = d[i + 1];
+    if (marker == 0xD9) return true;
+    if (marker == 0xFF) { ++i; continue; }  // fill byte
+    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) { i += 2; continue; }
+    if (i + 4 > d.size()) return false;
+    i += 2 + ((static_cast<size_t>(d[i + 2]) << 8) | d[i + 3]);
+    if (marker != 0xDA) continue;
+    // Scan data runs to the next marker that is not a stuffed FF 00 or a restart marker.
+    while (i + 1 < d.size() && !(d[i] == 0xFF && d[i + 1] != 0x00 && (d[i + 1] < 0xD0 || d[i + 1] > 0xD7))) ++i;
+  }
+  return false;
+}
+
 bool JpegSize(const std::string& path, const std::vector<unsigned char>& d, ImageSize* out) {
   if (d.size() < 4 || d[0] != 0xFF || d[1] != 0xD8) return false;
-  // A complete JPEG ends with EOI (FF D9), possibly followed by padding.
-  size_t end = d.size();
-  while (end > 2 && (d[end - 1] == 0x00 || d[end - 1] == 0x0A || d[end - 1] == 0x0D)) --end;
-  if (end < 4 || d[end - 2] != 0xFF || d[end - 1] != 0xD9) {
-    throw Error(path, "truncated JPEG (no end-of-image marker)");
-  }
+  if (!JpegReachesEnd(d)) throw Error(path, "truncated JPEG (no end-of-image marker)");
   size_t i = 2;
   while (i + 4 <= d.size()) {
     if (d[i] != 0xFF) throw Error(path, "corrupt JPEG (bad marker sequence)");
