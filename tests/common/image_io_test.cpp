@@ -1,0 +1,231 @@
+#include "common/image_io.h"
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "common/error.h"
+#include "tests/test_util.h"
+
+namespace csr {
+namespace {
+
+namespace fs = std::filesystem;
+
+template <typename Fn>
+void ExpectError(Fn&& fn, std::initializer_list<std::string> fragments) {
+  try {
+    fn();
+    FAIL("no csr::Error thrown");
+  } catch (const Error& e) {
+    INFO("message: " << e.what());
+    for (const auto& f : fragments) CHECK(std::string(e.what()).find(f) != std::string::npos);
+  }
+}
+
+// A noisy image (so JPEG files are not trivially small) of the given type.
+cv::Mat Noise(int rows, int cols, int type, uint64_t seed) {
+  cv::Mat m(rows, cols, type);
+  cv::RNG(seed).fill(m, cv::RNG::UNIFORM, 0, 256);
+  return m;
+}
+
+fs::path Write(const test::TempDir& dir, const std::string& name, const cv::Mat& img,
+               const std::vector<int>& params = {}) {
+  const fs::path p = dir / name;
+  REQUIRE(cv::imwrite(p.string(), img, params));
+  return p;
+}
+
+// Copies the first `keep` bytes of `src` to `dst`.
+fs::path Cut(const fs::path& src, const fs::path& dst, size_t keep) {
+  std::ifstream in(src, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(keep <= bytes.size());
+  std::ofstream out(dst, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(keep));
+  return dst;
+}
+
+TEST_CASE("image_io: ReadImageSize of JPEG and PNG files equals their decoded size") {
+  test::TempDir dir;
+  struct Case {
+    int w, h, type;
+  };
+  int n = 0;
+  for (const Case& c : {Case{1, 1, CV_8UC3}, Case{7, 3, CV_8UC3}, Case{640, 480, CV_8UC3}, Case{182, 420, CV_8UC1},
+                        Case{1024, 768, CV_8UC3}, Case{300, 200, CV_8UC1}, Case{33, 65, CV_8UC4}}) {
+    const cv::Mat img = Noise(c.h, c.w, c.type, static_cast<uint64_t>(++n));
+    std::vector<std::string> names = {"png" + std::to_string(n) + ".png"};
+    if (c.type != CV_8UC4) {
+      names.push_back("jpg" + std::to_string(n) + ".jpg");
+      names.push_back("prog" + std::to_string(n) + ".jpg");
+    }
+    for (const std::string& name : names) {
+      std::vector<int> params;
+      if (name.rfind("prog", 0) == 0) params = {cv::IMWRITE_JPEG_PROGRESSIVE, 1};
+      const fs::path p = Write(dir, name, img, params);
+      INFO(name << " " << c.w << "x" << c.h);
+      const cv::Mat decoded = cv::imread(p.string(), cv::IMREAD_UNCHANGED);
+      const ImageSize s = ReadImageSize(p.string());
+      CHECK(s.width == decoded.cols);
+      CHECK(s.height == decoded.rows);
+      CHECK(s.width == c.w);
+      CHECK(s.height == c.h);
+    }
+  }
+}
+
+TEST_CASE("image_io: a JPEG cut in half is reported as truncated by both readers") {
+  test::TempDir dir;
+  const fs::path whole = Write(dir, "whole.jpg", Noise(240, 320, CV_8UC3, 1));
+  const fs::path half = Cut(whole, dir / "half.jpg", fs::file_size(whole) / 2);
+  ExpectError([&] { ReadImageSize(half.string()); }, {half.string(), "truncated"});
+  ExpectError([&] { ReadImageRGB(half.string()); }, {half.string(), "truncated"});
+  // Only the header survived.
+  const fs::path head = Cut(whole, dir / "head.jpg", 40);
+  ExpectError([&] { ReadImageSize(head.string()); }, {head.string(), "truncated"});
+}
+
+TEST_CASE("image_io: a progressive JPEG cut after some scans is reported as truncated") {
+  test::TempDir dir;
+  const fs::path whole = Write(dir, "p.jpg", Noise(200, 300, CV_8UC3, 4), {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+  for (size_t keep : {fs::file_size(whole) / 3, fs::file_size(whole) - 2}) {
+    INFO("kept " << keep << " bytes");
+    const fs::path cut = Cut(whole, dir / ("cut" + std::to_string(keep) + ".jpg"), keep);
+    ExpectError([&] { ReadImageSize(cut.string()); }, {cut.string(), "truncated"});
+  }
+}
+
+TEST_CASE("image_io: a complete JPEG followed by trailing bytes is accepted, as decoders do") {
+  // Some cameras and editors append data after the end-of-image marker;
+  // libjpeg ignores it, so the image is complete.
+  test::TempDir dir;
+  const cv::Mat img = Noise(48, 64, CV_8UC3, 5);
+  for (const std::string& trailer : {std::string("\0\0\n", 3), std::string("trailing camera data \x01\x02\xFF\x00"),
+                                    std::string(1000, '\x55')}) {
+    const fs::path p = Write(dir, "t.jpg", img);
+    {
+      std::ofstream f(p, std::ios::binary | std::ios::app);
+      f << trailer;
+    }
+    INFO("trailer of " << trailer.size() << " bytes");
+    REQUIRE_FALSE(cv::imread(p.string()).empty());
+    const ImageSize s = ReadImageSize(p.string());
+    CHECK(s.width == 64);
+    CHECK(s.height == 48);
+    CHECK(ReadImageRGB(p.string()).size() == cv::Size(64, 48));
+  }
+}
+
+TEST_CASE("image_io: a truncated PNG throws an Error naming the file") {
+  test::TempDir dir;
+  const fs::path whole = Write(dir, "whole.png", Noise(120, 90, CV_8UC3, 2));
+  for (size_t keep : {fs::file_size(whole) / 2, fs::file_size(whole) - 1, size_t{30}, size_t{8}}) {
+    INFO("kept " << keep << " bytes");
+    const fs::path cut = Cut(whole, dir / ("cut" + std::to_string(keep) + ".png"), keep);
+    ExpectError([&] { ReadImageSize(cut.string()); }, {cut.string(), "truncated"});
+    ExpectError([&] { ReadImageRGB(cut.string()); }, {cut.string()});
+  }
+}
+
+TEST_CASE("image_io: a text file named .jpg, an empty file and a missing file throw an Error naming them") {
+  test::TempDir dir;
+  const fs::path text = dir / "IMG_1.jpg";
+  std::ofstream(text) << "not an image at all, just some words\n";
+  const fs::path empty = dir / "IMG_2.jpg";
+  std::ofstream(empty).flush();
+  const fs::path missing = dir / "IMG_3.jpg";
+  for (const fs::path& p : {text, empty, missing}) {
+    INFO(p);
+    ExpectError([&] { ReadImageSize(p.string()); }, {p.string()});
+    ExpectError([&] { ReadImageRGB(p.string()); }, {p.string()});
+  }
+}
+
+TEST_CASE("image_io: ReadImageRGB turns a grayscale image into three equal channels") {
+  test::TempDir dir;
+  const cv::Mat gray = Noise(31, 17, CV_8UC1, 3);
+  for (const char* name : {"g.png", "g.jpg"}) {
+    INFO(name);
+    const fs::path p = Write(dir, name, gray);
+    const cv::Mat rgb = ReadImageRGB(p.string());
+    REQUIRE(rgb.type() == CV_8UC3);
+    CHECK(rgb.size() == gray.size());
+    cv::Mat ch[3];
+    cv::split(rgb, ch);
+    CHECK(cv::norm(ch[0], ch[1], cv::NORM_INF) == 0);
+    CHECK(cv::norm(ch[0], ch[2], cv::NORM_INF) == 0);
+    if (std::string(name) == "g.png") CHECK(cv::norm(ch[0], gray, cv::NORM_INF) == 0);  // lossless
+  }
+}
+
+TEST_CASE("image_io: ReadImageRGB returns red, green, blue in that order") {
+  test::TempDir dir;
+  // OpenCV writes BGR: (255, 0, 0) is pure blue.
+  const fs::path blue = Write(dir, "blue.png", cv::Mat(4, 6, CV_8UC3, cv::Scalar(255, 0, 0)));
+  const cv::Mat rgb = ReadImageRGB(blue.string());
+  REQUIRE(rgb.type() == CV_8UC3);
+  CHECK(rgb.at<cv::Vec3b>(2, 3) == cv::Vec3b(0, 0, 255));
+  const cv::Mat mixed(2, 2, CV_8UC3, cv::Scalar(10, 20, 30));  // B=10, G=20, R=30
+  const cv::Mat m = ReadImageRGB(Write(dir, "mixed.png", mixed).string());
+  CHECK(m.at<cv::Vec3b>(1, 1) == cv::Vec3b(30, 20, 10));
+}
+
+TEST_CASE("image_io: ReadImageRGB drops the alpha channel of a 4-channel PNG") {
+  test::TempDir dir;
+  cv::Mat bgra(5, 7, CV_8UC4, cv::Scalar(10, 20, 30, 0));  // fully transparent
+  bgra.at<cv::Vec4b>(0, 0) = cv::Vec4b(1, 2, 3, 255);
+  const cv::Mat rgb = ReadImageRGB(Write(dir, "alpha.png", bgra).string());
+  REQUIRE(rgb.type() == CV_8UC3);
+  CHECK(rgb.size() == cv::Size(7, 5));
+  CHECK(rgb.at<cv::Vec3b>(4, 6) == cv::Vec3b(30, 20, 10));  // colour kept, not blended with black
+  CHECK(rgb.at<cv::Vec3b>(0, 0) == cv::Vec3b(3, 2, 1));
+}
+
+TEST_CASE("image_io: a 16-bit PNG is rejected by ReadImageRGB with an Error naming it") {
+  test::TempDir dir;
+  const fs::path p = Write(dir, "deep.png", cv::Mat(3, 3, CV_16UC1, cv::Scalar(40000)));
+  CHECK(ReadImageSize(p.string()).width == 3);
+  ExpectError([&] { ReadImageRGB(p.string()); }, {p.string(), "8-bit"});
+}
+
+TEST_CASE("image_io: the real samples decode at their header size; IMG_40 is a grayscale JPEG") {
+  const fs::path data = test::SharedData();
+  const fs::path img40 = data / "ShanghaiTech/part_A_final/train_data/images/IMG_40.jpg";
+  if (data.empty() || !fs::exists(img40)) {
+    MESSAGE("skipped: shared ShanghaiTech samples not present");
+    return;
+  }
+  const cv::Mat raw = cv::imread(img40.string(), cv::IMREAD_UNCHANGED);
+  REQUIRE(raw.channels() == 1);
+  const cv::Mat rgb = ReadImageRGB(img40.string());
+  REQUIRE(rgb.type() == CV_8UC3);
+  cv::Mat ch[3];
+  cv::split(rgb, ch);
+  CHECK(cv::norm(ch[0], raw, cv::NORM_INF) == 0);
+  CHECK(cv::norm(ch[2], raw, cv::NORM_INF) == 0);
+
+  int checked = 0;
+  for (const auto& e : fs::recursive_directory_iterator(data / "ShanghaiTech")) {
+    if (e.path().extension() != ".jpg") continue;
+    INFO(e.path());
+    const ImageSize s = ReadImageSize(e.path().string());
+    const cv::Mat m = ReadImageRGB(e.path().string());
+    CHECK(s.width == m.cols);
+    CHECK(s.height == m.rows);
+    if (e.path().parent_path().parent_path().parent_path().filename() == "part_B_final") {
+      CHECK(s.width == 1024);
+      CHECK(s.height == 768);
+    }
+    ++checked;
+  }
+  CHECK(checked >= 12);
+}
+
+}  // namespace
+}  // namespace csr
