@@ -654,6 +654,11 @@ ShardSet::ShardSet(const fs::path& dir) : impl_(std::make_unique<Impl>()) {
   const nlohmann::json& splits = Field(impl_->manifest, "splits", mpath, "");
   if (!splits.is_object()) throw Error(mpath.string(), "'splits' is not an object");
   for (const auto& [name, js] : splits.items()) impl_->LoadSplit(name, js, mpath);
+  // JSON objects are unordered: list train, then test, then any others by name.
+  auto rank = [](const std::string& n) { return n == "train" ? 0 : n == "test" ? 1 : 2; };
+  std::stable_sort(impl_->splits.begin(), impl_->splits.end(), [&](const SplitData& a, const SplitData& b) {
+    return rank(a.name) != rank(b.name) ? rank(a.name) < rank(b.name) : a.name < b.name;
+  });
 }
 
 ShardSet::~ShardSet() = default;

@@ -66,7 +66,7 @@ class ShardSet {
   // Recomputes each shard's checksum against the manifest; throws on mismatch.
   void Verify() const;
 
-  // The splits the manifest lists ("train", "test"), in manifest order.
+  // The splits the manifest lists: "train", then "test", then any others by name.
   std::vector<std::string> splits() const;
 
  private:
@@ -128,6 +128,8 @@ class ShardWriter {
   // Completes the last shard; returns every shard written, in order.
   std::vector<ShardFileInfo> Finish();
   int64_t records() const { return total_; }
+  // The shards completed (renamed into place) so far.
+  const std::vector<ShardFileInfo>& finished() const { return done_; }
 
  private:
   struct Open;

@@ -1,0 +1,557 @@
+#include "preprocess/crop_shards.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+
+#include <H5Cpp.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+#include <tbb/global_control.h>
+#include <tbb/info.h>
+#include <tbb/parallel_pipeline.h>
+
+#include "common/cli.h"
+#include "common/dataset.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/h5.h"
+#include "common/image_io.h"
+#include "common/log.h"
+#include "common/mat_io.h"
+#include "common/progress.h"
+#include "common/shards.h"
+
+namespace csr {
+
+// ================================================================ geometry
+
+CropBox CropSize(int width, int height) {
+  CropBox c;
+  c.w = (width / 2) / 8 * 8;
+  c.h = (height / 2) / 8 * 8;
+  return c;
+}
+
+namespace {
+
+uint64_t SplitMix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t Fnv1a(const std::string& s, uint64_t h = 0xCBF29CE484222325ull) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001B3ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+uint64_t ImageSeed(int64_t seed, const std::string& split, const std::string& image_name) {
+  return SplitMix64(static_cast<uint64_t>(seed) ^ SplitMix64(Fnv1a(split + '/' + image_name)));
+}
+
+uint64_t UniformUpTo(std::mt19937_64& rng, uint64_t n) {
+  if (n == UINT64_MAX) return rng();
+  const uint64_t range = n + 1;
+  // Reject the first 2^64 mod range values so every residue is equally likely.
+  const uint64_t threshold = (0 - range) % range;
+  for (;;) {
+    const uint64_t x = rng();
+    if (x >= threshold) return x % range;
+  }
+}
+
+std::vector<CropBox> TrainCrops(int width, int height, int random_crops, uint64_t image_seed) {
+  const CropBox size = CropSize(width, height);
+  if (size.w < 8 || size.h < 8) return {};
+  const int w = size.w, h = size.h;
+  std::vector<CropBox> out = {{0, 0, w, h}, {width - w, 0, w, h}, {0, height - h, w, h}, {width - w, height - h, w, h}};
+  std::mt19937_64 rng(image_seed);
+  for (int i = 0; i < random_crops; ++i) {
+    const int x = static_cast<int>(UniformUpTo(rng, static_cast<uint64_t>(width - w)));
+    const int y = static_cast<int>(UniformUpTo(rng, static_cast<uint64_t>(height - h)));
+    out.push_back({x, y, w, h});
+  }
+  return out;
+}
+
+// ================================================================ targets
+
+namespace {
+
+template <typename T>
+cv::Mat BlockSums(const cv::Mat& density, const cv::Rect& box) {
+  const int rows = box.height / 8, cols = box.width / 8;
+  cv::Mat out(rows, cols, CV_32F);
+  std::vector<double> acc(static_cast<size_t>(cols));
+  for (int r = 0; r < rows; ++r) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int dy = 0; dy < 8; ++dy) {
+      const T* p = density.ptr<T>(box.y + 8 * r + dy) + box.x;
+      for (int c = 0; c < cols; ++c) {
+        double s = 0.0;
+        for (int k = 0; k < 8; ++k) s += p[8 * c + k];
+        acc[static_cast<size_t>(c)] += s;
+      }
+    }
+    float* o = out.ptr<float>(r);
+    for (int c = 0; c < cols; ++c) o[c] = static_cast<float>(acc[static_cast<size_t>(c)]);
+  }
+  return out;
+}
+
+template <typename T>
+double SumBox(const cv::Mat& density, const cv::Rect& box) {
+  double total = 0.0;
+  for (int y = box.y; y < box.y + box.height; ++y) {
+    const T* p = density.ptr<T>(y) + box.x;
+    double row = 0.0;
+    for (int x = 0; x < box.width; ++x) row += p[x];
+    total += row;
+  }
+  return total;
+}
+
+void CheckDensity(const cv::Mat& density, const cv::Rect& box) {
+  CV_Assert(density.channels() == 1 && (density.depth() == CV_32F || density.depth() == CV_64F));
+  CV_Assert((box & cv::Rect(0, 0, density.cols, density.rows)) == box);
+}
+
+}  // namespace
+
+cv::Mat TargetSum8(const cv::Mat& density, const cv::Rect& box) {
+  CheckDensity(density, box);
+  return density.depth() == CV_32F ? BlockSums<float>(density, box) : BlockSums<double>(density, box);
+}
+
+cv::Mat TargetCubic(const cv::Mat& density, const cv::Rect& box) {
+  CheckDensity(density, box);
+  // A standalone copy: the crop is a fresh array in the original too, and
+  // resize must not see pixels outside the box.
+  const cv::Mat crop = density(box).clone();
+  cv::Mat small;
+  cv::resize(crop, small, cv::Size(box.width / 8, box.height / 8), 0, 0, cv::INTER_CUBIC);
+  small *= 64.0;
+  if (small.depth() != CV_32F) small.convertTo(small, CV_32F);
+  return small;
+}
+
+double BoxSum(const cv::Mat& density, const cv::Rect& box) {
+  CheckDensity(density, box);
+  return density.depth() == CV_32F ? SumBox<float>(density, box) : SumBox<double>(density, box);
+}
+
+int64_t CountInBox(const HeadPixels& heads, const cv::Rect& box) {
+  int64_t n = 0;
+  for (const HeadPixel& p : heads.pixels) {
+    if (box.contains(cv::Point(p.col, p.row))) n += p.multiplicity;
+  }
+  return n;
+}
+
+// ================================================================ the build
+
+namespace {
+
+const char* const kGtKeys[] = {"mode", "kernel", "sigma_rule", "border", "tool_version"};
+
+// What gt_gen recorded with a density map; empty strings when absent (maps
+// written by the original Python script carry only `density`).
+struct GtInfo {
+  std::map<std::string, std::string> settings;
+  int64_t annotation_count = -1;
+};
+
+struct Job {
+  const Sample* sample = nullptr;
+  bool train = true;
+  cv::Mat density;
+  GtInfo gt;
+  Annotation annotation;
+  // Filled by the parallel stage.
+  std::vector<EncodedRecord> records;
+  int64_t annotations = 0;  // inside the image
+  bool skipped = false;
+  int width = 0, height = 0;
+};
+using JobPtr = std::shared_ptr<Job>;
+
+struct Summary {
+  int64_t images[2] = {0, 0};
+  int64_t skipped[2] = {0, 0};
+  int64_t annotations[2] = {0, 0};
+  int64_t pixels = 0;
+  std::map<std::string, std::set<std::string>> gt_values;
+  int64_t maps_without_settings = 0;
+  int64_t stale_maps = 0;
+};
+
+std::string GtGenCommand(const CropShardsOptions& o) {
+  return StrCat("gt_gen --root ", o.root, " --part ", o.part);
+}
+
+void ReadDensityMap(const Sample& s, Job* job) {
+  const std::string path = s.density.string();
+  H5::H5File f = h5::OpenRead(path);
+  try {
+    job->density = h5::ReadMat2f(f, "density", path);
+    for (const char* key : kGtKeys) {
+      if (h5::HasAttr(f, key)) job->gt.settings[key] = h5::GetAttrString(f, key, path);
+    }
+    if (h5::HasAttr(f, "annotation_count")) job->gt.annotation_count = h5::GetAttrInt(f, "annotation_count", path);
+  } catch (const H5::Exception& e) {
+    throw Error(path, StrCat("corrupt density map: ", e.getDetailMsg()));
+  }
+}
+
+// Serial stage: the HDF5 and .mat reads.
+JobPtr ReadInputs(const Sample& s) {
+  auto job = std::make_shared<Job>();
+  job->sample = &s;
+  job->train = s.split == "train";
+  ReadDensityMap(s, job.get());
+  job->annotation = ReadAnnotation(s.annotation.string());
+  return job;
+}
+
+// Parallel stage: decode, check, crop, targets, encode.
+void MakeRecords(Job& job, const CropShardsOptions& o) {
+  const Sample& s = *job.sample;
+  const cv::Mat image = ReadImageRGB(s.image.string());
+  job.width = image.cols;
+  job.height = image.rows;
+  if (job.density.size() != image.size()) {
+    throw Error(s.density.string(),
+                StrCat("density map is ", job.density.cols, "x", job.density.rows, " but its image ",
+                       s.image.filename().string(), " is ", image.cols, "x", image.rows,
+                       "; regenerate it with `", GtGenCommand(o), " --overwrite`"));
+  }
+  if (!cv::checkRange(job.density)) {
+    throw Error(s.density.string(), "density map contains NaN or infinite values; regenerate it with gt_gen");
+  }
+  const HeadPixels heads = ToHeadPixels(job.annotation.points, image.cols, image.rows, s.annotation.string());
+  job.annotations = heads.inside;
+  std::vector<CropBox> boxes;
+  if (job.train) {
+    boxes = TrainCrops(image.cols, image.rows, o.random_crops, ImageSeed(o.seed, s.split, s.image.filename().string()));
+  } else if (image.cols >= 8 && image.rows >= 8) {
+    boxes.push_back({0, 0, image.cols, image.rows});
+  }
+  job.skipped = boxes.empty();
+  for (size_t i = 0; i < boxes.size(); ++i) {
+    const cv::Rect box = boxes[i].rect();
+    ShardRecord r;
+    r.image = image(box);  // EncodeRecord copies the bytes exactly
+    r.target = job.train && o.target == "cubic" ? TargetCubic(job.density, box) : TargetSum8(job.density, box);
+    r.source = s.image.filename().string();
+    r.box = {box.x, box.y, box.width, box.height};
+    r.count = CountInBox(heads, box);
+    r.density_sum = BoxSum(job.density, box);
+    r.crop = job.train ? static_cast<int>(i) : -1;
+    job.records.push_back(EncodeRecord(r, o.compress));
+  }
+  job.density.release();
+}
+
+void CheckOptions(const CropShardsOptions& o) {
+  if (o.part != "A" && o.part != "B") throw UsageError("--part", StrCat("expected A or B, got '", o.part, "'"));
+  if (o.threads < 0) throw UsageError("--threads", "must be >= 0 (0 = all cores)");
+  if (o.random_crops < 0 || o.random_crops > 1000) throw UsageError("--random-crops", "must be 0..1000");
+  if (o.records_per_shard < 1) throw UsageError("--records-per-shard", "must be >= 1");
+  if (o.compress < 0 || o.compress > 9) throw UsageError("--compress", "must be a zlib level 0..9");
+  if (o.target != "sum8" && o.target != "cubic") throw UsageError("--target", "expected sum8 or cubic");
+  if (o.out.empty()) throw UsageError("--out", "must name a folder");
+}
+
+// The settings that make two shard sets the same one.
+nlohmann::json Identity(const CropShardsOptions& o) {
+  return {{"root", fs::absolute(o.root).lexically_normal().string()},
+          {"part", o.part},
+          {"seed", o.seed},
+          {"random_crops", o.random_crops},
+          {"target", o.target},
+          {"records_per_shard", o.records_per_shard},
+          {"compress", o.compress}};
+}
+
+nlohmann::json IdentityOf(const nlohmann::json& m) {
+  nlohmann::json id = m.value("settings", nlohmann::json::object());
+  if (m.contains("source") && m["source"].is_object()) {
+    id["root"] = m["source"].value("root", "");
+    id["part"] = m["source"].value("part", "");
+  }
+  return id;
+}
+
+bool IsOurs(const fs::path& p) {
+  const std::string name = p.filename().string();
+  return IsAtomicTemp(p) || (name.rfind("shard-", 0) == 0 && p.extension() == ".h5");
+}
+
+// Refuses to touch a folder holding something else unless --overwrite, then
+// removes the previous set's files: manifest first, so an interruption from
+// here on leaves a folder without a manifest (incomplete), never a manifest
+// pointing at half-replaced shards.
+void PrepareOutput(const CropShardsOptions& o) {
+  const fs::path out = o.out;
+  if (fs::exists(out) && !fs::is_directory(out)) throw Error(out.string(), "exists and is not a folder");
+  const fs::path manifest = out / kManifestName;
+  if (fs::exists(manifest) && !o.overwrite) {
+    nlohmann::json old;
+    try {
+      old = nlohmann::json::parse(ReadTextFile(manifest));
+    } catch (const nlohmann::json::exception&) {
+      throw Error(manifest.string(), "exists but is not a shard set manifest; pass --overwrite to replace it");
+    }
+    if (IdentityOf(old) != Identity(o)) {
+      throw Error(out.string(), StrCat("holds a different shard set (", IdentityOf(old).dump(),
+                                       "); choose another --out or pass --overwrite to replace it"));
+    }
+  } else if (fs::is_directory(out) && !fs::exists(manifest) && !o.overwrite) {
+    for (const auto& e : fs::directory_iterator(out)) {
+      const std::string name = e.path().filename().string();
+      bool ours = name == "train" || name == "test";
+      if (ours && e.is_directory()) {
+        for (const auto& f : fs::directory_iterator(e.path())) ours = ours && IsOurs(f.path());
+      }
+      if (!ours) {
+        throw Error(out.string(), StrCat("is not empty and holds no shard set (found ", name,
+                                         "); choose an empty folder or pass --overwrite"));
+      }
+    }
+  }
+  MakeDirs(out);
+  std::error_code ec;
+  if (fs::remove(manifest, ec)) log::Info("replacing the shard set in ", out.string());
+  for (const char* split : {"train", "test"}) {
+    if (!fs::is_directory(out / split)) continue;
+    for (const auto& f : fs::directory_iterator(out / split)) {
+      if (IsOurs(f.path())) fs::remove(f.path(), ec);
+    }
+  }
+}
+
+nlohmann::json GtManifest(const Summary& s) {
+  nlohmann::json gt = nlohmann::json::object();
+  for (const char* key : kGtKeys) {
+    auto it = s.gt_values.find(key);
+    if (it == s.gt_values.end()) {
+      gt[key] = "unknown";
+    } else if (it->second.size() == 1) {
+      gt[key] = *it->second.begin();
+    } else {
+      gt[key] = std::vector<std::string>(it->second.begin(), it->second.end());
+    }
+  }
+  gt["maps_without_settings"] = s.maps_without_settings;
+  return gt;
+}
+
+nlohmann::json BuildManifest(const CropShardsOptions& o, const Discovery& found, const Summary& s,
+                             const std::vector<ShardFileInfo> infos[2]) {
+  nlohmann::json splits = nlohmann::json::object();
+  int64_t records = 0;
+  uint64_t bytes = 0;
+  for (int k = 0; k < 2; ++k) {
+    nlohmann::json js = SplitManifest(infos[k]);
+    js["images"] = s.images[k];
+    js["skipped_images"] = s.skipped[k];
+    js["annotations"] = s.annotations[k];
+    js["target"] = k == 0 ? o.target : "sum8";
+    js["crops"] = k == 0 ? StrCat("4 quarters + ", o.random_crops, " random per image, each half the image rounded "
+                                  "down to a multiple of 8; mirroring left to the trainer")
+                         : std::string("whole image");
+    records += js["records"].get<int64_t>();
+    bytes += js["bytes"].get<uint64_t>();
+    splits[k == 0 ? "train" : "test"] = js;
+  }
+  const nlohmann::json id = Identity(o);
+  return {{"format", "csrnet-shards"},
+          {"format_version", kShardFormatVersion},
+          {"created_by", StrCat("csrnet-cpp crop_shards ", CSR_VERSION)},
+          {"source", {{"root", id["root"]}, {"part", o.part}, {"part_dir", fs::absolute(found.part_dir).string()}}},
+          {"settings",
+           {{"seed", o.seed}, {"random_crops", o.random_crops}, {"target", o.target},
+            {"records_per_shard", o.records_per_shard}, {"compress", o.compress}}},
+          {"ground_truth", GtManifest(s)},
+          {"checksum", "crc32 of the whole file (zlib.crc32)"},
+          {"splits", splits},
+          {"totals",
+           {{"images", s.images[0] + s.images[1]},
+            {"skipped_images", s.skipped[0] + s.skipped[1]},
+            {"records", records},
+            {"shards", infos[0].size() + infos[1].size()},
+            {"bytes", bytes}}}};
+}
+
+void CheckDensityMapsExist(const Discovery& found, const CropShardsOptions& o) {
+  int64_t missing = 0;
+  const Sample* first = nullptr;
+  for (const auto& s : found.samples) {
+    if (!fs::exists(s.density)) {
+      ++missing;
+      if (!first) first = &s;
+    }
+  }
+  if (first) {
+    throw Error(first->density.string(),
+                StrCat("density map not found (", missing, " of ", found.samples.size(),
+                       " missing); run `", GtGenCommand(o), "` first"));
+  }
+}
+
+void Record(Job& job, Summary* s) {
+  const int k = job.train ? 0 : 1;
+  ++s->images[k];
+  s->annotations[k] += job.annotations;
+  s->pixels += static_cast<int64_t>(job.width) * job.height;
+  if (job.skipped) {
+    ++s->skipped[k];
+    log::Warn(job.sample->image.string(), ": ", job.width, "x", job.height, " is too small to crop; skipped");
+  }
+  if (job.gt.settings.empty()) ++s->maps_without_settings;
+  for (const auto& [key, value] : job.gt.settings) s->gt_values[key].insert(value);
+  const int64_t points = static_cast<int64_t>(job.annotation.points.size());
+  if (job.gt.annotation_count >= 0 && job.gt.annotation_count != points) {
+    ++s->stale_maps;
+    log::Warn(job.sample->density.string(), ": made from ", job.gt.annotation_count, " annotations but ",
+              job.sample->annotation.filename().string(), " has ", points, "; rerun gt_gen");
+  }
+}
+
+}  // namespace
+
+CropShardsReport BuildShards(const CropShardsOptions& o) {
+  CheckOptions(o);
+  const auto start = std::chrono::steady_clock::now();
+  const Discovery found = DiscoverPart(o.root, o.part, "all");
+  if (found.samples.empty()) throw Error(o.root, StrCat("no annotated images in part ", o.part));
+  if (found.stray_files > 0) log::Info("ignoring ", found.stray_files, " stray file(s) in ", found.part_dir.string());
+  for (const auto& p : found.unannotated_images) log::Warn(p.string(), ": image has no annotation; skipped");
+  for (const auto& p : found.orphan_annotations) log::Warn(p.string(), ": annotation has no image; skipped");
+  CheckDensityMapsExist(found, o);
+  PrepareOutput(o);
+
+  CropShardsReport report;
+  report.threads = o.threads > 0 ? o.threads : tbb::info::default_concurrency();
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(report.threads));
+  ShardWriter writers[2] = {ShardWriter(o.out, "train", o.records_per_shard, o.compress),
+                            ShardWriter(o.out, "test", o.records_per_shard, o.compress)};
+  Summary summary;
+  std::unique_ptr<Progress> progress;
+  if (!o.quiet) progress = std::make_unique<Progress>("crop_shards", static_cast<int64_t>(found.samples.size()));
+  size_t next = 0;
+  try {
+    tbb::parallel_pipeline(
+        static_cast<size_t>(std::max(4, 2 * report.threads)),
+        tbb::make_filter<void, JobPtr>(tbb::filter_mode::serial_in_order,
+                                       [&](tbb::flow_control& fc) -> JobPtr {
+                                         if (next >= found.samples.size()) {
+                                           fc.stop();
+                                           return nullptr;
+                                         }
+                                         return ReadInputs(found.samples[next++]);
+                                       }) &
+            tbb::make_filter<JobPtr, JobPtr>(tbb::filter_mode::parallel,
+                                             [&](JobPtr job) {
+                                               MakeRecords(*job, o);
+                                               return job;
+                                             }) &
+            tbb::make_filter<JobPtr, void>(tbb::filter_mode::serial_in_order, [&](JobPtr job) {
+              ShardWriter& w = writers[job->train ? 0 : 1];
+              for (const EncodedRecord& r : job->records) w.Add(r);
+              Record(*job, &summary);
+              if (progress) progress->Tick();
+            }));
+  } catch (...) {
+    // Leave no finished shard of a failed run behind (the writers' own
+    // destructors remove their unfinished temporaries).
+    std::error_code ec;
+    for (const auto& w : writers) {
+      for (const auto& f : w.finished()) fs::remove(fs::path(o.out) / f.file, ec);
+    }
+    throw;
+  }
+  std::vector<ShardFileInfo> infos[2] = {writers[0].Finish(), writers[1].Finish()};
+  if (progress) progress->Finish();
+  WriteTextFileAtomic(fs::path(o.out) / kManifestName, BuildManifest(o, found, summary, infos).dump(2) + "\n");
+
+  report.images = summary.images[0] + summary.images[1];
+  report.skipped_images = summary.skipped[0] + summary.skipped[1];
+  report.train_records = writers[0].records();
+  report.test_records = writers[1].records();
+  for (const auto& list : infos) {
+    for (const auto& f : list) {
+      ++report.shards;
+      report.bytes += f.bytes;
+    }
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (summary.stale_maps > 0) {
+    log::Warn(summary.stale_maps, " density map(s) disagree with their annotations; rerun `", GtGenCommand(o), "`");
+  }
+  return report;
+}
+
+int RunCropShards(int argc, const char* const* argv) {
+  return RunTool("crop_shards", [&] {
+    CropShardsOptions o;
+    ArgParser p("crop_shards", "[options]",
+                "Cuts the CSRNet paper's nine crops per training image (four quarters + random ones, each half the\n"
+                "image's width and height) and keeps test images whole, with 1/8-resolution targets from gt_gen's\n"
+                "density maps, into HDF5 shards plus manifest.json (docs/shard_format.md). Run gt_gen first.\n"
+                "  crop_shards --root ShanghaiTech --part A --out shards\n"
+                "  crop_shards --inspect shards [--verify] [--export N --split train --out DIR]");
+    p.Add("root", &o.root, "dataset root holding part_A_final/ (or part_A/)");
+    p.AddChoice("part", &o.part, {"A", "B"}, "ShanghaiTech part");
+    p.Add("out", &o.out, "shard set folder to write (with --export: folder for the PNG files)");
+    p.Add("seed", &o.seed, "seed of the random crop positions (with each image's name)");
+    p.Add("threads", &o.threads, "worker threads; 0 = all cores (output is identical for any value)");
+    p.Add("random-crops", &o.random_crops, "random crops per training image besides the four quarters");
+    p.AddChoice("target", &o.target, {"sum8", "cubic"},
+                "training target: sum8 = exact 8x8 block sums; cubic = the original's resize*64 (drifts)");
+    p.Add("records-per-shard", &o.records_per_shard, "records per shard file");
+    p.Add("compress", &o.compress, "deflate level 0..9 for pixels and targets (0 = none)");
+    p.Add("overwrite", &o.overwrite, "replace a different shard set, or write into a non-empty folder");
+    p.Add("quiet", &o.quiet, "no progress or summary, errors only");
+    p.Add("inspect", &o.inspect, "print the statistics of the shard set in this folder instead of building");
+    p.Add("verify", &o.verify, "with --inspect: recompute every shard's checksum");
+    p.Add("export", &o.export_record, "with --inspect: write record N's image and target heatmap as PNG to --out");
+    p.AddChoice("split", &o.split, {"train", "test"}, "the split --export takes its record from");
+    if (!p.Parse(argc, argv)) return 0;
+    if (o.quiet) log::SetLevel(log::Level::kError);
+    if (!o.inspect.empty()) {
+      if (o.export_record >= 0) {
+        if (!p.IsSet("out")) throw UsageError("--export", "needs --out DIR for the PNG files");
+        for (const auto& path : ExportRecord(o.inspect, o.split, o.export_record, o.out)) std::cout << path << "\n";
+        return 0;
+      }
+      InspectShards(o.inspect, o.verify, std::cout);
+      return 0;
+    }
+    if (o.verify) throw UsageError("--verify", "only with --inspect DIR");
+    if (p.IsSet("export")) throw UsageError("--export", "only with --inspect DIR");
+    const CropShardsReport r = BuildShards(o);
+    if (!o.quiet) {
+      const double mb = static_cast<double>(r.bytes) / 1e6;
+      std::cout << "crop_shards: " << r.train_records << " train + " << r.test_records << " test records from "
+                << r.images << " images (" << r.skipped_images << " skipped) -> " << o.out << ": " << r.shards
+                << " shards, " << std::fixed << std::setprecision(1) << mb << " MB in " << r.seconds << " s ("
+                << mb / std::max(r.seconds, 1e-9) << " MB/s, " << r.threads << " threads)\n";
+    }
+    return 0;
+  });
+}
+
+}  // namespace csr

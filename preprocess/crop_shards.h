@@ -1,0 +1,107 @@
+// crop_shards: the CSRNet paper's nine crops per training image (four
+// quarters + random ones, a quarter of the image each) and the whole test
+// images, with their 1/8-resolution targets, written once into HDF5 shards
+// (common/shards.h, docs/shard_format.md) by a oneTBB pipeline:
+// serial reader (density maps, annotations) -> parallel decode, crop, target,
+// checksum, compression -> serial in-order writer.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "preprocess/density.h"
+
+namespace csr {
+
+struct CropShardsOptions {
+  std::string root = "ShanghaiTech";  // dataset root holding part_A_final/ or part_A/
+  std::string part = "A";             // A or B
+  std::string out = "shards";         // shard set folder (with --export: where the PNGs go)
+  int64_t seed = 2018;                // random crop positions follow from it (and each image's name)
+  int threads = 0;                    // worker threads; 0 = all cores
+  int random_crops = 5;               // random crops per training image, besides the four quarters
+  std::string target = "sum8";        // training target: sum8 (exact 8x8 block sums) | cubic (the original)
+  int records_per_shard = 256;        // records per shard file
+  int compress = 0;                   // deflate level 0..9 for pixels and targets (0 = none, fastest)
+  bool overwrite = false;             // replace a different shard set (or other files' folder) at --out
+  bool quiet = false;                 // no progress bar or summary, errors only
+  std::string inspect;                // shard set folder: print its statistics instead of building
+  bool verify = false;                // with --inspect: recompute every shard's checksum
+  int64_t export_record = -1;         // with --inspect: write this record's image and target heatmap as PNG
+  std::string split = "train";        // the split --export takes its record from
+};
+
+// ------------------------------------------------------------------ geometry
+
+struct CropBox {
+  int x = 0, y = 0, w = 0, h = 0;
+  cv::Rect rect() const { return {x, y, w, h}; }
+  bool operator==(const CropBox& o) const { return x == o.x && y == o.y && w == o.w && h == o.h; }
+};
+
+// Half the image in each direction, rounded down to a multiple of 8:
+// w = floor(floor(W/2)/8)*8, h likewise (x = y = 0).
+CropBox CropSize(int width, int height);
+
+// The seed of one image's random crops: a hash of the run's seed, the split
+// and the image's file name, so positions do not depend on thread scheduling
+// or on which other images are present.
+uint64_t ImageSeed(int64_t seed, const std::string& split, const std::string& image_name);
+
+// Uniform integer in [0, n] from a 64-bit generator (rejection sampling; the
+// same on every platform, unlike std::uniform_int_distribution).
+uint64_t UniformUpTo(std::mt19937_64& rng, uint64_t n);
+
+// The training crops of a width x height image: the four quarters (top-left,
+// top-right, bottom-left, bottom-right) then `random_crops` boxes placed
+// uniformly over the valid range. Empty when the crop would be under 8 px.
+std::vector<CropBox> TrainCrops(int width, int height, int random_crops, uint64_t image_seed);
+
+// ------------------------------------------------------------------ targets
+
+// Each cell the sum of its 8x8 block of `density` inside `box`:
+// floor(h/8) x floor(w/8) cells, CV_32F (accumulated in double).
+cv::Mat TargetSum8(const cv::Mat& density, const cv::Rect& box);
+// The original CSRNet target: cv::resize(density(box), (w/8, h/8), INTER_CUBIC) * 64,
+// CV_32F (the resize runs in the density's own depth, as cv2 does).
+cv::Mat TargetCubic(const cv::Mat& density, const cv::Rect& box);
+// Sum of the density over `box`, in double.
+double BoxSum(const cv::Mat& density, const cv::Rect& box);
+// Annotations (duplicates included) whose pixel lies inside `box`.
+int64_t CountInBox(const HeadPixels& heads, const cv::Rect& box);
+
+// ------------------------------------------------------------------ the tool
+
+struct CropShardsReport {
+  int64_t images = 0;             // source images read
+  int64_t train_records = 0;
+  int64_t test_records = 0;
+  int64_t skipped_images = 0;     // too small to crop
+  int64_t shards = 0;
+  uint64_t bytes = 0;             // shard bytes written
+  double seconds = 0.0;
+  int threads = 0;
+};
+
+// Builds the shard set at options.out. Throws csr::Error naming the file for
+// bad input or a failed write; then no manifest exists at options.out.
+CropShardsReport BuildShards(const CropShardsOptions& options);
+
+// Prints the manifest's totals and per-split statistics of the set at `dir`.
+void InspectShards(const std::string& dir, bool verify, std::ostream& out);
+
+// Writes record `index` of `split` as <out_dir>/<split>-<index>-image.png,
+// -target.png (a JET heatmap of the target, scaled to the image) and
+// -overlay.png; returns the paths written.
+std::vector<std::string> ExportRecord(const std::string& dir, const std::string& split, int64_t index,
+                                      const std::string& out_dir);
+
+// The command-line tool; returns the exit code.
+int RunCropShards(int argc, const char* const* argv);
+
+}  // namespace csr
