@@ -42,6 +42,7 @@ void ScanSplit(const fs::path& part_dir, const std::string& split, Discovery* ou
   }
 
   std::vector<Sample> found;
+  std::vector<fs::path> unannotated;
   for (const auto& e : fs::directory_iterator(images_dir)) {
     if (!e.is_regular_file()) continue;
     const fs::path& p = e.path();
@@ -54,7 +55,7 @@ void ScanSplit(const fs::path& part_dir, const std::string& split, Discovery* ou
     if (it == annotations.end()) {
       // The mirrored copy ships PNGs without annotations: stray, not a gap.
       if (p.extension() == ".jpg" || p.extension() == ".jpeg") {
-        out->unannotated_images.push_back(p);
+        unannotated.push_back(p);
       } else {
         ++out->stray_files;
       }
@@ -63,9 +64,18 @@ void ScanSplit(const fs::path& part_dir, const std::string& split, Discovery* ou
     found.push_back(Sample{split, stem, p, it->second, gt_dir / (stem + ".h5")});
     annotations.erase(it);
   }
-  for (const auto& [stem, path] : annotations) out->orphan_annotations.push_back(path);
+  std::vector<fs::path> orphans;
+  for (const auto& [stem, path] : annotations) orphans.push_back(path);
+  // Directory order is arbitrary: sort every list so logs and --strict name the same file on every run.
   std::sort(found.begin(), found.end(), [](const Sample& a, const Sample& b) { return NaturalLess(a.stem, b.stem); });
+  const auto by_name = [](const fs::path& a, const fs::path& b) {
+    return NaturalLess(a.filename().string(), b.filename().string());
+  };
+  std::sort(unannotated.begin(), unannotated.end(), by_name);
+  std::sort(orphans.begin(), orphans.end(), by_name);
   out->samples.insert(out->samples.end(), found.begin(), found.end());
+  out->unannotated_images.insert(out->unannotated_images.end(), unannotated.begin(), unannotated.end());
+  out->orphan_annotations.insert(out->orphan_annotations.end(), orphans.begin(), orphans.end());
 }
 
 }  // namespace
@@ -103,11 +113,12 @@ fs::path FindPartDir(const fs::path& root, const std::string& part) {
 }
 
 Discovery DiscoverPart(const fs::path& root, const std::string& part, const std::string& split) {
-  Discovery d;
-  d.part_dir = FindPartDir(root, part);
+  // Usage errors first: a bad --split is reported even when the root is wrong too.
   if (split != "train" && split != "test" && split != "all") {
     throw UsageError("--split", StrCat("expected train, test or all, got '", split, "'"));
   }
+  Discovery d;
+  d.part_dir = FindPartDir(root, part);
   for (const std::string& s : {std::string("train"), std::string("test")}) {
     // "all" takes the splits that exist; a named split must exist.
     if (split == s || (split == "all" && fs::is_directory(d.part_dir / (s + "_data")))) ScanSplit(d.part_dir, s, &d);

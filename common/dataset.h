@@ -24,8 +24,8 @@ struct Sample {
 struct Discovery {
   fs::path part_dir;                     // e.g. ShanghaiTech/part_A_final
   std::vector<Sample> samples;           // sorted by split, then image number
-  std::vector<fs::path> unannotated_images;  // image without GT_*.mat
-  std::vector<fs::path> orphan_annotations;  // GT_*.mat without image
+  std::vector<fs::path> unannotated_images;  // image without GT_*.mat (by split, natural order)
+  std::vector<fs::path> orphan_annotations;  // GT_*.mat without image (by split, natural order)
   int stray_files = 0;                   // Thumbs.db, stray *.png, ...
 };
 
