@@ -17,10 +17,15 @@ struct Annotation {
 };
 
 // Reads `image_info{1}.location` (and `number`). Throws csr::Error naming the
-// file for: a missing or unreadable file, a file that is not a MAT-file, a
-// MATLAB v7.3 (HDF5-based) file, a missing image_info/location, or a location
-// that is not an N x 2 real numeric array. Values are returned as stored;
-// NaN/negative checks belong to the caller (it knows the image size).
+// file for: a missing, empty, truncated or corrupt file, a file that is not a
+// MAT-file, a missing image_info/location, or a location that is not an N x 2
+// real numeric array. MATLAB v7.3 (HDF5-based) files are read too (matio's
+// HDF5 support). Tolerated: location of any real numeric class (converted to
+// double), an empty location (no points), a missing `number` (-1), and a bare
+// 1x1 struct not wrapped in a cell. Values are returned as stored; NaN/negative
+// checks belong to the caller (it knows the image size). Thread-safe: all matio
+// calls in the process are serialised, and matio's own messages are captured
+// (they become the reason of the csr::Error) instead of printed.
 Annotation ReadAnnotation(const std::string& path);
 
 // Writes a MAT5 file (zlib-compressed) with the structure above, atomically
