@@ -365,7 +365,10 @@ void WriteAnnotation(const std::string& path, const std::vector<std::array<doubl
     // A fixed header (matio's default has the date) keeps output byte-identical across runs.
     const char* header = "MATLAB 5.0 MAT-file, Platform: GLNXA64, Created by: csrnet-cpp";
     MatFilePtr mat(Mat_CreateVer(out.temp_path().c_str(), header, MAT_FT_MAT5));
-    if (!mat) throw Error(path, StrCat("cannot create MAT-file: ", session.FirstLog()));
+    if (!mat) {
+      throw Error(path, StrCat("cannot create MAT-file (folder missing or not writable?)",
+                               session.HasLog() ? ": " + session.FirstLog() : ""));
+    }
 
     size_t loc_dims[2] = {n, 2};
     size_t one[2] = {1, 1};

@@ -170,6 +170,7 @@ TEST_CASE("writing rejects a number class that cannot hold N or is unknown") {
   ExpectError([&] { WriteAnnotation((dir / "x.mat").string(), ManyPoints(256), "uint8"); }, "do not fit");
   ExpectError([&] { WriteAnnotation((dir / "x.mat").string(), ManyPoints(2), "int7"); }, "unsupported class");
   CHECK(!fs::exists(dir / "x.mat"));
+  ExpectError([&] { WriteAnnotation((dir / "no/such/folder/x.mat").string(), ManyPoints(2)); }, "cannot create MAT-file");
 }
 
 TEST_CASE("reading tolerates single/integer location, a missing number and a bare struct") {
