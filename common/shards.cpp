@@ -96,6 +96,14 @@ Hid Space(const std::vector<hsize_t>& dims) {
   return Hid(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
 }
 
+// Creation property lists without modification times, so that identical
+// content gives byte-identical files (threads, reruns).
+Hid UntimedPlist(hid_t cls) {
+  Hid p(H5Pcreate(cls), H5Pclose);
+  H5Pset_obj_track_times(p.get(), 0);
+  return p;
+}
+
 Hid Utf8StringType() {
   Hid t(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(t.get(), H5T_VARIABLE);
@@ -228,13 +236,12 @@ namespace {
 
 void WriteChunkedDataset(hid_t group, const char* name, hid_t file_type, const std::vector<hsize_t>& dims,
                          const std::vector<uint8_t>& bytes, bool deflated, int deflate, const fs::path& file) {
-  Hid dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  Hid dcpl = UntimedPlist(H5P_DATASET_CREATE);
   // One chunk holds the whole array: a record is always read whole, and a
   // single chunk can be written and read pre-compressed (H5D*_chunk).
   H5Pset_chunk(dcpl.get(), static_cast<int>(dims.size()), dims.data());
   if (deflate > 0) H5Pset_deflate(dcpl.get(), static_cast<unsigned>(deflate));
   H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
-  H5Pset_obj_track_times(dcpl.get(), 0);  // no timestamps: identical runs give identical files
   Hid space = Space(dims);
   Hid ds(CheckId(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), file,
                StrCat("cannot create dataset '", name, "' (disk full?)")),
@@ -250,7 +257,8 @@ template <typename T>
 void WriteIndexArray(hid_t group, const char* name, hid_t file_type, hid_t mem_type, const std::vector<T>& v,
                      std::vector<hsize_t> dims, const fs::path& file) {
   Hid space = Space(dims);
-  Hid ds(CheckId(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), file,
+  Hid dcpl = UntimedPlist(H5P_DATASET_CREATE);
+  Hid ds(CheckId(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), file,
                "cannot create the shard index (disk full?)"),
          H5Dclose);
   CheckRc(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), file,
@@ -287,10 +295,11 @@ void ShardWriter::Add(const EncodedRecord& r) {
     // Closing fails while an object is still open, instead of silently
     // deferring the close (and the final flush) past the checksum.
     H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI);
-    open_->fid = Hid(CheckId(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), open_->file.final_path(),
+    Hid fcpl = UntimedPlist(H5P_FILE_CREATE);  // the root group's header
+    open_->fid = Hid(CheckId(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), open_->file.final_path(),
                            "cannot create shard file"),
                      H5Fclose);
-    open_->records = Hid(CheckId(H5Gcreate2(open_->fid.get(), "records", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+    open_->records = Hid(CheckId(H5Gcreate2(open_->fid.get(), "records", H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT),
                                open_->file.final_path(), "cannot create group /records"),
                          H5Gclose);
   }
@@ -310,7 +319,7 @@ void ShardWriter::WriteRecord(const EncodedRecord& r) {
   Open& o = *open_;
   const fs::path& file = o.file.final_path();
   const std::string name = RecordName(o.info.records);
-  Hid g(CheckId(H5Gcreate2(o.records.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), file,
+  Hid g(CheckId(H5Gcreate2(o.records.get(), name.c_str(), H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT), file,
               "cannot create record group (disk full?)"),
         H5Gclose);
   WriteChunkedDataset(g.get(), "image", H5T_STD_U8LE,
@@ -332,7 +341,7 @@ void ShardWriter::Close() {
   const fs::path& file = o.file.final_path();
   const hsize_t n = static_cast<hsize_t>(o.info.records);
   {
-    Hid index(CheckId(H5Gcreate2(o.fid.get(), "index", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), file,
+    Hid index(CheckId(H5Gcreate2(o.fid.get(), "index", H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT), file,
                     "cannot create group /index (disk full?)"),
               H5Gclose);
     WriteIndexStrings(index.get(), "source", o.sources, file);
