@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -230,7 +231,38 @@ ShardWriter::ShardWriter(fs::path dir, std::string split, int64_t records_per_sh
   CSR_CHECK(deflate_ >= 0 && deflate_ <= 9, "--compress", "zlib level must be 0..9");
 }
 
-ShardWriter::~ShardWriter() = default;
+ShardWriter::~ShardWriter() {
+  for (auto& f : pending_) {
+    try {
+      f.get();
+    } catch (...) {  // already failed: nothing more to report from a destructor
+    }
+  }
+}
+
+void ShardWriter::Collect(bool all, size_t keep) {
+  while (!pending_.empty()) {
+    const bool ready = pending_.front().wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+    if (!all && !ready && pending_.size() <= keep) return;
+    std::future<ShardFileInfo> f = std::move(pending_.front());
+    pending_.pop_front();
+    done_.push_back(f.get());
+  }
+}
+
+void ShardWriter::Abandon() noexcept {
+  open_.reset();  // closes the HDF5 file; AtomicFile removes the temporary
+  while (!pending_.empty()) {
+    try {
+      done_.push_back(pending_.front().get());
+    } catch (...) {
+    }
+    pending_.pop_front();
+  }
+  std::error_code ec;
+  for (const auto& f : done_) fs::remove(dir_ / f.file, ec);
+  done_.clear();
+}
 
 namespace {
 
@@ -282,9 +314,10 @@ void WriteIndexStrings(hid_t group, const char* name, const std::vector<std::str
 
 void ShardWriter::Add(const EncodedRecord& r) {
   h5::Init();
+  Collect(false, pending_.size());  // surfaces an earlier shard's flush error early
   if (!open_) {
     char name[32];
-    std::snprintf(name, sizeof name, "shard-%05zu.h5", done_.size());
+    std::snprintf(name, sizeof name, "shard-%05lld.h5", static_cast<long long>(shards_++));
     MakeDirs(dir_ / split_);
     open_ = std::make_unique<Open>(dir_ / split_ / name);
     open_->info.file = StrCat(split_, "/", name);
@@ -353,21 +386,26 @@ void ShardWriter::Close() {
   WriteAttrString(o.fid.get(), "format", "csrnet-shard", file);
   WriteAttrInt(o.fid.get(), "format_version", kShardFormatVersion, file);
   WriteAttrString(o.fid.get(), "split", split_, file);
-  WriteAttrInt(o.fid.get(), "shard", static_cast<int64_t>(done_.size()), file);
+  WriteAttrInt(o.fid.get(), "shard", shards_ - 1, file);
   WriteAttrInt(o.fid.get(), "records", o.info.records, file);
   if (!o.records.Close() || !o.fid.Close()) Fail(file, "cannot finish the shard file (disk full?)");
-  const fs::path& tmp = o.file.temp_path();
-  std::error_code ec;
-  o.info.bytes = fs::file_size(tmp, ec);
-  if (ec) throw Error(file.string(), StrCat("cannot stat the written shard: ", ec.message()));
-  o.info.crc32 = FileCrc32(tmp);
-  o.file.Commit();
-  done_.push_back(o.info);
-  open_.reset();
+  // No HDF5 from here on: checksum, fsync and rename run in the background.
+  std::shared_ptr<Open> done(std::move(open_));
+  pending_.push_back(std::async(std::launch::async, [done] {
+    const fs::path& tmp = done->file.temp_path();
+    std::error_code ec;
+    done->info.bytes = fs::file_size(tmp, ec);
+    if (ec) throw Error(done->file.final_path().string(), StrCat("cannot stat the written shard: ", ec.message()));
+    done->info.crc32 = FileCrc32(tmp);
+    done->file.Commit();
+    return done->info;
+  }));
+  Collect(false, 2);
 }
 
 std::vector<ShardFileInfo> ShardWriter::Finish() {
   Close();
+  Collect(true);
   return done_;
 }
 

@@ -8,7 +8,9 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -113,9 +115,12 @@ struct ShardFileInfo {
 };
 
 // Writes one split's shards: <dir>/<split>/shard-00000.h5, ... Each shard is
-// written under a temporary name and renamed (after fsync) once it holds
-// `records_per_shard` records or Finish() is called; the destructor removes
-// an unfinished temporary. Not thread-safe: call from one thread at a time.
+// written under a temporary name; once it holds `records_per_shard` records
+// (or at Finish) it is closed, and a background task computes its checksum,
+// flushes it to disk and renames it into place, so the disk works while the
+// next shard is being filled (at most two shards wait for the disk). The
+// destructor removes an unfinished temporary. Not thread-safe: call from one
+// thread at a time.
 class ShardWriter {
  public:
   ShardWriter(fs::path dir, std::string split, int64_t records_per_shard, int deflate);
@@ -123,25 +128,32 @@ class ShardWriter {
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
-  // Throws csr::Error naming the shard file on a write failure (disk full).
+  // Throws csr::Error naming the shard file on a write failure (disk full),
+  // including a failure of an earlier shard's background flush.
   void Add(const EncodedRecord& record);
-  // Completes the last shard; returns every shard written, in order.
+  // Completes the last shard, waits for the disk; returns every shard, in order.
   std::vector<ShardFileInfo> Finish();
+  // For a failed run: waits for background work, then deletes every shard
+  // this writer completed and its unfinished temporary. Never throws.
+  void Abandon() noexcept;
   int64_t records() const { return total_; }
-  // The shards completed (renamed into place) so far.
-  const std::vector<ShardFileInfo>& finished() const { return done_; }
 
  private:
   struct Open;
   void WriteRecord(const EncodedRecord& record);
   void Close();
+  // Moves finished background results into done_, rethrowing their errors;
+  // waits for all of them when `all`, else only while more than `keep` are pending.
+  void Collect(bool all, size_t keep = 0);
 
   fs::path dir_;
   std::string split_;
   int64_t per_shard_;
   int deflate_;
   int64_t total_ = 0;
+  int64_t shards_ = 0;  // shards started
   std::vector<ShardFileInfo> done_;
+  std::deque<std::future<ShardFileInfo>> pending_;
   std::unique_ptr<Open> open_;
 };
 

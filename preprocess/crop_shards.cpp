@@ -452,6 +452,7 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
   std::unique_ptr<Progress> progress;
   if (!o.quiet) progress = std::make_unique<Progress>("crop_shards", static_cast<int64_t>(found.samples.size()));
   size_t next = 0;
+  std::vector<ShardFileInfo> infos[2];
   try {
     tbb::parallel_pipeline(
         static_cast<size_t>(std::max(4, 2 * report.threads)),
@@ -474,18 +475,15 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
               Record(*job, &summary);
               if (progress) progress->Tick();
             }));
+    infos[0] = writers[0].Finish();
+    infos[1] = writers[1].Finish();
+    if (progress) progress->Finish();
+    WriteTextFileAtomic(fs::path(o.out) / kManifestName, BuildManifest(o, found, summary, infos).dump(2) + "\n");
   } catch (...) {
-    // Leave no finished shard of a failed run behind (the writers' own
-    // destructors remove their unfinished temporaries).
-    std::error_code ec;
-    for (const auto& w : writers) {
-      for (const auto& f : w.finished()) fs::remove(fs::path(o.out) / f.file, ec);
-    }
+    // Leave no shard of a failed run behind.
+    for (auto& w : writers) w.Abandon();
     throw;
   }
-  std::vector<ShardFileInfo> infos[2] = {writers[0].Finish(), writers[1].Finish()};
-  if (progress) progress->Finish();
-  WriteTextFileAtomic(fs::path(o.out) / kManifestName, BuildManifest(o, found, summary, infos).dump(2) + "\n");
 
   report.images = summary.images[0] + summary.images[1];
   report.skipped_images = summary.skipped[0] + summary.skipped[1];
