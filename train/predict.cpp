@@ -1,0 +1,396 @@
+#include "train/predict.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include <ATen/Functions.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
+#include <torch/utils.h>
+
+#include "common/dataset.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/h5.h"
+#include "common/image_io.h"
+#include "common/log.h"
+#include "train/inference.h"
+#include "train/model.h"
+
+namespace csr {
+
+// ---- Predictor -----------------------------------------------------------------
+
+struct Predictor::Impl {
+  CSRNet model{nullptr};
+  InferenceOptions opts;
+  int threads = 1;
+  int margin = 0;
+};
+
+void RegisterModelSettings(ArgParser& p, ModelSettings* s) {
+  p.Add("weights", &s->weights, "CSRNet weights: this project's .pt (model or checkpoint) or an .h5 in the original "
+                                "PyTorch layout (detected from the content)");
+  p.Add("tile", &s->tile, "Images larger than this many pixels a side run in overlapping tiles (0 = never)");
+  p.AddChoice("precision", &s->precision, {"fp32", "bf16"}, "fp32, or bf16 autocast with channels-last tensors");
+  p.Add("device", &s->device, "auto, cpu, cuda or cuda:N (auto = CUDA when available)");
+  p.Add("threads", &s->threads, "LibTorch compute threads; 0 = every core");
+}
+
+Predictor::Predictor(const ModelSettings& s) : impl_(std::make_unique<Impl>()) {
+  if (s.weights.empty()) throw UsageError("--weights", "required (a .pt or .h5 CSRNet weights file)");
+  if (s.tile != 0 && s.tile < 64) throw UsageError("--tile", "must be 0 (never tile) or at least 64 pixels");
+  impl_->opts.precision = ParsePrecision(s.precision);
+  impl_->opts.device = ResolveDevice(s.device);
+  impl_->opts.tile = s.tile;
+  impl_->threads = SetThreads(s.threads);
+  impl_->model = LoadModel(s.weights);
+  PrepareModel(impl_->model, impl_->opts.device, impl_->opts.precision);
+  impl_->margin = ReceptiveFieldMargin(impl_->model->backend_variant());
+}
+
+Predictor::~Predictor() = default;
+
+int Predictor::margin() const { return impl_->margin; }
+
+std::string Predictor::Describe() const {
+  std::string tiles = impl_->opts.tile > 0 ? StrCat("tiles of ", impl_->opts.tile / 8 * 8, " px (margin ",
+                                                    impl_->margin, ")")
+                                           : std::string("no tiling");
+  return StrCat("CSRNet-", BackendName(impl_->model->backend_variant()), ", ", PrecisionName(impl_->opts.precision),
+                ", ", impl_->opts.device.str(), ", ", impl_->threads, " threads, ", tiles);
+}
+
+namespace {
+
+cv::Mat ToMat(const at::Tensor& density) {
+  const at::Tensor d = density.to(at::kFloat).contiguous();
+  return cv::Mat(static_cast<int>(d.size(0)), static_cast<int>(d.size(1)), CV_32F, d.data_ptr<float>()).clone();
+}
+
+}  // namespace
+
+cv::Mat Predictor::Density(const cv::Mat& rgb) {
+  CSR_CHECK(rgb.type() == CV_8UC3, "image", "expected an 8-bit RGB image");
+  const std::vector<Tile> tiles = PlanTiles(rgb.rows, rgb.cols, impl_->opts.tile, impl_->margin);
+  if (tiles.size() == 1) return ToMat(PredictDensity(impl_->model, ImageToTensor(rgb), impl_->opts));
+  // Only one tile is ever normalised to float (the whole image as float
+  // would be 12 bytes a pixel: 1.2 GB at 10000 x 10000). Each tile runs as a
+  // whole image; its margin cells, which see the tile's edge, are dropped.
+  InferenceOptions whole = impl_->opts;
+  whole.tile = 0;
+  cv::Mat out = cv::Mat::zeros(rgb.rows / 8, rgb.cols / 8, CV_32F);
+  for (const Tile& t : tiles) {
+    const cv::Mat window = rgb(cv::Range(t.y0, t.y1), cv::Range(t.x0, t.x1));
+    const cv::Mat part = ToMat(PredictDensity(impl_->model, ImageToTensor(window), whole));
+    const int cy = t.y0 / 8, cx = t.x0 / 8;
+    part(cv::Range(t.oy0 - cy, t.oy1 - cy), cv::Range(t.ox0 - cx, t.ox1 - cx))
+        .copyTo(out(cv::Range(t.oy0, t.oy1), cv::Range(t.ox0, t.ox1)));
+  }
+  return out;
+}
+
+cv::Mat Predictor::DensityNormalized(const float* chw, int height, int width) {
+  const at::Tensor image = at::from_blob(const_cast<float*>(chw), {1, 3, height, width}, at::kFloat).clone();
+  return ToMat(PredictDensity(impl_->model, image, impl_->opts));
+}
+
+// ---- Heatmaps and output files ----------------------------------------------
+
+cv::Mat RenderHeatmap(const cv::Mat& rgb, const cv::Mat& density, double count, double alpha,
+                      const std::string& caption) {
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  if (density.rows > 0 && density.cols > 0) {
+    // The map covers floor(h/8)*8 x floor(w/8)*8 pixels; the remainder at the
+    // right and bottom edges (under 8 px) has no prediction and stays bare.
+    cv::Mat d;
+    cv::max(density, 0.0, d);  // negative outputs carry no people
+    double lo = 0, hi = 0;
+    cv::minMaxLoc(d, &lo, &hi);
+    if (hi > 0) d /= hi;
+    const cv::Size covered(density.cols * 8, density.rows * 8);
+    cv::Mat up, up8, colour;
+    cv::resize(d, up, covered, 0, 0, cv::INTER_LINEAR);
+    up.convertTo(up8, CV_8U, 255.0);
+    cv::applyColorMap(up8, colour, cv::COLORMAP_JET);
+    // Opacity grows with the density, so empty areas keep the photo visible.
+    cv::Mat weight;
+    up.convertTo(weight, CV_32F, alpha * 0.75, alpha * 0.25);
+    cv::Mat roi = bgr(cv::Rect(cv::Point(0, 0), covered));
+    for (int y = 0; y < roi.rows; ++y) {
+      cv::Vec3b* p = roi.ptr<cv::Vec3b>(y);
+      const cv::Vec3b* c = colour.ptr<cv::Vec3b>(y);
+      const float* w = weight.ptr<float>(y);
+      for (int x = 0; x < roi.cols; ++x) {
+        for (int k = 0; k < 3; ++k) p[x][k] = cv::saturate_cast<uchar>(p[x][k] * (1 - w[x]) + c[x][k] * w[x]);
+      }
+    }
+  }
+  // The count in a dark box in the top-left corner, scaled with the image.
+  char text[64];
+  std::snprintf(text, sizeof text, "count %.1f", count);
+  const std::string label = caption.empty() ? text : caption + "  " + text;
+  const double scale = std::max(0.4, std::min(bgr.cols, bgr.rows) / 600.0);
+  const int thick = std::max(1, static_cast<int>(std::lround(scale * 1.5)));
+  int base = 0;
+  const cv::Size ts = cv::getTextSize(label, cv::FONT_HERSHEY_SIMPLEX, scale, thick, &base);
+  const int pad = static_cast<int>(6 * scale);
+  cv::rectangle(bgr, cv::Rect(0, 0, ts.width + 2 * pad, ts.height + base + 2 * pad), cv::Scalar(0, 0, 0), cv::FILLED);
+  cv::putText(bgr, label, cv::Point(pad, pad + ts.height), cv::FONT_HERSHEY_SIMPLEX, scale, cv::Scalar(255, 255, 255),
+              thick, cv::LINE_AA);
+  return bgr;
+}
+
+std::string EncodePng(const cv::Mat& bgr) {
+  std::vector<uchar> buf;
+  if (!cv::imencode(".png", bgr, buf)) throw Error("png", "cannot encode image");
+  return std::string(buf.begin(), buf.end());
+}
+
+void WriteBytesAtomic(const std::string& path, const std::string& bytes) {
+  AtomicFile out(path);
+  {
+    std::ofstream f(out.temp_path(), std::ios::binary);
+    if (!f) throw Error(path, "cannot open for writing");
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.flush();
+    if (!f) throw Error(path, "write failed (disk full?)");
+  }
+  out.Commit();
+}
+
+void WriteDensityH5(const std::string& path, const cv::Mat& density, const std::string& image, int width,
+                    int height) {
+  AtomicFile out(path);
+  {
+    H5::H5File f = h5::Create(out.temp_path().string());
+    h5::WriteMat(f, "density", density);
+    h5::SetAttr(f, "count", cv::sum(density)[0]);
+    h5::SetAttr(f, "scale", int64_t{8});
+    h5::SetAttr(f, "image", image);
+    h5::SetAttr(f, "width", int64_t{width});
+    h5::SetAttr(f, "height", int64_t{height});
+  }
+  out.Commit();
+}
+
+// ---- Inputs and outputs -----------------------------------------------------------
+
+bool HasImageExtension(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const char* e : {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}) {
+    if (ext == e) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> CollectImages(const std::vector<std::string>& inputs, std::vector<std::string>* problems) {
+  std::vector<std::string> images;
+  for (const std::string& input : inputs) {
+    std::error_code ec;
+    if (!fs::is_directory(input, ec)) {
+      if (fs::exists(input, ec)) {
+        images.push_back(input);  // a file named explicitly is tried whatever its extension
+      } else {
+        problems->push_back(input + ": no such file or folder");
+      }
+      continue;
+    }
+    std::vector<std::string> found;
+    for (auto it = fs::recursive_directory_iterator(input, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (it->is_regular_file(ec) && HasImageExtension(name) && name[0] != '.' && !IsAtomicTemp(name)) {
+        found.push_back(it->path().string());
+      }
+    }
+    if (ec) problems->push_back(StrCat(input, ": cannot list folder: ", ec.message()));
+    std::sort(found.begin(), found.end(), [](const std::string& a, const std::string& b) {
+      return NaturalLess(a, b) || (!NaturalLess(b, a) && a < b);
+    });
+    if (found.empty() && !ec) problems->push_back(input + ": no images in this folder");
+    images.insert(images.end(), found.begin(), found.end());
+  }
+  return images;
+}
+
+void CheckWritableDir(const std::string& dir) {
+  MakeDirs(dir);
+  const fs::path probe = fs::path(dir) / ".csrnet-write-probe";
+  {
+    std::ofstream f(probe);
+    f << "x";
+    f.flush();
+    if (!f) throw Error(dir, "output folder is not writable");
+  }
+  std::error_code ec;
+  fs::remove(probe, ec);
+}
+
+void CheckWritableFile(const std::string& path) {
+  if (fs::is_directory(path)) throw Error(path, "is a folder (expected an output file name)");
+  const fs::path parent = fs::path(path).parent_path();
+  CheckWritableDir(parent.empty() ? "." : parent.string());
+}
+
+// ---- The predict tool -----------------------------------------------------------
+
+void RegisterPredictOptions(ArgParser& p, PredictOptions* o) {
+  RegisterModelSettings(p, &o->model);
+  p.Add("out", &o->out, "Folder for a heatmap overlay PNG and the density map (.h5) per image or video");
+  p.Add("video", &o->video, "Count the frames of this video (any format OpenCV's VideoCapture reads)");
+  p.Add("every", &o->every, "With --video: count every N-th frame");
+  p.Add("csv", &o->csv, "With --video: CSV file (frame,time,count); default <out>/<video>_counts.csv, or stdout");
+  p.Add("annotate", &o->annotate, "With --video: also write the counted frames with heatmap and count (.avi, MJPG)");
+  p.Add("alpha", &o->alpha, "Heatmap opacity where the density peaks (0..1)");
+}
+
+namespace {
+
+std::string Fixed6(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6f", v);
+  return buf;
+}
+
+// Unique output names per run: IMG_1, then IMG_1_2 for a second IMG_1.jpg.
+class OutputNames {
+ public:
+  std::string Next(const std::string& image) {
+    const std::string stem = fs::path(image).stem().string();
+    const int n = ++used_[stem];
+    return n == 1 ? stem : StrCat(stem, "_", n);
+  }
+
+ private:
+  std::map<std::string, int> used_;
+};
+
+int PredictImages(const PredictOptions& o, const std::vector<std::string>& inputs) {
+  std::vector<std::string> problems;
+  const std::vector<std::string> images = CollectImages(inputs, &problems);
+  for (const std::string& p : problems) log::Error(p);
+  if (images.empty()) {
+    log::Error("no images to count");
+    return 1;
+  }
+  if (!o.out.empty()) CheckWritableDir(o.out);
+  Predictor predictor(o.model);
+  log::Info(images.size(), " image(s); ", predictor.Describe());
+  OutputNames names;
+  int failed = 0;
+  for (const std::string& path : images) {
+    try {
+      const cv::Mat rgb = ReadImageRGB(path);
+      const cv::Mat density = predictor.Density(rgb);
+      const double count = cv::sum(density)[0];
+      std::cout << path << '\t' << Fixed6(count) << '\n' << std::flush;
+      if (!o.out.empty()) {
+        const std::string base = (fs::path(o.out) / names.Next(path)).string();
+        WriteBytesAtomic(base + "_heatmap.png", EncodePng(RenderHeatmap(rgb, density, count, o.alpha)));
+        WriteDensityH5(base + "_density.h5", density, path, rgb.cols, rgb.rows);
+      }
+    } catch (const std::exception& e) {  // report it, go on with the others
+      log::Error(e.what());
+      ++failed;
+    }
+  }
+  const int bad = failed + static_cast<int>(problems.size());
+  if (bad > 0) log::Error(bad, " input(s) failed; the other ", images.size() - failed, " image(s) were counted");
+  return bad > 0 ? 1 : 0;
+}
+
+int PredictVideo(const PredictOptions& o) {
+  if (!fs::is_regular_file(o.video)) throw Error(o.video, "no such video file");
+  std::string csv_path = o.csv;
+  const std::string stem = fs::path(o.video).stem().string();
+  if (csv_path.empty() && !o.out.empty()) csv_path = (fs::path(o.out) / (stem + "_counts.csv")).string();
+  if (!o.out.empty()) CheckWritableDir(o.out);
+  if (!csv_path.empty()) CheckWritableFile(csv_path);
+  if (!o.annotate.empty()) CheckWritableFile(o.annotate);
+
+  cv::VideoCapture cap(o.video);
+  if (!cap.isOpened()) throw Error(o.video, "cannot open video (not a video, or a format OpenCV cannot read)");
+  const double fps = cap.get(cv::CAP_PROP_FPS);
+  Predictor predictor(o.model);
+  log::Info(o.video, ": every ", o.every, " frame(s) at ", fps > 0 ? Fixed6(fps) : std::string("unknown"),
+            " fps; ", predictor.Describe());
+
+  std::unique_ptr<AtomicFile> video_file;
+  cv::VideoWriter writer;
+  std::ostringstream csv;
+  csv << "frame,time,count\n";
+  if (csv_path.empty()) std::cout << "frame,time,count\n" << std::flush;
+  int64_t frame = 0, counted = 0;
+  cv::Mat bgr, rgb;
+  for (; cap.grab(); ++frame) {
+    if (frame % o.every != 0) continue;
+    if (!cap.retrieve(bgr) || bgr.empty()) throw Error(o.video, StrCat("cannot decode frame ", frame));
+    cv::cvtColor(bgr, rgb, bgr.channels() == 1 ? cv::COLOR_GRAY2RGB : cv::COLOR_BGR2RGB);
+    const cv::Mat density = predictor.Density(rgb);
+    const double count = cv::sum(density)[0];
+    const std::string time = fps > 0 ? Fixed6(static_cast<double>(frame) / fps) : std::string();
+    const std::string line = StrCat(frame, ",", time, ",", Fixed6(count), "\n");
+    csv << line;
+    if (csv_path.empty()) std::cout << line << std::flush;
+    if (!o.annotate.empty()) {
+      if (!writer.isOpened()) {
+        // The built-in MJPEG writer picks the container from the backend,
+        // not the name, so it can write the atomic temporary.
+        video_file = std::make_unique<AtomicFile>(o.annotate);
+        const double out_fps = fps > 0 ? std::max(1.0, fps / o.every) : 5.0;
+        writer.open(video_file->temp_path().string(), cv::CAP_OPENCV_MJPEG, cv::VideoWriter::fourcc('M', 'J', 'P', 'G'),
+                    out_fps, rgb.size());
+        if (!writer.isOpened()) throw Error(o.annotate, "cannot write video");
+      }
+      writer.write(RenderHeatmap(rgb, density, count, o.alpha, StrCat("frame ", frame)));
+    }
+    ++counted;
+  }
+  if (counted == 0) throw Error(o.video, "no frame could be read (empty or corrupt video)");
+  if (writer.isOpened()) {
+    writer.release();
+    video_file->Commit();
+  }
+  if (!csv_path.empty()) WriteTextFileAtomic(csv_path, csv.str());
+  log::Info(o.video, ": counted ", counted, " of ", frame, " frames",
+            csv_path.empty() ? std::string() : " -> " + csv_path,
+            o.annotate.empty() ? std::string() : ", " + o.annotate);
+  return 0;
+}
+
+}  // namespace
+
+int RunPredict(int argc, const char* const* argv) {
+  return RunTool("predict", [&] {
+    PredictOptions o;
+    std::vector<std::string> inputs;
+    ArgParser parser("predict", "--weights FILE [options] IMAGE|DIR ...   or   --weights FILE --video FILE [options]",
+                     "Counts people: prints 'path<TAB>count' per image (folders walked in sorted order).\n"
+                     "--out DIR writes <name>_heatmap.png and <name>_density.h5 per image; --video counts every "
+                     "--every-th frame into a CSV.\nImages above --tile pixels a side run in overlapping tiles "
+                     "(same count as whole-image inference, bounded memory).");
+    RegisterPredictOptions(parser, &o);
+    parser.AddPositional("IMAGE|DIR", &inputs, "Images or folders of images");
+    if (!parser.Parse(argc, argv)) return 0;
+    if (o.model.weights.empty()) throw UsageError("--weights", "required (a .pt or .h5 CSRNet weights file)");
+    if (o.every < 1) throw UsageError("--every", "must be at least 1");
+    if (o.alpha < 0 || o.alpha > 1) throw UsageError("--alpha", "must be between 0 and 1");
+    if (!o.video.empty() && !inputs.empty()) throw UsageError("--video", "give either --video or images, not both");
+    if (o.video.empty() && (!o.csv.empty() || !o.annotate.empty())) {
+      throw UsageError(o.csv.empty() ? "--annotate" : "--csv", "only applies with --video");
+    }
+    if (o.video.empty() && inputs.empty()) throw UsageError("predict", "no images given (see --help)");
+    return o.video.empty() ? PredictImages(o, inputs) : PredictVideo(o);
+  });
+}
+
+}  // namespace csr
