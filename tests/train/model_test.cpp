@@ -1,0 +1,233 @@
+// CSRNet model: architecture, the PyTorch forward vector, weight files.
+#include "tests/train/train_test_util.h"
+
+#include <fstream>
+
+
+#include "common/error.h"
+#include "common/h5.h"
+#include "tests/test_util.h"
+#include "train/model.h"
+
+namespace csr {
+namespace {
+
+using test::TempDir;
+
+std::string ErrorOf(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool SameWeights(CSRNet& a, CSRNet& b) {
+  auto pa = a->named_parameters(), pb = b->named_parameters();
+  if (pa.size() != pb.size()) return false;
+  for (const auto& item : pa) {
+    if (!torch::equal(item.value(), pb[item.key()])) return false;
+  }
+  return true;
+}
+
+// Writes the model's parameters to an HDF5 file in the original layout,
+// optionally renaming/skipping/reshaping one of them.
+void WriteH5(CSRNet& model, const std::string& path, const std::string& skip = "",
+             const std::string& reshape = "", const std::string& prefix_from = "",
+             const std::string& prefix_to = "") {
+  H5::H5File f = h5::Create(path);
+  for (const auto& item : model->named_parameters()) {
+    std::string name = item.key();
+    if (name == skip) continue;
+    if (!prefix_from.empty()) {
+      if (name.rfind(prefix_from, 0) != 0) continue;
+      name = prefix_to + name.substr(prefix_from.size());
+    }
+    torch::Tensor t = item.value().detach().contiguous();
+    std::vector<hsize_t> shape(t.sizes().begin(), t.sizes().end());
+    if (item.key() == reshape) {
+      t = torch::zeros({t.numel() + 1});
+      shape = {static_cast<hsize_t>(t.numel())};
+    }
+    h5::WriteFloats(f, name, t.data_ptr<float>(), shape);
+  }
+}
+
+TEST_CASE("CSRNet has the original parameter names and 16,263,489 parameters") {
+  for (Backend b : {Backend::kA, Backend::kB, Backend::kC, Backend::kD}) {
+    CSRNet model(b);
+    CHECK(ParameterCount(*model) == 16263489);
+    std::vector<std::string> names;
+    for (const auto& item : model->named_parameters()) names.push_back(item.key());
+    std::vector<std::string> expected;
+    for (int i : {0, 2, 5, 7, 10, 12, 14, 17, 19, 21}) {
+      expected.push_back("frontend." + std::to_string(i) + ".weight");
+      expected.push_back("frontend." + std::to_string(i) + ".bias");
+    }
+    for (int i : {0, 2, 4, 6, 8, 10}) {
+      expected.push_back("backend." + std::to_string(i) + ".weight");
+      expected.push_back("backend." + std::to_string(i) + ".bias");
+    }
+    expected.push_back("output_layer.weight");
+    expected.push_back("output_layer.bias");
+    CHECK(names == expected);
+  }
+}
+
+TEST_CASE("back ends use the paper's dilations and the output is floor(H/8) x floor(W/8)") {
+  CHECK(BackendDilations(Backend::kA) == std::vector<int>{1, 1, 1, 1, 1, 1});
+  CHECK(BackendDilations(Backend::kC) == std::vector<int>{2, 2, 2, 4, 4, 4});
+  CHECK(ParseBackend("D") == Backend::kD);
+  CHECK_THROWS_AS(ParseBackend("E"), UsageError);
+  CSRNet model(Backend::kC);
+  CHECK(model->backend[6]->as<torch::nn::Conv2d>()->options.dilation()->at(0) == 4);
+  torch::NoGradGuard no_grad;
+  CHECK(model->forward(torch::zeros({2, 3, 75, 101})).sizes() == std::vector<int64_t>{2, 1, 9, 12});
+  CHECK(model->forward(torch::zeros({1, 3, 16, 31})).sizes() == std::vector<int64_t>{1, 1, 2, 3});
+}
+
+TEST_CASE("the initialisation is the original's: conv weights N(0, 0.01), biases 0") {
+  torch::manual_seed(3);
+  CSRNet model;
+  InitWeights(model);
+  const torch::Tensor w = model->backend[0]->as<torch::nn::Conv2d>()->weight;
+  CHECK(std::abs(w.mean().item<double>()) < 1e-3);
+  CHECK(w.std().item<double>() == doctest::Approx(0.01).epsilon(0.02));
+  CHECK(model->frontend[0]->as<torch::nn::Conv2d>()->bias.abs().max().item<double>() == 0.0);
+}
+
+TEST_CASE("the forward pass matches PyTorch's reference vector within 1e-4") {
+  const auto data = test::SharedData();
+  if (data.empty()) {
+    MESSAGE("../shared/data absent: skipped");
+    return;
+  }
+  const std::string weights = (data / "reference/csrnet_weights.h5").string();
+  const std::string forward = (data / "reference/csrnet_forward.h5").string();
+  CSRNet model;
+  LoadWeightsH5(model, weights);
+  H5::H5File f = h5::OpenRead(forward);
+  std::vector<hsize_t> in_shape, out_shape;
+  std::vector<float> in = h5::ReadFloats(f, "input", forward, &in_shape);
+  std::vector<float> out = h5::ReadFloats(f, "output", forward, &out_shape);
+  REQUIRE(in_shape == std::vector<hsize_t>{2, 3, 75, 101});
+  REQUIRE(out_shape == std::vector<hsize_t>{2, 1, 9, 12});
+  const torch::Tensor input = torch::from_blob(in.data(), {2, 3, 75, 101}).clone();
+  const torch::Tensor expected = torch::from_blob(out.data(), {2, 1, 9, 12}).clone();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor got = model->forward(input);
+  REQUIRE(got.sizes() == expected.sizes());
+  const double diff = (got - expected).abs().max().item<double>();
+  MESSAGE("max |diff| = " << diff << ", max |expected| = " << expected.abs().max().item<double>());
+  CHECK(diff <= 1e-4);
+  CHECK(expected.abs().max().item<double>() > 1e-3);  // the vector is not trivially zero
+}
+
+TEST_CASE("weights round-trip through the original HDF5 layout and the .pt model file") {
+  TempDir tmp;
+  CSRNet a(Backend::kC);
+  test::HeInit(a, 11);
+  const std::string h5path = (tmp / "w.h5").string(), ptpath = (tmp / "w.pt").string();
+  SaveWeightsH5(a, h5path);
+  SaveModelPt(a, ptpath, {Backend::kC, 7, 12.5});
+  CHECK(IsHdf5File(h5path));
+  CHECK_FALSE(IsHdf5File(ptpath));
+
+  CSRNet b(Backend::kC);
+  LoadWeightsH5(b, h5path);
+  CHECK(SameWeights(a, b));
+  CHECK(ReadWeightsBackend(h5path) == Backend::kC);
+
+  CSRNet c = LoadModel(ptpath);
+  CHECK(c->backend_variant() == Backend::kC);
+  CHECK(SameWeights(a, c));
+  torch::serialize::InputArchive archive = OpenArchive(ptpath);
+  const ModelFileInfo info = ReadModelInfo(archive, ptpath);
+  CHECK(info.epoch == 7);
+  CHECK(info.mae == 12.5);
+
+  // Channels-last weights are written in the original OIHW order.
+  SetChannelsLast(a, true);
+  SaveWeightsH5(a, h5path);
+  CSRNet d(Backend::kC);
+  LoadWeights(d, h5path);
+  CHECK(SameWeights(a, d));
+}
+
+TEST_CASE("the written .h5 has exactly one float32 OIHW dataset per parameter") {
+  TempDir tmp;
+  CSRNet a;
+  test::HeInit(a, 5);
+  SaveWeightsH5(a, (tmp / "w.h5").string());
+  H5::H5File f = h5::OpenRead((tmp / "w.h5").string());
+  CHECK(f.getNumObjs() == 34);
+  std::vector<hsize_t> shape;
+  std::vector<float> w = h5::ReadFloats(f, "frontend.5.weight", "w.h5", &shape);
+  CHECK(shape == std::vector<hsize_t>{128, 64, 3, 3});
+  const torch::Tensor ref = a->frontend[5]->as<torch::nn::Conv2d>()->weight;
+  CHECK(w[1 * 64 * 9 + 2 * 9 + 4] == ref[1][2][1][1].item<float>());
+}
+
+TEST_CASE("bad weight files are refused with the file and the tensor named") {
+  TempDir tmp;
+  CSRNet a;
+  test::HeInit(a, 5);
+  const std::string missing = (tmp / "missing.h5").string();
+  WriteH5(a, missing, /*skip=*/"backend.4.weight");
+  std::string msg = ErrorOf([&] { CSRNet m; LoadWeights(m, missing); });
+  CHECK(msg.find("missing.h5") != std::string::npos);
+  CHECK(msg.find("backend.4.weight") != std::string::npos);
+
+  const std::string shaped = (tmp / "shaped.h5").string();
+  WriteH5(a, shaped, "", /*reshape=*/"frontend.0.bias");
+  msg = ErrorOf([&] { CSRNet m; LoadWeights(m, shaped); });
+  CHECK(msg.find("frontend.0.bias") != std::string::npos);
+  CHECK(msg.find("shape") != std::string::npos);
+
+  const std::string garbage = (tmp / "garbage.pt").string();
+  std::ofstream(garbage) << "not a model";
+  msg = ErrorOf([&] { CSRNet m; LoadWeights(m, garbage); });
+  CHECK(msg.find("garbage.pt") != std::string::npos);
+
+  // A .pt truncated in the middle.
+  const std::string full = (tmp / "full.pt").string(), cut = (tmp / "cut.pt").string();
+  SaveModelPt(a, full, {});
+  fs::copy_file(full, cut);
+  fs::resize_file(cut, fs::file_size(full) / 2);
+  msg = ErrorOf([&] { CSRNet m; LoadWeights(m, cut); });
+  CHECK(msg.find("cut.pt") != std::string::npos);
+
+  msg = ErrorOf([&] { CSRNet m; LoadWeights(m, (tmp / "nope.h5").string()); });
+  CHECK(msg.find("no such file") != std::string::npos);
+}
+
+TEST_CASE("--vgg16 weights with torchvision names fill the front end only") {
+  TempDir tmp;
+  CSRNet source;
+  test::HeInit(source, 9);
+  const std::string vgg = (tmp / "vgg16.h5").string();
+  WriteH5(source, vgg, "", "", "frontend.", "features.");
+  CSRNet model;
+  InitWeights(model);
+  const torch::Tensor backend_before = model->backend[0]->as<torch::nn::Conv2d>()->weight.clone();
+  LoadVgg16H5(model, vgg);
+  for (const auto& item : source->frontend->named_parameters()) {
+    CHECK(torch::equal(item.value(), model->frontend->named_parameters()[item.key()]));
+  }
+  CHECK(torch::equal(backend_before, model->backend[0]->as<torch::nn::Conv2d>()->weight));
+
+  const std::string partial = (tmp / "partial.h5").string();
+  {
+    H5::H5File f = h5::Create(partial);
+    const torch::Tensor w = source->frontend[0]->as<torch::nn::Conv2d>()->weight.contiguous();
+    h5::WriteFloats(f, "features.0.weight", w.data_ptr<float>(), {64, 3, 3, 3});
+  }
+  const std::string msg = ErrorOf([&] { LoadVgg16H5(model, partial); });
+  CHECK(msg.find("features.0.bias") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace csr

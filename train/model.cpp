@@ -1,0 +1,296 @@
+#include "train/model.h"
+
+#include <fstream>
+#include <map>
+#include <utility>
+
+#include <torch/nn/init.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/pooling.h>
+#include <torch/utils.h>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/h5.h"
+#include "common/log.h"
+
+namespace csr {
+namespace {
+
+namespace nn = torch::nn;
+
+// VGG-16's first ten convolutions; 0 marks a 2x2 max-pool.
+constexpr int kFrontend[] = {64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512};
+constexpr int kBackend[] = {512, 512, 512, 256, 128, 64};
+
+std::string ShapeText(c10::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Checks `value` against the parameter it should fill, then copies it in.
+void Assign(torch::Tensor& param, const torch::Tensor& value, const std::string& name, const std::string& file) {
+  if (value.sizes() != param.sizes()) {
+    throw Error(file, StrCat("tensor '", name, "' has shape ", ShapeText(value.sizes()), ", expected ",
+                             ShapeText(param.sizes()), " (weights of another architecture?)"));
+  }
+  torch::NoGradGuard no_grad;
+  param.copy_(value.to(param.dtype()));
+}
+
+// Fills parameters from root datasets of an HDF5 file. `targets` maps a
+// dataset name to the parameter it fills.
+void LoadH5Tensors(const std::string& path, std::vector<std::pair<std::string, torch::Tensor>> targets,
+                   bool warn_extras) {
+  H5::H5File file = h5::OpenRead(path);
+  for (auto& [name, param] : targets) {
+    if (!h5::Exists(file, name)) {
+      throw Error(path, StrCat("missing tensor '", name, "' (expected CSRNet weights in the original layout)"));
+    }
+    std::vector<hsize_t> shape;
+    std::vector<float> data = h5::ReadFloats(file, name, path, &shape);
+    std::vector<int64_t> sizes(shape.begin(), shape.end());
+    Assign(param, torch::from_blob(data.data(), sizes, torch::kFloat32), name, path);
+  }
+  if (!warn_extras) return;
+  std::map<std::string, bool> known;
+  for (const auto& t : targets) known[t.first] = true;
+  for (hsize_t i = 0; i < file.getNumObjs(); ++i) {
+    const std::string name = file.getObjnameByIdx(i);
+    if (!known.count(name)) log::Warn(path, ": ignoring unexpected dataset '", name, "'");
+  }
+}
+
+}  // namespace
+
+Backend ParseBackend(const std::string& text, const std::string& where) {
+  if (text == "A") return Backend::kA;
+  if (text == "B") return Backend::kB;
+  if (text == "C") return Backend::kC;
+  if (text == "D") return Backend::kD;
+  throw UsageError(where, StrCat("unknown CSRNet back end '", text, "' (expected A, B, C or D)"));
+}
+
+std::string BackendName(Backend backend) {
+  switch (backend) {
+    case Backend::kA: return "A";
+    case Backend::kB: return "B";
+    case Backend::kC: return "C";
+    case Backend::kD: return "D";
+  }
+  return "B";
+}
+
+std::vector<int> BackendDilations(Backend backend) {
+  switch (backend) {
+    case Backend::kA: return {1, 1, 1, 1, 1, 1};
+    case Backend::kB: return {2, 2, 2, 2, 2, 2};
+    case Backend::kC: return {2, 2, 2, 4, 4, 4};
+    case Backend::kD: return {4, 4, 4, 4, 4, 4};
+  }
+  return {2, 2, 2, 2, 2, 2};
+}
+
+CSRNetImpl::CSRNetImpl(Backend backend) : variant_(backend) {
+  nn::Sequential front;
+  int channels = 3;
+  for (int width : kFrontend) {
+    if (width == 0) {
+      front->push_back(nn::MaxPool2d(nn::MaxPool2dOptions(2).stride(2)));
+      continue;
+    }
+    front->push_back(nn::Conv2d(nn::Conv2dOptions(channels, width, 3).padding(1)));
+    front->push_back(nn::ReLU(nn::ReLUOptions(true)));
+    channels = width;
+  }
+  nn::Sequential back;
+  const std::vector<int> dilations = BackendDilations(backend);
+  for (size_t i = 0; i < dilations.size(); ++i) {
+    const int d = dilations[i];
+    back->push_back(nn::Conv2d(nn::Conv2dOptions(channels, kBackend[i], 3).padding(d).dilation(d)));
+    back->push_back(nn::ReLU(nn::ReLUOptions(true)));
+    channels = kBackend[i];
+  }
+  frontend = register_module("frontend", front);
+  this->backend = register_module("backend", back);
+  output_layer = register_module("output_layer", nn::Conv2d(nn::Conv2dOptions(channels, 1, 1)));
+}
+
+torch::Tensor CSRNetImpl::forward(torch::Tensor x) {
+  x = frontend->forward(x);
+  x = backend->forward(x);
+  return output_layer->forward(x);
+}
+
+int64_t ParameterCount(const torch::nn::Module& model) {
+  int64_t n = 0;
+  for (const auto& p : model.parameters()) n += p.numel();
+  return n;
+}
+
+int ReceptiveFieldMargin(Backend backend) {
+  // Walking back from an output cell: at 1/8 scale the six back-end convs and
+  // the last three front-end convs reach sum(d) + 3 cells; each upsampling
+  // step doubles that and the convs at that scale add one pixel each
+  // (3 at 1/4, 2 at 1/2, 2 at full scale): 8 * e + 18 pixels in all.
+  int cells = 3;
+  for (int d : BackendDilations(backend)) cells += d;
+  const int pixels = 8 * cells + 18;
+  return (pixels + 7) / 8 * 8;
+}
+
+void InitWeights(CSRNet& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& module : model->modules(/*include_self=*/false)) {
+    if (auto* conv = module->as<nn::Conv2d>()) {
+      nn::init::normal_(conv->weight, 0.0, 0.01);
+      nn::init::zeros_(conv->bias);
+    }
+  }
+}
+
+void SetChannelsLast(CSRNet& model, bool channels_last) {
+  const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->parameters()) {
+    if (p.dim() == 4) p.set_data(p.data().contiguous(format));
+  }
+}
+
+void LoadWeightsH5(CSRNet& model, const std::string& path) {
+  std::vector<std::pair<std::string, torch::Tensor>> targets;
+  for (auto& item : model->named_parameters()) targets.emplace_back(item.key(), item.value());
+  LoadH5Tensors(path, std::move(targets), /*warn_extras=*/true);
+}
+
+void SaveWeightsH5(CSRNet& model, const std::string& path) {
+  AtomicFile out(path);
+  {
+    H5::H5File file = h5::Create(out.temp_path().string());
+    for (const auto& item : model->named_parameters()) {
+      const torch::Tensor t = item.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
+      std::vector<hsize_t> shape(t.sizes().begin(), t.sizes().end());
+      h5::WriteFloats(file, item.key(), t.data_ptr<float>(), shape);
+    }
+    h5::SetAttr(file, "backend", BackendName(model->backend_variant()));
+  }
+  out.Commit();
+}
+
+void LoadVgg16H5(CSRNet& model, const std::string& path) {
+  std::vector<std::pair<std::string, torch::Tensor>> targets;
+  for (auto& item : model->frontend->named_parameters()) {
+    targets.emplace_back("features." + item.key(), item.value());
+  }
+  LoadH5Tensors(path, std::move(targets), /*warn_extras=*/false);
+}
+
+void WriteModelArchive(CSRNet& model, const ModelFileInfo& info, torch::serialize::OutputArchive& archive) {
+  torch::serialize::OutputArchive weights(archive.compilation_unit());
+  model->save(weights);
+  archive.write("model", weights);
+  archive.write("format", c10::IValue(std::string("csrnet-cpp")));
+  archive.write("backend", c10::IValue(BackendName(info.backend)));
+  archive.write("epoch", c10::IValue(info.epoch));
+  archive.write("mae", c10::IValue(info.mae));
+}
+
+torch::serialize::InputArchive OpenArchive(const std::string& path, c10::Device device) {
+  if (!fs::exists(path)) throw Error(path, "no such file");
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path, device);
+  } catch (const c10::Error&) {
+    throw Error(path, "not a csrnet-cpp .pt file (corrupt or truncated?)");
+  }
+  return archive;
+}
+
+ModelFileInfo ReadModelInfo(torch::serialize::InputArchive& archive, const std::string& file) {
+  c10::IValue format;
+  if (!archive.try_read("format", format) || !format.isString() || format.toStringRef() != "csrnet-cpp") {
+    throw Error(file, "not a csrnet-cpp model or checkpoint (no 'format' marker)");
+  }
+  ModelFileInfo info;
+  c10::IValue v;
+  if (archive.try_read("backend", v) && v.isString()) info.backend = ParseBackend(v.toStringRef(), file);
+  if (archive.try_read("epoch", v) && v.isInt()) info.epoch = v.toInt();
+  if (archive.try_read("mae", v) && v.isDouble()) info.mae = v.toDouble();
+  return info;
+}
+
+void ReadModelArchive(CSRNet& model, torch::serialize::InputArchive& archive, const std::string& file) {
+  ReadModelInfo(archive, file);
+  torch::serialize::InputArchive weights;
+  if (!archive.try_read("model", weights)) throw Error(file, "no model weights in this file");
+  for (auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    // Module::save nests one archive per submodule: walk "frontend" -> "0".
+    std::vector<std::string> parts;
+    for (size_t start = 0;;) {
+      const size_t dot = name.find('.', start);
+      parts.push_back(name.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    std::vector<torch::serialize::InputArchive> chain(parts.size());
+    torch::serialize::InputArchive* level = &weights;
+    bool found = true;
+    for (size_t i = 0; i + 1 < parts.size() && found; ++i) {
+      found = level->try_read(parts[i], chain[i]);
+      level = &chain[i];
+    }
+    torch::Tensor value;
+    if (!found || !level->try_read(parts.back(), value)) throw Error(file, StrCat("missing tensor '", name, "'"));
+    Assign(item.value(), value, name, file);
+  }
+}
+
+void SaveModelPt(CSRNet& model, const std::string& path, const ModelFileInfo& info) {
+  AtomicFile out(path);
+  torch::serialize::OutputArchive archive;
+  WriteModelArchive(model, info, archive);
+  try {
+    archive.save_to(out.temp_path().string());
+  } catch (const c10::Error& e) {
+    throw Error(path, StrCat("cannot write: ", e.what_without_backtrace(), " (disk full?)"));
+  }
+  out.Commit();
+}
+
+bool IsHdf5File(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char magic[8] = {};
+  f.read(magic, 8);
+  return f && std::string(magic, 8) == std::string("\x89HDF\r\n\x1a\n", 8);
+}
+
+Backend ReadWeightsBackend(const std::string& path) {
+  if (!fs::exists(path)) throw Error(path, "no such file");
+  if (IsHdf5File(path)) {
+    H5::H5File file = h5::OpenRead(path);
+    if (!h5::HasAttr(file, "backend")) return Backend::kB;
+    return ParseBackend(h5::GetAttrString(file, "backend", path), path);
+  }
+  torch::serialize::InputArchive archive = OpenArchive(path);
+  return ReadModelInfo(archive, path).backend;
+}
+
+void LoadWeights(CSRNet& model, const std::string& path) {
+  if (!fs::exists(path)) throw Error(path, "no such file");
+  if (IsHdf5File(path)) {
+    LoadWeightsH5(model, path);
+    return;
+  }
+  torch::serialize::InputArchive archive = OpenArchive(path);
+  ReadModelArchive(model, archive, path);
+}
+
+CSRNet LoadModel(const std::string& path) {
+  CSRNet model(ReadWeightsBackend(path));
+  LoadWeights(model, path);
+  return model;
+}
+
+}  // namespace csr
