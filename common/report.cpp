@@ -216,6 +216,7 @@ std::string SvgHistogram(const std::string& id, const std::vector<double>& value
   for (double v : values) counts[std::clamp(static_cast<int>((v - lo) / width), 0, bins - 1)]++;
   const int top = std::max(1, *std::max_element(counts.begin(), counts.end()));
   std::vector<double> yt = NiceTicks(0, top, 5);
+  yt.erase(std::remove_if(yt.begin(), yt.end(), [](double t) { return t != std::floor(t); }), yt.end());
   const Axes a{lo, hi, 0, std::max<double>(top, yt.back())};
   std::ostringstream s;
   s << SvgOpen(id, "histogram of " + x_label) << SvgAxes(a, NiceTicks(lo, hi, 6), yt, x_label, "images");

@@ -1,0 +1,323 @@
+#include "train/evaluate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include <opencv2/imgproc.hpp>
+
+#include "common/dataset.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/h5.h"
+#include "common/image_io.h"
+#include "common/log.h"
+#include "common/mat_io.h"
+#include "common/progress.h"
+#include "common/report.h"
+#include "common/shards.h"
+
+namespace csr {
+namespace {
+
+// ---- Sources ------------------------------------------------------------------
+
+class ShardSource : public EvalSource {
+ public:
+  ShardSource(const fs::path& dir, std::string split) : set_(dir), split_(std::move(split)) {
+    const std::vector<std::string> splits = set_.splits();
+    if (std::find(splits.begin(), splits.end(), split_) == splits.end()) {
+      throw Error(dir.string(), StrCat("shard set has no '", split_, "' split"));
+    }
+    size_ = set_.size(split_);
+  }
+  int64_t size() const override { return size_; }
+  EvalSample Load(int64_t index) const override {
+    ShardRecord r = set_.Read(split_, index);
+    if (r.crop != -1) {
+      throw Error(set_.dir().string(), StrCat(split_, " record ", index, " (", r.source,
+                                              ") is a crop, not a whole image: evaluate a test split"));
+    }
+    return {r.source, std::move(r.image), std::move(r.target), static_cast<double>(r.count)};
+  }
+  std::string Describe() const override {
+    return StrCat("shard set ", set_.dir().string(), " (", split_, " split, ", size_, " images)");
+  }
+
+ private:
+  ShardSet set_;
+  std::string split_;
+  int64_t size_ = 0;
+};
+
+class DatasetSource : public EvalSource {
+ public:
+  DatasetSource(const std::string& root, const std::string& part, const std::string& split)
+      : disc_(DiscoverPart(root, part, split)), part_(part), split_(split) {}
+  int64_t size() const override { return static_cast<int64_t>(disc_.samples.size()); }
+  EvalSample Load(int64_t index) const override {
+    const Sample& s = disc_.samples[static_cast<size_t>(index)];
+    EvalSample out;
+    out.name = s.image.filename().string();
+    out.rgb = ReadImageRGB(s.image.string());
+    out.count = static_cast<double>(ReadAnnotation(s.annotation.string()).points.size());
+    const std::string density_path = s.density.string();
+    if (!fs::exists(s.density)) {
+      throw Error(density_path, "no ground-truth density map (run gt_gen on this dataset first)");
+    }
+    const H5::H5File f = h5::OpenRead(density_path);
+    const cv::Mat density = h5::ReadMat2f(f, "density", density_path);
+    if (density.rows != out.rgb.rows || density.cols != out.rgb.cols) {
+      throw Error(density_path, StrCat("density map is ", density.cols, "x", density.rows, " but the image is ",
+                                       out.rgb.cols, "x", out.rgb.rows, " (stale: rerun gt_gen)"));
+    }
+    out.truth_map = SumPool8(density);
+    return out;
+  }
+  std::string Describe() const override {
+    return StrCat("dataset ", disc_.part_dir.string(), " (part ", part_, ", ", split_, ", ", size(), " images)");
+  }
+
+ private:
+  Discovery disc_;
+  std::string part_, split_;
+};
+
+// ---- Output -------------------------------------------------------------------------
+
+std::string Fmt(double v, const char* f = "%.4f") {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+// Keeps the `n` images with the largest absolute error, with their heatmaps
+// rendered small enough for the report (rendered only when they enter).
+class WorstImages {
+ public:
+  WorstImages(int n, double alpha) : n_(static_cast<size_t>(std::max(0, n))), alpha_(alpha) {}
+  void Offer(const EvalSample& s, const cv::Mat& density, const ImageMetrics& m) {
+    const double err = std::abs(m.error());
+    if (n_ == 0 || (items_.size() == n_ && err <= std::abs(items_.back().predicted - items_.back().truth))) return;
+    cv::Mat bgr = RenderHeatmap(s.rgb, density, m.predicted, alpha_);
+    const double scale = 480.0 / std::max(bgr.cols, bgr.rows);
+    if (scale < 1) cv::resize(bgr, bgr, cv::Size(), scale, scale, cv::INTER_AREA);
+    items_.push_back({s.name, m.truth, m.predicted, EncodePng(bgr)});
+    std::stable_sort(items_.begin(), items_.end(), [](const ReportImage& a, const ReportImage& b) {
+      return std::abs(a.predicted - a.truth) > std::abs(b.predicted - b.truth);
+    });
+    if (items_.size() > n_) items_.pop_back();
+  }
+  const std::vector<ReportImage>& items() const { return items_; }
+
+ private:
+  size_t n_;
+  double alpha_;
+  std::vector<ReportImage> items_;
+};
+
+std::vector<std::pair<std::string, std::string>> SummaryRows(const EvaluateResult& r) {
+  const MetricsSummary& s = r.summary;
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {"images", StrCat(s.images)},
+      {"MAE", Fmt(s.mae, "%.3f")},
+      {"RMSE (the papers' MSE)", Fmt(s.rmse, "%.3f")},
+      {"NAE", StrCat(Fmt(s.nae, "%.4f"), s.nae_images < s.images ? StrCat(" (", s.nae_images, " images with people)")
+                                                                 : std::string())},
+      {"mean error (bias)", Fmt(s.mean_error, "%+.3f")}};
+  for (int l = 0; l < kGameLevels; ++l) rows.push_back({StrCat("GAME(", l, ")"), Fmt(s.game[l], "%.3f")});
+  rows.push_back({"PSNR (1/8 maps)", Fmt(s.psnr, "%.2f") + " dB"});
+  rows.push_back({"SSIM (1/8 maps)", Fmt(s.ssim, "%.4f")});
+  if (r.failed > 0) rows.push_back({"failed images", StrCat(r.failed)});
+  return rows;
+}
+
+void PrintSummary(const EvaluateResult& r) {
+  for (const auto& [k, v] : SummaryRows(r)) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%-24s %s\n", k.c_str(), v.c_str());
+    std::cout << buf;
+  }
+  std::cout << std::flush;
+}
+
+ReportData BuildReport(const EvaluateResult& r, const WorstImages& worst, const EvaluateOptions& o,
+                       const std::string& source, const std::string& model) {
+  ReportData d;
+  d.title = "CSRNet evaluation: " + fs::path(o.model.weights).filename().string();
+  d.context = {{"weights", o.model.weights}, {"data", source}, {"model", model},
+               {"time", Fmt(r.seconds, "%.1f") + " s"}};
+  d.summary = SummaryRows(r);
+  for (const EvalRow& row : r.rows) {
+    d.names.push_back(row.name);
+    d.truth.push_back(row.metrics.truth);
+    d.predicted.push_back(row.metrics.predicted);
+  }
+  d.worst = worst.items();
+  const fs::path log = fs::path(o.model.weights).parent_path() / "train_log.jsonl";
+  if (fs::is_regular_file(log)) {
+    try {
+      ReadTrainingLog(log.string(), &d.loss_curves, &d.error_curves);
+      d.context.push_back({"training log", log.string()});
+    } catch (const Error& e) {
+      log::Warn(e.what(), " (report without training curves)");
+    }
+  }
+  return d;
+}
+
+std::unique_ptr<EvalSource> OpenSource(const EvaluateOptions& o) {
+  if (!o.root.empty() && !o.shards.empty()) {
+    throw UsageError("--root", "give either a shard set or --root, not both");
+  }
+  if (!o.root.empty()) return OpenDatasetSource(o.root, o.part, o.split);
+  if (o.shards.empty()) throw UsageError("evaluate", "no test set: give a shard set folder or --root (see --help)");
+  return OpenShardSource(o.shards, o.split);
+}
+
+}  // namespace
+
+std::unique_ptr<EvalSource> OpenShardSource(const std::string& path, const std::string& split) {
+  fs::path p = fs::path(path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // "shards/test/"
+  if (fs::exists(p / kManifestName)) return std::make_unique<ShardSource>(p, split);
+  if (p.has_parent_path() && fs::exists(p.parent_path() / kManifestName) && fs::is_directory(p)) {
+    return std::make_unique<ShardSource>(p.parent_path(), p.filename().string());
+  }
+  if (!fs::exists(p)) throw Error(path, "no such shard set folder");
+  throw Error(path, StrCat("not a shard set: no ", kManifestName, " here or in the parent folder "
+                           "(an unfinished crop_shards run?)"));
+}
+
+std::unique_ptr<EvalSource> OpenDatasetSource(const std::string& root, const std::string& part,
+                                              const std::string& split) {
+  if (split != "train" && split != "test" && split != "all") {
+    throw UsageError("--split", StrCat("expected train, test or all with --root, got '", split, "'"));
+  }
+  return std::make_unique<DatasetSource>(root, part, split);
+}
+
+void RegisterEvaluateOptions(ArgParser& p, EvaluateOptions* o) {
+  RegisterModelSettings(p, &o->model);
+  p.Add("shards", &o->shards, "Shard set folder, or its split subfolder such as shards/test (or the argument)");
+  p.Add("root", &o->root, "ShanghaiTech root: evaluate from images, .mat annotations and gt_gen density maps");
+  p.AddChoice("part", &o->part, {"A", "B"}, "With --root: dataset part");
+  p.Add("split", &o->split, "Split to score: test, train (shards: any split name; --root: also all)");
+  p.Add("csv", &o->csv, "Per-image CSV: name, size, annotation count, prediction, error, GT density sum, GAME, PSNR, SSIM");
+  p.Add("json", &o->json, "JSON summary: MAE, RMSE, NAE, GAME(0..3), PSNR, SSIM and the settings");
+  p.Add("report", &o->report, "Self-contained HTML report (tables, plots, worst images with heatmaps)");
+  p.Add("worst", &o->worst, "Images shown with their heatmaps in the report");
+  p.Add("alpha", &o->alpha, "Heatmap opacity in the report (0..1)");
+}
+
+std::string EvaluationCsv(const EvaluateResult& r) {
+  std::ostringstream s;
+  s << "image,width,height,count,predicted,error,abs_error,density_sum,game0,game1,game2,game3,psnr,ssim\n";
+  for (const EvalRow& row : r.rows) {
+    const ImageMetrics& m = row.metrics;
+    s << CsvField(row.name) << ',' << row.width << ',' << row.height << ',' << Fmt(m.truth, "%.0f") << ','
+      << Fmt(m.predicted, "%.6f") << ',' << Fmt(m.error(), "%.6f") << ',' << Fmt(std::abs(m.error()), "%.6f") << ','
+      << Fmt(m.density_sum, "%.6f");
+    for (double g : m.game) s << ',' << Fmt(g, "%.6f");
+    s << ',' << Fmt(m.psnr, "%.4f") << ',' << Fmt(m.ssim, "%.6f") << '\n';
+  }
+  return s.str();
+}
+
+nlohmann::json EvaluationJson(const EvaluateResult& r, const nlohmann::json& context) {
+  const MetricsSummary& s = r.summary;
+  nlohmann::json j = context;
+  j["images"] = s.images;
+  j["failed"] = r.failed;
+  j["mae"] = s.mae;
+  j["rmse"] = s.rmse;
+  j["nae"] = s.nae;
+  j["nae_images"] = s.nae_images;
+  j["mean_error"] = s.mean_error;
+  j["game"] = std::vector<double>(s.game.begin(), s.game.end());
+  j["psnr"] = s.psnr;
+  j["ssim"] = s.ssim;
+  j["seconds"] = r.seconds;
+  j["images_per_second"] = r.seconds > 0 ? static_cast<double>(s.images) / r.seconds : 0.0;
+  return j;
+}
+
+int RunEvaluate(int argc, const char* const* argv) {
+  return RunTool("evaluate", [&] {
+    EvaluateOptions o;
+    std::vector<std::string> positional;
+    ArgParser parser("evaluate", "--weights FILE SHARDS[/test] [options]   or   --weights FILE --root DIR --part A "
+                     "--split test [options]",
+                     "Scores CSRNet weights on a test set: per-image counts and errors (--csv), MAE, RMSE, NAE, "
+                     "GAME(0..3),\nPSNR and SSIM of the 1/8 density maps (printed, --json), and an HTML report "
+                     "(--report).");
+    RegisterEvaluateOptions(parser, &o);
+    parser.AddPositional("SHARDS", &positional, "Shard set folder or its test/ subfolder");
+    if (!parser.Parse(argc, argv)) return 0;
+    if (positional.size() > 1) throw UsageError("evaluate", "give one shard set");
+    if (!positional.empty()) {
+      if (!o.shards.empty()) throw UsageError("--shards", "given twice (option and argument)");
+      o.shards = positional[0];
+    }
+    if (o.model.weights.empty()) throw UsageError("--weights", "required (a .pt or .h5 CSRNet weights file)");
+    if (o.worst < 0) throw UsageError("--worst", "must be >= 0");
+    if (o.alpha < 0 || o.alpha > 1) throw UsageError("--alpha", "must be between 0 and 1");
+    const std::unique_ptr<EvalSource> source = OpenSource(o);
+    for (const std::string* out : {&o.csv, &o.json, &o.report}) {
+      if (!out->empty()) CheckWritableFile(*out);
+    }
+    if (source->size() == 0) throw Error(source->Describe(), "no images to evaluate");
+    Predictor predictor(o.model);
+    log::Info(source->Describe(), "; ", predictor.Describe());
+
+    EvaluateResult result;
+    WorstImages worst(o.worst, o.alpha);
+    std::vector<ImageMetrics> metrics;
+    const auto start = std::chrono::steady_clock::now();
+    {
+      Progress progress("evaluate", source->size());
+      for (int64_t i = 0; i < source->size(); ++i) {
+        try {
+          const EvalSample s = source->Load(i);
+          const cv::Mat density = predictor.Density(s.rgb);
+          const ImageMetrics m = MeasureImage(density, s.truth_map, s.count);
+          result.rows.push_back({s.name, s.rgb.cols, s.rgb.rows, m});
+          metrics.push_back(m);
+          worst.Offer(s, density, m);
+        } catch (const std::exception& e) {  // report it, score the others
+          log::Error(e.what());
+          ++result.failed;
+        }
+        progress.Tick();
+      }
+    }
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    result.summary = Summarize(metrics);
+    PrintSummary(result);
+    if (result.rows.empty()) throw Error(source->Describe(), "no image could be evaluated");
+
+    const nlohmann::json context = {{"weights", o.model.weights}, {"data", source->Describe()},
+                                    {"model", predictor.Describe()}, {"precision", o.model.precision},
+                                    {"tile", o.model.tile}};
+    if (!o.csv.empty()) WriteTextFileAtomic(o.csv, EvaluationCsv(result));
+    if (!o.json.empty()) WriteTextFileAtomic(o.json, EvaluationJson(result, context).dump(2) + "\n");
+    if (!o.report.empty()) WriteReport(o.report, BuildReport(result, worst, o, source->Describe(), predictor.Describe()));
+    if (result.failed > 0) {
+      log::Error(result.failed, " image(s) failed; the summary covers the other ", result.rows.size());
+      return 1;
+    }
+    return 0;
+  });
+}
+
+}  // namespace csr
