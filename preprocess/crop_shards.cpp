@@ -91,10 +91,11 @@ std::vector<CropBox> TrainCrops(int width, int height, int random_crops, uint64_
 namespace {
 
 template <typename T>
-cv::Mat BlockSums(const cv::Mat& density, const cv::Rect& box) {
+cv::Mat BlockSums(const cv::Mat& density, const cv::Rect& box, double* covered) {
   const int rows = box.height / 8, cols = box.width / 8;
   cv::Mat out(rows, cols, CV_32F);
   std::vector<double> acc(static_cast<size_t>(cols));
+  double total = 0.0;
   for (int r = 0; r < rows; ++r) {
     std::fill(acc.begin(), acc.end(), 0.0);
     for (int dy = 0; dy < 8; ++dy) {
@@ -106,8 +107,14 @@ cv::Mat BlockSums(const cv::Mat& density, const cv::Rect& box) {
       }
     }
     float* o = out.ptr<float>(r);
-    for (int c = 0; c < cols; ++c) o[c] = static_cast<float>(acc[static_cast<size_t>(c)]);
+    double row = 0.0;
+    for (int c = 0; c < cols; ++c) {
+      o[c] = static_cast<float>(acc[static_cast<size_t>(c)]);
+      row += acc[static_cast<size_t>(c)];
+    }
+    total += row;
   }
+  if (covered) *covered = total;
   return out;
 }
 
@@ -130,9 +137,10 @@ void CheckDensity(const cv::Mat& density, const cv::Rect& box) {
 
 }  // namespace
 
-cv::Mat TargetSum8(const cv::Mat& density, const cv::Rect& box) {
+cv::Mat TargetSum8(const cv::Mat& density, const cv::Rect& box, double* covered) {
   CheckDensity(density, box);
-  return density.depth() == CV_32F ? BlockSums<float>(density, box) : BlockSums<double>(density, box);
+  return density.depth() == CV_32F ? BlockSums<float>(density, box, covered)
+                                   : BlockSums<double>(density, box, covered);
 }
 
 cv::Mat TargetCubic(const cv::Mat& density, const cv::Rect& box) {
@@ -253,11 +261,14 @@ void MakeRecords(Job& job, const CropShardsOptions& o) {
     const cv::Rect box = boxes[i].rect();
     ShardRecord r;
     r.image = image(box);  // EncodeRecord copies the bytes exactly
-    r.target = job.train && o.target == "cubic" ? TargetCubic(job.density, box) : TargetSum8(job.density, box);
+    const bool cubic = job.train && o.target == "cubic";
+    double covered = 0.0;
+    r.target = cubic ? TargetCubic(job.density, box) : TargetSum8(job.density, box, &covered);
     r.source = s.image.filename().string();
     r.box = {box.x, box.y, box.width, box.height};
     r.count = CountInBox(heads, box);
-    r.density_sum = BoxSum(job.density, box);
+    const bool aligned = box.width % 8 == 0 && box.height % 8 == 0;
+    r.density_sum = !cubic && aligned ? covered : BoxSum(job.density, box);
     r.crop = job.train ? static_cast<int>(i) : -1;
     job.records.push_back(EncodeRecord(r, o.compress));
   }

@@ -161,6 +161,9 @@ TEST_CASE("sum8 cells are 8x8 block sums and add up to the density in the box") 
   REQUIRE(t.cols == 6);
   CHECK(t.at<float>(2, 3) == doctest::Approx(cv::sum(d(cv::Rect(13 + 24, 5 + 16, 8, 8)))[0]).epsilon(1e-6));
   CHECK(cv::sum(t)[0] == doctest::Approx(BoxSum(d, box)).epsilon(1e-6));
+  double covered = 0;
+  TargetSum8(d, box, &covered);
+  CHECK(covered == doctest::Approx(BoxSum(d, box)).epsilon(1e-12));
   // Not a multiple of 8: floor, the partial blocks are left out.
   const cv::Mat whole = TargetSum8(d, cv::Rect(0, 0, 93, 77));
   CHECK(whole.rows == 9);
