@@ -433,8 +433,9 @@ struct ShardFile {
   int64_t records = 0;
   uint64_t bytes = 0;
   uint32_t crc32 = 0;
-  hid_t fid = -1;
-  uint64_t last_use = 0;
+  // Open-file cache state, changed by const reads under ShardSet::Impl::mu.
+  mutable hid_t fid = -1;
+  mutable uint64_t last_use = 0;
 };
 
 struct SplitData {
@@ -610,13 +611,13 @@ struct ShardSet::Impl {
 
   // Returns the open file of a shard, closing the least recently used one when
   // too many are open. Caller holds `mu`.
-  hid_t FileFor(ShardFile& sh) const {
+  hid_t FileFor(const ShardFile& sh) const {
     sh.last_use = ++tick;
     if (sh.fid >= 0) return sh.fid;
     if (open_files >= kMaxOpenShards) {
-      ShardFile* lru = nullptr;
-      for (auto& s : const_cast<Impl*>(this)->splits) {
-        for (auto& c : s.shards) {
+      const ShardFile* lru = nullptr;
+      for (const auto& s : splits) {
+        for (const auto& c : s.shards) {
           if (c.fid >= 0 && (!lru || c.last_use < lru->last_use)) lru = &c;
         }
       }
@@ -735,7 +736,7 @@ ShardRecord ShardSet::Read(const std::string& split, int64_t index) const {
   const SplitData& s = impl_->Split(split);
   impl_->CheckIndex(s, index);
   const size_t i = static_cast<size_t>(index);
-  ShardFile& sh = const_cast<ShardFile&>(s.shards[static_cast<size_t>(s.shard_of[i])]);
+  const ShardFile& sh = s.shards[static_cast<size_t>(s.shard_of[i])];
   const std::string group = "records/" + RecordName(s.local[i]);
   const std::string what = StrCat(s.name, " record ", index, " (/", group, ")");
   RawArray image, target;

@@ -193,7 +193,6 @@ struct Job {
   bool skipped = false;
   int width = 0, height = 0;
 };
-using JobPtr = std::shared_ptr<Job>;
 
 struct Summary {
   int64_t images[2] = {0, 0};
@@ -224,8 +223,8 @@ void ReadDensityMap(const Sample& s, Job* job) {
 }
 
 // Serial stage: the HDF5 and .mat reads.
-JobPtr ReadInputs(const Sample& s) {
-  auto job = std::make_shared<Job>();
+std::unique_ptr<Job> ReadInputs(const Sample& s) {
+  auto job = std::make_unique<Job>();
   job->sample = &s;
   job->train = s.split == "train";
   ReadDensityMap(s, job.get());
@@ -462,29 +461,35 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
   Summary summary;
   std::unique_ptr<Progress> progress;
   if (!o.quiet) progress = std::make_unique<Progress>("crop_shards", static_cast<int64_t>(found.samples.size()));
+  // The jobs are owned here, one slot per image, and travel through the
+  // pipeline as plain pointers: a cancelled pipeline (an error) does not
+  // destroy the items in flight, so they must not own anything.
+  std::vector<std::unique_ptr<Job>> jobs(found.samples.size());
   size_t next = 0;
   std::vector<ShardFileInfo> infos[2];
   try {
     tbb::parallel_pipeline(
         static_cast<size_t>(std::max(4, 2 * report.threads)),
-        tbb::make_filter<void, JobPtr>(tbb::filter_mode::serial_in_order,
-                                       [&](tbb::flow_control& fc) -> JobPtr {
-                                         if (next >= found.samples.size()) {
-                                           fc.stop();
-                                           return nullptr;
-                                         }
-                                         return ReadInputs(found.samples[next++]);
-                                       }) &
-            tbb::make_filter<JobPtr, JobPtr>(tbb::filter_mode::parallel,
-                                             [&](JobPtr job) {
-                                               MakeRecords(*job, o);
-                                               return job;
-                                             }) &
-            tbb::make_filter<JobPtr, void>(tbb::filter_mode::serial_in_order, [&](JobPtr job) {
+        tbb::make_filter<void, Job*>(tbb::filter_mode::serial_in_order,
+                                     [&](tbb::flow_control& fc) -> Job* {
+                                       if (next >= found.samples.size()) {
+                                         fc.stop();
+                                         return nullptr;
+                                       }
+                                       jobs[next] = ReadInputs(found.samples[next]);
+                                       return jobs[next++].get();
+                                     }) &
+            tbb::make_filter<Job*, Job*>(tbb::filter_mode::parallel,
+                                         [&](Job* job) {
+                                           MakeRecords(*job, o);
+                                           return job;
+                                         }) &
+            tbb::make_filter<Job*, void>(tbb::filter_mode::serial_in_order, [&](Job* job) {
               ShardWriter& w = writers[job->train ? 0 : 1];
               for (const EncodedRecord& r : job->records) w.Add(r);
               Record(*job, &summary);
               if (progress) progress->Tick();
+              jobs[static_cast<size_t>(job->sample - found.samples.data())].reset();  // frees its pixels
             }));
     infos[0] = writers[0].Finish();
     infos[1] = writers[1].Finish();
