@@ -48,9 +48,10 @@ struct RecordInfo {
 // called from several threads at once.
 class ShardSet {
  public:
-  // Opens <dir>/manifest.json and checks the shard files it lists exist.
+  // Opens <dir>/manifest.json, checks that every shard it lists exists with
+  // the listed size, and loads each shard's /index (so Info() reads nothing).
   // Throws csr::Error naming the folder/file: no manifest ("incomplete shard
-  // set"), an unsupported format version, a missing or corrupt shard.
+  // set"), an unsupported format version, a missing, truncated or corrupt shard.
   explicit ShardSet(const fs::path& dir);
   ~ShardSet();
   ShardSet(ShardSet&&) noexcept;
@@ -60,9 +61,12 @@ class ShardSet {
   const nlohmann::json& manifest() const;
 
   // `split` is "train" or "test". Record indices run over the split's shards
-  // in manifest order.
+  // in manifest order. An unknown split or an index out of range throws.
   int64_t size(const std::string& split) const;
+  // From the index loaded at open: no file access.
   RecordInfo Info(const std::string& split, int64_t index) const;
+  // Reads one record (one chunk per dataset) and checks its crc32 attribute;
+  // a mismatch throws csr::Error naming the shard and the record.
   ShardRecord Read(const std::string& split, int64_t index) const;
 
   // Recomputes each shard's checksum against the manifest; throws on mismatch.
