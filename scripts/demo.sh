@@ -2,7 +2,7 @@
 # The main job end to end on the built-in synthetic dataset (or on a real
 # ShanghaiTech copy: scripts/demo.sh --root /data/ShanghaiTech --part A).
 # Installs missing packages (as root), builds Release, then runs
-# make_synthetic -> gt_gen, and says what it produced.
+# make_synthetic -> gt_gen -> crop_shards, and says what it produced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,8 +31,13 @@ fi
 echo "== gt_gen: density maps for part $part"
 "$bin/gt_gen" --root "$root" --part "$part"
 
+echo "== crop_shards: the paper's nine crops per training image, whole test images, into HDF5 shards"
+"$bin/crop_shards" --root "$root" --part "$part" --out "$out/shards" --overwrite
+"$bin/crop_shards" --inspect "$out/shards" --verify
+
 echo
 echo "Produced:"
 echo "  dataset        $root/part_${part}_final (images, GT_IMG_n.mat annotations)"
 echo "  density maps   $root/part_${part}_final/{train,test}_data/ground_truth/IMG_n.h5 (dataset 'density')"
 echo "  image lists    $root/part_${part}_train.json, $root/part_${part}_test.json"
+echo "  shards         $out/shards (manifest.json, train/ and test/ shard-NNNNN.h5; docs/shard_format.md)"
