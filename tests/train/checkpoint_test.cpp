@@ -1,0 +1,193 @@
+// Checkpoints: what they hold, exact restore, and atomicity under kill -9.
+#include "tests/train/train_test_util.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "tests/test_util.h"
+#include "train/trainer.h"
+
+namespace csr {
+namespace {
+
+using test::TempDir;
+
+// A few SGD steps so the optimizer holds momentum buffers.
+void TakeSteps(CSRNet& model, torch::optim::SGD& opt, int steps) {
+  torch::manual_seed(5);
+  for (int i = 0; i < steps; ++i) {
+    torch::data::Example<> batch{torch::randn({1, 3, 32, 40}), torch::rand({1, 1, 4, 5})};
+    TrainStep(model, opt, batch, Precision::kFp32, c10::Device(c10::kCPU));
+  }
+}
+
+TEST_CASE("a checkpoint restores weights, momentum, state, RNG and config exactly") {
+  TempDir tmp;
+  TrainOptions opts;
+  opts.lr = 1e-4;
+  CSRNet a;
+  test::HeInit(a, 1);
+  torch::optim::SGD opt_a = MakeOptimizer(a, opts);
+  TakeSteps(a, opt_a, 2);
+  TrainState s;
+  s.epoch = 3;
+  s.batch = 7;
+  s.step = 55;
+  s.best_mae = 12.25;
+  s.best_epoch = 2;
+  s.loss_sum = 99.5;
+  s.patches = 14;
+  s.seconds = 1.5;
+  s.wait_seconds = 0.25;
+  torch::manual_seed(77);
+  torch::rand({3});  // move the generator somewhere
+  const nlohmann::json config = {{"epochs", 9}, {"lr", 1e-4}};
+  const std::string path = (tmp / "checkpoint.pt").string();
+  SaveCheckpoint(path, a, opt_a, s, config);
+  const torch::Tensor next_random = torch::rand({4});
+
+  torch::manual_seed(1234);
+  CSRNet b;
+  torch::optim::SGD opt_b = MakeOptimizer(b, opts);
+  const TrainState r = LoadCheckpoint(path, b, opt_b);
+  CHECK(r.epoch == 3);
+  CHECK(r.batch == 7);
+  CHECK(r.step == 55);
+  CHECK(r.best_mae == 12.25);
+  CHECK(r.best_epoch == 2);
+  CHECK(r.loss_sum == 99.5);
+  CHECK(r.patches == 14);
+  CHECK(r.wait_seconds == 0.25);
+  CHECK(torch::equal(torch::rand({4}), next_random));  // RNG state restored
+  CHECK(ReadCheckpointConfig(path) == config);
+  for (const auto& item : a->named_parameters()) CHECK(torch::equal(item.value(), b->named_parameters()[item.key()]));
+  // A checkpoint is also a weights file for predict/evaluate.
+  CSRNet c = LoadModel(path);
+  for (const auto& item : a->named_parameters()) CHECK(torch::equal(item.value(), c->named_parameters()[item.key()]));
+  // Identical momentum: one more identical step keeps the weights identical.
+  TakeSteps(a, opt_a, 1);
+  TakeSteps(b, opt_b, 1);
+  for (const auto& item : a->named_parameters()) CHECK(torch::equal(item.value(), b->named_parameters()[item.key()]));
+}
+
+TEST_CASE("a corrupt, truncated or foreign checkpoint is refused naming the file") {
+  TempDir tmp;
+  CSRNet model;
+  TrainOptions opts;
+  torch::optim::SGD opt = MakeOptimizer(model, opts);
+  const std::string good = (tmp / "good.pt").string();
+  SaveCheckpoint(good, model, opt, TrainState{}, nlohmann::json::object());
+  const std::string cut = (tmp / "cut.pt").string();
+  fs::copy_file(good, cut);
+  fs::resize_file(cut, fs::file_size(good) - 1000);
+  const std::string model_file = (tmp / "model.pt").string();
+  SaveModelPt(model, model_file, {});
+  const std::string text = (tmp / "text.pt").string();
+  std::ofstream(text) << "{}";
+  for (const std::string& path : {cut, model_file, text, (tmp / "absent.pt").string()}) {
+    std::string msg;
+    try {
+      LoadCheckpoint(path, model, opt);
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+    INFO(msg);
+    CHECK(msg.find(path) != std::string::npos);
+  }
+  CSRNet other(Backend::kD);
+  torch::optim::SGD opt_other = MakeOptimizer(other, opts);
+  CHECK_THROWS_AS(LoadCheckpoint(good, other, opt_other), Error);
+}
+
+TEST_CASE("killing a checkpoint write at any moment leaves the previous checkpoint loadable") {
+  TempDir tmp;
+  const std::string path = (tmp / "checkpoint.pt").string();
+  CSRNet model;
+  TrainOptions opts;
+  torch::optim::SGD opt = MakeOptimizer(model, opts);
+  auto fill = [&](double v) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.fill_(v);
+  };
+  fill(0);
+  TrainState state;
+  SaveCheckpoint(path, model, opt, state, nlohmann::json::object());
+  int64_t last_seen = 0;
+  for (int round = 0; round < 6; ++round) {
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      // The child rewrites the checkpoint over and over: weights all equal to
+      // the epoch number, so a mixed file would be detected.
+      at::set_num_threads(1);
+      for (int64_t i = last_seen + 1;; ++i) {
+        fill(static_cast<double>(i));
+        state.epoch = i;
+        SaveCheckpoint(path, model, opt, state, nlohmann::json::object());
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(150 + 170 * round));
+    kill(child, SIGKILL);
+    int status = 0;
+    waitpid(child, &status, 0);
+    CHECK(WIFSIGNALED(status));
+    CSRNet loaded;
+    torch::optim::SGD opt_loaded = MakeOptimizer(loaded, opts);
+    const TrainState s = LoadCheckpoint(path, loaded, opt_loaded);
+    CHECK(s.epoch >= last_seen);
+    for (const auto& p : loaded->parameters()) {
+      CHECK(p.min().item<double>() == static_cast<double>(s.epoch));
+      CHECK(p.max().item<double>() == static_cast<double>(s.epoch));
+    }
+    last_seen = s.epoch;
+  }
+  MESSAGE("checkpoints completed before the kills: " << last_seen);
+  // Only the checkpoint and possibly killed temporaries are left; the trainer
+  // removes the latter when it starts.
+  for (const auto& entry : fs::directory_iterator(tmp.path())) {
+    CHECK((entry.path().filename() == "checkpoint.pt" || IsAtomicTemp(entry.path())));
+  }
+}
+
+TEST_CASE("the learning rate follows --lr-steps and --lr-gamma") {
+  TrainOptions o;
+  o.lr = 1.0;
+  o.lr_steps = {3, 5};
+  o.lr_gamma = 0.5;
+  CHECK(LearningRate(o, 0) == 1.0);
+  CHECK(LearningRate(o, 1) == 1.0);
+  CHECK(LearningRate(o, 2) == 0.5);   // epoch 3 (1-based)
+  CHECK(LearningRate(o, 4) == 0.25);  // epoch 5
+  CHECK(LearningRate(o, 100) == 0.25);
+}
+
+TEST_CASE("a training step lowers the loss on a fixed batch and skips non-finite losses") {
+  CSRNet model;
+  test::HeInit(model, 2);
+  TrainOptions opts;
+  opts.lr = 1e-6;
+  torch::optim::SGD opt = MakeOptimizer(model, opts);
+  torch::manual_seed(9);
+  torch::data::Example<> batch{torch::randn({2, 3, 32, 32}), torch::rand({2, 1, 4, 4})};
+  const c10::Device cpu(c10::kCPU);
+  const double first = TrainStep(model, opt, batch, Precision::kFp32, cpu);
+  double last = first;
+  for (int i = 0; i < 4; ++i) last = TrainStep(model, opt, batch, Precision::kFp32, cpu);
+  CHECK(last < first);
+  const double bf16 = TrainStep(model, opt, batch, Precision::kBf16, cpu);
+  CHECK(std::isfinite(bf16));
+  const torch::Tensor before = model->output_layer->bias.clone();
+  torch::data::Example<> bad{batch.data, batch.target * std::numeric_limits<float>::infinity()};
+  CHECK_FALSE(std::isfinite(TrainStep(model, opt, bad, Precision::kFp32, cpu)));
+  CHECK(torch::equal(before, model->output_layer->bias));
+}
+
+}  // namespace
+}  // namespace csr

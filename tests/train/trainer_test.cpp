@@ -1,0 +1,144 @@
+// The trainer tool: options, configs, run folder outputs and bad input.
+#include "tests/train/train_test_util.h"
+
+#include <fstream>
+
+#include "common/fs.h"
+#include "common/h5.h"
+#include "tests/test_util.h"
+#include "train/trainer.h"
+
+namespace csr {
+namespace {
+
+using test::TempDir;
+
+// Runs the trainer binary; its stderr+stdout land in `log`.
+int Trainer(const std::string& args, const fs::path& log) {
+  return test::Run(test::Tool("trainer") + " " + args, log);
+}
+
+std::string Read(const fs::path& p) { return fs::exists(p) ? ReadTextFile(p) : std::string(); }
+
+struct Fixture {
+  TempDir tmp;
+  fs::path shards = tmp / "shards";
+  fs::path log = tmp / "log.txt";
+  Fixture() { test::WriteSyntheticShards(shards, {/*train=*/2, /*test=*/1}); }
+  // A one-step run with quick settings plus `extra`.
+  int Quick(const std::string& out, const std::string& extra = "") {
+    return Trainer(shards.string() + " --out " + (tmp / out).string() +
+                       " --max-steps 1 --threads 2 --lr 1e-6 " + extra,
+                   log);
+  }
+};
+
+TEST_CASE("--help lists every option with its default") {
+  TempDir tmp;
+  REQUIRE(Trainer("--help", tmp / "help.txt") == 0);
+  const std::string help = Read(tmp / "help.txt");
+  for (const char* name : {"--shards", "--config", "--out", "--resume", "--pre", "--vgg16", "--weights", "--backend",
+                           "--epochs", "--lr", "--lr-steps", "--lr-gamma", "--momentum", "--weight-decay",
+                           "--batch-size", "--max-steps", "--seed", "--workers", "--prefetch", "--threads",
+                           "--precision", "--device", "--eval-tile", "--eval-every"}) {
+    CHECK_MESSAGE(help.find(name) != std::string::npos, name);
+  }
+  CHECK(help.find("default: 1e-07") != std::string::npos);
+  CHECK(help.find("default: 0.95") != std::string::npos);
+  CHECK(help.find("default: 400") != std::string::npos);
+}
+
+TEST_CASE("a smoke run writes config, log, checkpoint and best model; the command line beats the config") {
+  Fixture f;
+  const fs::path config = f.tmp / "cfg.json";
+  std::ofstream(config) << R"({"epochs": 3, "lr": 5e-6, "seed": 4, "batch-size": 2, "eval_tile": 64})";
+  REQUIRE(f.Quick("run", "--config " + config.string() + " --epochs 2") == 0);
+  const fs::path run = f.tmp / "run";
+  for (const char* file : {"config.json", "train_log.jsonl", "checkpoint.pt", "model_best.pt", "model_best.h5"}) {
+    CHECK_MESSAGE(fs::exists(run / file), file);
+  }
+  const auto cfg = nlohmann::json::parse(Read(run / "config.json"));
+  CHECK(cfg["epochs"] == 2);        // command line
+  CHECK(cfg["lr"] == 1e-6);         // command line (Quick)
+  CHECK(cfg["seed"] == 4);          // config file
+  CHECK(cfg["batch-size"] == 2);    // config file
+  CHECK(cfg["eval-tile"] == 64);    // config file, underscore spelling
+  CHECK(cfg["momentum"] == 0.95);   // default
+  CHECK(cfg["shards"] == f.shards.string());
+  const auto entry = nlohmann::json::parse(Read(run / "train_log.jsonl"));
+  for (const char* key : {"epoch", "train_loss", "mae", "rmse", "lr", "seconds", "patches_per_s",
+                          "data_wait_fraction"}) {
+    CHECK_MESSAGE(entry.contains(key), key);
+  }
+  CHECK(entry["epoch"] == 1);
+  CHECK(entry["partial"] == true);
+  CHECK(Read(f.log).find("--max-steps") != std::string::npos);
+  CSRNet model = LoadModel((run / "model_best.h5").string());
+  CHECK(model->backend_variant() == Backend::kB);
+
+  // The same folder again without --resume is refused.
+  CHECK(f.Quick("run") != 0);
+  CHECK(Read(f.log).find("--resume") != std::string::npos);
+}
+
+TEST_CASE("bad configs are refused naming the file and the key") {
+  Fixture f;
+  const fs::path unknown = f.tmp / "unknown.json", typed = f.tmp / "typed.json", broken = f.tmp / "broken.json";
+  std::ofstream(unknown) << R"({"epochs": 2, "learning_rate": 0.1})";
+  std::ofstream(typed) << R"({"epochs": "many"})";
+  std::ofstream(broken) << R"({"epochs": 2,)";
+  CHECK(f.Quick("a", "--config " + unknown.string()) == 1);
+  CHECK(Read(f.log).find("learning_rate") != std::string::npos);
+  CHECK(Read(f.log).find("unknown.json") != std::string::npos);
+  CHECK(f.Quick("b", "--config " + typed.string()) == 1);
+  CHECK(Read(f.log).find("epochs") != std::string::npos);
+  CHECK(Read(f.log).find("typed.json") != std::string::npos);
+  CHECK(f.Quick("c", "--config " + broken.string()) == 1);
+  CHECK(Read(f.log).find("broken.json") != std::string::npos);
+  CHECK(f.Quick("d", "--config " + (f.tmp / "absent.json").string()) == 1);
+  CHECK(Read(f.log).find("absent.json") != std::string::npos);
+}
+
+TEST_CASE("bad options are usage errors") {
+  Fixture f;
+  CHECK(f.Quick("a", "--epochs 0") == 2);
+  CHECK(Read(f.log).find("--epochs") != std::string::npos);
+  CHECK(f.Quick("b", "--precision fp16") == 2);
+  CHECK(f.Quick("c", "--device tpu") == 2);
+  CHECK(f.Quick("d", "--no-such-option 3") == 2);
+  CHECK(Trainer("--max-steps 1", f.log) == 2);  // no shard set
+  CHECK(Read(f.log).find("SHARDS") != std::string::npos);
+}
+
+TEST_CASE("bad inputs: a shard set without manifest, a corrupt checkpoint, mis-shaped weights") {
+  Fixture f;
+  fs::remove(f.shards / kManifestName);
+  CHECK(f.Quick("a") == 1);
+  CHECK(Read(f.log).find(f.shards.string()) != std::string::npos);
+  CHECK(Read(f.log).find("manifest") != std::string::npos);
+  CHECK(Read(f.log).find("\n") == Read(f.log).size() - 1);  // one line
+  test::WriteSyntheticShards(f.shards, {2, 1});
+
+  const fs::path ckpt = f.tmp / "checkpoint.pt";
+  std::ofstream(ckpt) << "PK\x03\x04 definitely not a zip archive";
+  CHECK(f.Quick("b", "--resume " + ckpt.string()) == 1);
+  CHECK(Read(f.log).find(ckpt.string()) != std::string::npos);
+
+  CSRNet model;
+  const fs::path vgg = f.tmp / "vgg16.h5";
+  {
+    H5::H5File file = h5::Create(vgg.string());
+    for (const auto& item : model->frontend->named_parameters()) {
+      const torch::Tensor t = item.value().detach().contiguous();
+      std::vector<hsize_t> shape(t.sizes().begin(), t.sizes().end());
+      if (item.key() == "19.weight") shape = {512, 512, 9};
+      h5::WriteFloats(file, "features." + item.key(), t.data_ptr<float>(), shape);
+    }
+  }
+  CHECK(f.Quick("c", "--vgg16 " + vgg.string()) == 1);
+  CHECK(Read(f.log).find("features.19.weight") != std::string::npos);
+  CHECK(Read(f.log).find("vgg16.h5") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace csr
