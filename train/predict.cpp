@@ -8,6 +8,8 @@
 #include <map>
 #include <sstream>
 
+#include <unistd.h>
+
 #include <ATen/Functions.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -324,7 +326,18 @@ int PredictVideo(const PredictOptions& o) {
   log::Info(o.video, ": every ", o.every, " frame(s) at ", fps > 0 ? Fixed6(fps) : std::string("unknown"),
             " fps; ", predictor.Describe());
 
-  std::unique_ptr<AtomicFile> video_file;
+  // OpenCV picks the container from the file name's extension, so the
+  // temporary keeps it: ".name.tmp-PID.avi", renamed when complete.
+  const fs::path annotate(o.annotate);
+  const fs::path video_temp = annotate.parent_path() / StrCat(".", annotate.stem().string(), ".tmp-", ::getpid(),
+                                                              annotate.extension().string());
+  struct RemoveTemp {
+    fs::path path;
+    ~RemoveTemp() {
+      std::error_code ec;
+      if (!path.empty()) fs::remove(path, ec);
+    }
+  } cleanup;
   cv::VideoWriter writer;
   std::ostringstream csv;
   csv << "frame,time,count\n";
@@ -343,13 +356,10 @@ int PredictVideo(const PredictOptions& o) {
     if (csv_path.empty()) std::cout << line << std::flush;
     if (!o.annotate.empty()) {
       if (!writer.isOpened()) {
-        // The built-in MJPEG writer picks the container from the backend,
-        // not the name, so it can write the atomic temporary.
-        video_file = std::make_unique<AtomicFile>(o.annotate);
         const double out_fps = fps > 0 ? std::max(1.0, fps / o.every) : 5.0;
-        writer.open(video_file->temp_path().string(), cv::CAP_OPENCV_MJPEG, cv::VideoWriter::fourcc('M', 'J', 'P', 'G'),
-                    out_fps, rgb.size());
-        if (!writer.isOpened()) throw Error(o.annotate, "cannot write video");
+        cleanup.path = video_temp;
+        writer.open(video_temp.string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), out_fps, rgb.size());
+        if (!writer.isOpened()) throw Error(o.annotate, "cannot write video (use an .avi name: MJPG in AVI)");
       }
       writer.write(RenderHeatmap(rgb, density, count, o.alpha, StrCat("frame ", frame)));
     }
@@ -358,7 +368,10 @@ int PredictVideo(const PredictOptions& o) {
   if (counted == 0) throw Error(o.video, "no frame could be read (empty or corrupt video)");
   if (writer.isOpened()) {
     writer.release();
-    video_file->Commit();
+    std::error_code ec;
+    fs::rename(video_temp, annotate, ec);
+    if (ec) throw Error(o.annotate, StrCat("cannot move the finished video into place: ", ec.message()));
+    cleanup.path.clear();
   }
   if (!csv_path.empty()) WriteTextFileAtomic(csv_path, csv.str());
   log::Info(o.video, ": counted ", counted, " of ", frame, " frames",

@@ -1,0 +1,128 @@
+// predict on large inputs: tiled against whole-image inference on a large
+// synthetic image, peak memory for a 3072 x 2304 image, and counts on real
+// images against a PyTorch CSRNet. Minutes on a small CPU: labelled slow.
+#include <doctest/doctest.h>
+
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "tests/train/predict_test_util.h"
+#include "train/predict.h"
+
+extern char** environ;
+
+namespace csr {
+namespace {
+
+using test::Lines;
+using test::Slurp;
+using test::TempDir;
+
+// Shared weights for the file: He-initialised, original layout.
+const fs::path& Weights() {
+  static TempDir dir;
+  static const fs::path path = [] {
+    const fs::path p = dir / "weights.h5";
+    test::WriteRandomWeights(p, 2);
+    return p;
+  }();
+  return path;
+}
+
+ModelSettings Settings(const fs::path& weights, int tile) {
+  ModelSettings s;
+  s.weights = weights.string();
+  s.tile = tile;
+  s.threads = 0;
+  return s;
+}
+
+double CountOf(const std::string& line) { return std::stod(line.substr(line.find('\t') + 1)); }
+
+TEST_CASE("Tiled inference equals whole-image inference on a large image") {
+  // 1536 x 1152 in 512-px tiles: 3 x 3 tiles, interior ones cropped on all sides.
+  const cv::Mat rgb = test::CrowdImage(1536, 1152, 21);
+  const cv::Mat whole = Predictor(Settings(Weights(), 0)).Density(rgb);
+  const cv::Mat tiled = Predictor(Settings(Weights(), 512)).Density(rgb);
+  REQUIRE(whole.size() == tiled.size());
+  double lo, hi;
+  cv::minMaxLoc(cv::abs(whole), &lo, &hi);
+  CHECK(cv::norm(whole, tiled, cv::NORM_INF) <= 1e-4 * hi);
+  const double a = cv::sum(whole)[0], b = cv::sum(tiled)[0];
+  MESSAGE("whole ", a, ", tiled ", b, ", relative difference ", std::abs(a - b) / std::abs(a));
+  CHECK(std::abs(a - b) <= 1e-3 * std::abs(a));
+}
+
+// Runs `args` (argv[0] first) as a child process, stdout to `out`; returns
+// the exit code and the child's peak resident memory in bytes.
+int SpawnMeasured(const std::vector<std::string>& args, const fs::path& out, long* peak_bytes) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return -1;
+  int status = 0;
+  struct rusage usage {};
+  if (wait4(pid, &status, 0, &usage) != pid) return -1;
+  *peak_bytes = usage.ru_maxrss * 1024L;  // Linux reports kilobytes
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_CASE("A 3072 x 2304 image counts within 2.5 GB of peak memory (fp32, default tiles)") {
+  TempDir dir;
+  const fs::path image = dir / "big.jpg";
+  test::WriteRgb(image, test::CrowdImage(3072, 2304, 22));
+  long peak = 0;
+  const int rc = SpawnMeasured({test::Tool("predict"), "--weights", Weights().string(), image.string()},
+                               dir / "out.txt", &peak);
+  REQUIRE(rc == 0);
+  const std::vector<std::string> lines = Lines(Slurp(dir / "out.txt"));
+  REQUIRE(lines.size() == 1);
+  CHECK(std::isfinite(CountOf(lines[0])));
+  MESSAGE("peak resident memory: ", peak / (1024.0 * 1024.0), " MiB");
+  CHECK(peak < 2500L * 1000 * 1000);
+}
+
+TEST_CASE("Counts on real images equal a PyTorch CSRNet's within 1e-4 in fp32") {
+  const fs::path data = test::SharedData();
+  if (data.empty() || !fs::exists(data / "reference" / "csrnet_weights.h5")) {
+    MESSAGE("no ../shared/data: skipping");
+    return;
+  }
+  if (!test::HavePythonTorch()) {
+    MESSAGE("Debian's python3-torch/h5py/opencv not installed (scripts/deps.sh test): skipping");
+    return;
+  }
+  TempDir dir;
+  const fs::path a = data / "ShanghaiTech" / "part_A_final", b = data / "ShanghaiTech" / "part_B_final";
+  const std::string images = (a / "test_data" / "images" / "IMG_34.jpg").string() + " " +
+                             (a / "train_data" / "images" / "IMG_135.jpg").string() + " " +
+                             (a / "train_data" / "images" / "IMG_40.jpg").string() + " " +  // grayscale
+                             (b / "test_data" / "images" / "IMG_1.jpg").string();           // 1024 x 768
+  const std::string weights = (data / "reference" / "csrnet_weights.h5").string();
+  const fs::path ours = dir / "ours.txt", py = dir / "py.txt";
+  REQUIRE(test::Run(test::Tool("predict") + " --weights " + weights + " " + images + " >" + ours.string()) == 0);
+  REQUIRE(test::Run("/usr/bin/python3 " CSR_SOURCE_DIR "/tools/csrnet_pytorch.py count --weights " + weights + " " +
+                    images + " >" + py.string()) == 0);
+  const std::vector<std::string> x = Lines(Slurp(ours)), y = Lines(Slurp(py));
+  REQUIRE(x.size() == 4);
+  REQUIRE(y.size() == 4);
+  for (size_t i = 0; i < x.size(); ++i) {
+    CHECK(x[i].substr(0, x[i].find('\t')) == y[i].substr(0, y[i].find('\t')));
+    const double ours_count = CountOf(x[i]), theirs = CountOf(y[i]);
+    CHECK_MESSAGE(std::abs(ours_count - theirs) <= 1e-4 * std::abs(theirs), x[i], " vs PyTorch ", theirs);
+  }
+}
+
+}  // namespace
+}  // namespace csr
