@@ -89,9 +89,22 @@ def image_tensor(path):
     return torch.from_numpy(rgb.transpose(2, 0, 1).copy()).unsqueeze(0)
 
 
+def load_any(path):
+    """A model from .h5 (original layout) or a CSRNet-pytorch .pth.tar / state_dict."""
+    with open(path, "rb") as f:
+        if f.read(8) == b"\x89HDF\r\n\x1a\n":
+            return load_h5(CSRNet(backend_of(path)), path)
+    ckpt = torch.load(path, map_location="cpu")
+    state = ckpt.get("state_dict", ckpt)
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    model = CSRNet()
+    model.load_state_dict(state)
+    return model
+
+
 def count_main(args):
     torch.set_num_threads(args.threads)
-    model = load_h5(CSRNet(backend_of(args.weights)), args.weights).eval()
+    model = load_any(args.weights).eval()
     with torch.no_grad():
         for path in args.images:
             density = model(image_tensor(path)).double()
@@ -102,7 +115,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     c = sub.add_parser("count", help="print path<TAB>count per image (fp32, whole image)")
-    c.add_argument("--weights", required=True, help="CSRNet weights, .h5 in the original layout")
+    c.add_argument("--weights", required=True, help="CSRNet weights: .h5 (original layout) or .pth.tar checkpoint")
     c.add_argument("--threads", type=int, default=torch.get_num_threads())
     c.add_argument("images", nargs="+")
     args = ap.parse_args()

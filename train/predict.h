@@ -59,6 +59,12 @@ class Predictor {
   std::unique_ptr<Impl> impl_;
 };
 
+// Process-wide allocator setting for the tools: freed activation buffers
+// stay in the process for the next layer and image instead of going back to
+// the kernel (saves ~10 % of inference time in page faults; the peak memory
+// is unchanged). Call once, early, in a process that mostly runs inference.
+void KeepFreedMemory();
+
 // The heatmap overlay: the density upsampled to the image, colour-mapped
 // (JET, scaled to the map's maximum) and blended with opacity `alpha` where
 // there is density, the count written in the top-left corner. Returns BGR.

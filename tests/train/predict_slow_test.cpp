@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 
 #include "tests/train/predict_test_util.h"
 #include "train/predict.h"
@@ -122,6 +123,51 @@ TEST_CASE("Counts on real images equal a PyTorch CSRNet's within 1e-4 in fp32") 
     const double ours_count = CountOf(x[i]), theirs = CountOf(y[i]);
     CHECK_MESSAGE(std::abs(ours_count - theirs) <= 1e-4 * std::abs(theirs), x[i], " vs PyTorch ", theirs);
   }
+}
+
+
+TEST_CASE("A CSRNet-pytorch checkpoint converted by tools/convert_checkpoint.py counts as in PyTorch, both ways") {
+  if (!test::HavePythonTorch()) {
+    MESSAGE("Debian's python3-torch/h5py/opencv not installed (scripts/deps.sh test): skipping");
+    return;
+  }
+  TempDir dir;
+  // A checkpoint as CSRNet-pytorch saves it, from nn.DataParallel ("module." keys),
+  // and a broken one without the output layer's bias.
+  std::ofstream(dir / "make.py") << "import sys, torch\n"
+                                    "sys.path.insert(0, '" CSR_SOURCE_DIR "/tools')\n"
+                                    "from csrnet_pytorch import CSRNet\n"
+                                    "torch.manual_seed(3)\n"
+                                    "m = CSRNet()\n"
+                                    "for p in m.parameters():\n"
+                                    "    torch.nn.init.kaiming_normal_(p) if p.dim() == 4 else torch.nn.init.normal_(p, 0, 0.01)\n"
+                                    "sd = {'module.' + k: v for k, v in m.state_dict().items()}\n"
+                                    "torch.save({'epoch': 7, 'arch': 'x', 'state_dict': sd, 'best_prec1': 70.5}, sys.argv[1])\n"
+                                    "del sd['module.output_layer.bias']\n"
+                                    "torch.save({'state_dict': sd}, sys.argv[2])\n";
+  const std::string ck = (dir / "ck.pth.tar").string(), broken = (dir / "broken.pth.tar").string();
+  REQUIRE(test::Run("/usr/bin/python3 " + (dir / "make.py").string() + " " + ck + " " + broken) == 0);
+  const std::string convert = "/usr/bin/python3 " CSR_SOURCE_DIR "/tools/convert_checkpoint.py ";
+  const std::string h5 = (dir / "ck.h5").string(), back = (dir / "back.pth.tar").string();
+  REQUIRE(test::Run(convert + ck + " " + h5, dir / "convert.log") == 0);
+  REQUIRE(test::Run(convert + h5 + " " + back, dir / "convert.log") == 0);
+
+  const fs::path image = dir / "img.png";
+  test::WriteRgb(image, test::CrowdImage(200, 152, 31));
+  const fs::path ours = dir / "ours.txt", a = dir / "a.txt", b = dir / "b.txt";
+  REQUIRE(test::Run(test::Tool("predict") + " --weights " + h5 + " " + image.string() + " >" + ours.string()) == 0);
+  const std::string count = "/usr/bin/python3 " CSR_SOURCE_DIR "/tools/csrnet_pytorch.py count --weights ";
+  REQUIRE(test::Run(count + ck + " " + image.string() + " >" + a.string()) == 0);
+  REQUIRE(test::Run(count + back + " " + image.string() + " >" + b.string()) == 0);
+  const double x = CountOf(Lines(Slurp(ours)).at(0)), y = CountOf(Lines(Slurp(a)).at(0)),
+               z = CountOf(Lines(Slurp(b)).at(0));
+  CHECK(std::abs(x - y) <= 1e-4 * std::abs(y));
+  CHECK(z == doctest::Approx(y).epsilon(1e-9));  // the round trip is lossless
+
+  const fs::path log = dir / "broken.log";
+  CHECK(test::Run(convert + broken + " " + (dir / "broken.h5").string(), log) == 1);
+  CHECK(Slurp(log).find("missing tensor 'output_layer.bias'") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "broken.h5"));
 }
 
 }  // namespace

@@ -1,0 +1,199 @@
+// predict benchmark: throughput in images/s on 1024 x 768 images (the size
+// of ShanghaiTech Part B), this project in fp32 and bf16 next to PyTorch
+// (bench/predict_bench_pytorch.py, Debian's python3-torch) doing the same in
+// the same run with the same threads, weights and images. Timed per image:
+// RGB uint8 in memory -> normalised tensor -> forward -> sum (decoding and
+// model loading excluded, one warm-up image first). The configurations run
+// in alternating rounds and each keeps its best round, so load from other
+// processes on a shared machine hits all alike. Prints the ratios against
+// the targets: bf16 >= 5x PyTorch fp32, and >= 1.0x PyTorch with the same
+// settings.
+//
+// Usage: predict_bench [--images N] [--rounds N] [--threads N] [--weights FILE] [--warmup N]
+//   --weights defaults to ../shared/data/reference/csrnet_weights.h5, else
+//   He-initialised random weights (values do not change the cost).
+#include <torch/nn/init.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "common/cli.h"
+#include "common/fs.h"
+#include "train/model.h"
+#include "train/predict.h"
+
+namespace {
+
+using csr::fs::path;
+
+struct Options {
+  int images = 4;           // timed images per configuration
+  int warmup = 1;           // untimed images first (oneDNN primitive creation)
+  int threads = 0;          // compute threads for both sides; 0 = every core
+  int rounds = 2;           // alternating rounds; each configuration keeps its best
+  std::string weights;      // CSRNet weights (.h5); default: the shared reference weights or random ones
+  std::string work;         // folder for the images and weights; default: a temporary folder
+};
+
+// Crowd-like 1024 x 768 pictures: textured background with many small heads.
+cv::Mat BenchImage(int seed) {
+  cv::RNG rng(static_cast<uint64_t>(seed) * 7919 + 1);
+  cv::Mat img(768, 1024, CV_8UC3);
+  rng.fill(img, cv::RNG::UNIFORM, cv::Scalar(20, 20, 20), cv::Scalar(120, 120, 120));
+  cv::GaussianBlur(img, img, {5, 5}, 1.5);
+  for (int k = 0; k < 600; ++k) {
+    const cv::Point c(rng.uniform(0, 1024), rng.uniform(200, 768));
+    cv::circle(img, c, rng.uniform(3, 9), cv::Scalar(rng.uniform(60, 230), rng.uniform(50, 200), rng.uniform(40, 180)),
+               cv::FILLED, cv::LINE_AA);
+  }
+  return img;
+}
+
+void WriteRandomWeights(const std::string& path) {
+  torch::manual_seed(1);
+  csr::CSRNet model(csr::Backend::kB);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) {
+    const double fan_in = p.value().dim() == 4 ? static_cast<double>(p.value()[0].numel()) : 1.0;
+    torch::nn::init::normal_(p.value(), 0.0, p.value().dim() == 4 ? std::sqrt(2.0 / fan_in) : 0.01);
+  }
+  csr::SaveWeightsH5(model, path);
+}
+
+struct Timing {
+  double images_per_s = 0;
+  std::vector<double> counts;
+};
+
+// One configuration of ours, loaded once and timed once per round.
+struct Ours {
+  Ours(const Options& o, const std::string& precision) : predictor(Make(o, precision)) {}
+  static csr::ModelSettings Make(const Options& o, const std::string& precision) {
+    csr::ModelSettings s;
+    s.weights = o.weights;
+    s.precision = precision;
+    s.threads = o.threads;
+    s.device = "cpu";
+    return s;
+  }
+  Timing Time(const std::vector<cv::Mat>& images, int warmup) {
+    for (int i = 0; i < warmup; ++i) predictor.Density(images[i % images.size()]);
+    Timing t;
+    const auto start = std::chrono::steady_clock::now();
+    for (const cv::Mat& rgb : images) t.counts.push_back(cv::sum(predictor.Density(rgb))[0]);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    t.images_per_s = static_cast<double>(images.size()) / seconds;
+    return t;
+  }
+  csr::Predictor predictor;
+};
+
+std::string Ratio(double value, double target) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%6.2fx  (target >= %.1fx: %s)", value, target, value >= target ? "met" : "NOT met");
+  return buf;
+}
+
+int Run(int argc, char** argv) {
+  Options o;
+  csr::ArgParser p("predict_bench", "[options]", "predict throughput on 1024x768 images: ours vs PyTorch, fp32 and bf16");
+  p.Add("images", &o.images, "timed images per configuration");
+  p.Add("warmup", &o.warmup, "untimed warm-up images per configuration");
+  p.Add("rounds", &o.rounds, "alternating rounds of all four configurations; the best round of each counts");
+  p.Add("threads", &o.threads, "compute threads for both sides (0 = every core)");
+  p.Add("weights", &o.weights, "CSRNet weights .h5 (default: ../shared/data/reference/csrnet_weights.h5 or random)");
+  p.Add("work", &o.work, "folder for the bench images (default: a temporary folder, removed)");
+  if (!p.Parse(argc, argv)) return 0;
+  if (o.images < 1 || o.rounds < 1) throw csr::UsageError("predict_bench", "--images and --rounds must be >= 1");
+  csr::KeepFreedMemory();  // as the predict and evaluate tools do
+  if (o.threads <= 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const bool temp = o.work.empty();
+  const path work = temp ? csr::fs::temp_directory_path() / ("predict_bench-" + std::to_string(::getpid())) : path(o.work);
+  csr::MakeDirs(work);
+  if (o.weights.empty()) {
+    const path ref = path(CSR_SOURCE_DIR) / ".." / "shared" / "data" / "reference" / "csrnet_weights.h5";
+    o.weights = csr::fs::exists(ref) ? ref.lexically_normal().string() : (work / "random_weights.h5").string();
+    if (!csr::fs::exists(o.weights)) WriteRandomWeights(o.weights);
+  }
+  std::vector<cv::Mat> images;
+  std::vector<std::string> files;
+  for (int i = 0; i < o.images; ++i) {
+    images.push_back(BenchImage(i));
+    files.push_back((work / ("bench_" + std::to_string(i) + ".png")).string());
+    cv::Mat bgr;
+    cv::cvtColor(images.back(), bgr, cv::COLOR_RGB2BGR);
+    cv::imwrite(files.back(), bgr);
+  }
+  std::printf("predict_bench: %d images 1024x768, %d threads, weights %s\n", o.images, o.threads, o.weights.c_str());
+  std::fflush(stdout);
+
+  // Rounds alternate the four configurations so that load from other
+  // processes hits all of them alike; each keeps its best round.
+  Ours fp32(o, "fp32"), bf16(o, "bf16");
+  std::string cmd = "/usr/bin/python3 " CSR_SOURCE_DIR "/bench/predict_bench_pytorch.py --weights " + o.weights +
+                    " --threads " + std::to_string(o.threads) + " --warmup " + std::to_string(o.warmup);
+  for (const std::string& f : files) cmd += " " + f;
+  const path json_path = work / "pytorch.json";
+  Timing ours32, ours16;
+  double t32 = 0, t16 = 0;
+  bool have_torch = true;
+  std::string torch_version;
+  nlohmann::json torch_counts;
+  for (int r = 1; r <= o.rounds; ++r) {
+    const Timing a = fp32.Time(images, o.warmup), b = bf16.Time(images, o.warmup);
+    if (a.images_per_s > ours32.images_per_s) ours32 = a;
+    if (b.images_per_s > ours16.images_per_s) ours16 = b;
+    std::printf("round %d: ours fp32 %.3f, bf16 %.3f images/s", r, a.images_per_s, b.images_per_s);
+    if (have_torch && std::system((cmd + " >" + json_path.string()).c_str()) == 0) {
+      const nlohmann::json py = nlohmann::json::parse(csr::ReadTextFile(json_path));
+      const double p32 = py["fp32"]["images_per_s"], p16 = py["bf16"]["images_per_s"];
+      std::printf("; PyTorch fp32 %.3f, bf16 %.3f images/s", p32, p16);
+      if (p32 > t32) torch_counts = py["fp32"]["counts"];
+      t32 = std::max(t32, p32);
+      t16 = std::max(t16, p16);
+      torch_version = py["torch"].get<std::string>();
+    } else {
+      have_torch = false;
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+
+  std::printf("\nbest of %d rounds          images/s\n", o.rounds);
+  std::printf("%-22s %12.3f\n", "csrnet-cpp fp32", ours32.images_per_s);
+  std::printf("%-22s %12.3f\n", "csrnet-cpp bf16", ours16.images_per_s);
+  if (!have_torch) {
+    std::printf("\nPyTorch side failed (needs Debian's python3-torch, python3-h5py, python3-opencv): no ratios\n");
+  } else {
+    std::printf("%-22s %12.3f\n", ("PyTorch " + torch_version + " fp32").c_str(), t32);
+    std::printf("%-22s %12.3f\n", ("PyTorch " + torch_version + " bf16").c_str(), t16);
+    std::printf("\nours bf16 / PyTorch fp32: %s\n", Ratio(ours16.images_per_s / t32, 5.0).c_str());
+    std::printf("ours fp32 / PyTorch fp32: %s\n", Ratio(ours32.images_per_s / t32, 1.0).c_str());
+    std::printf("ours bf16 / PyTorch bf16: %s\n", Ratio(ours16.images_per_s / t16, 1.0).c_str());
+    // Same work on both sides: the fp32 counts agree to float rounding.
+    double worst = 0;
+    for (size_t i = 0; i < ours32.counts.size() && i < torch_counts.size(); ++i) {
+      const double theirs = torch_counts[i];
+      worst = std::max(worst, std::abs(ours32.counts[i] - theirs) / std::max(1e-9, std::abs(theirs)));
+    }
+    std::printf("fp32 counts vs PyTorch: largest relative difference %.2e\n", worst);
+  }
+  if (temp) csr::fs::remove_all(work);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return csr::RunTool("predict_bench", [&] { return Run(argc, argv); });
+}
