@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
@@ -216,8 +217,81 @@ nlohmann::json ReadCheckpointConfig(const std::string& path) {
   }
 }
 
-torch::optim::SGD MakeOptimizer(CSRNet& model, const TrainOptions& opts) {
-  return torch::optim::SGD(
+torch::Tensor FusedSGD::step(LossClosure closure) {
+  for (auto& group : param_groups_) {
+    const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
+    if (o.dampening() != 0 || o.nesterov()) return SGD::step(std::move(closure));
+  }
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure) {
+    torch::AutoGradMode enable(true);
+    loss = closure();
+  }
+  for (auto& group : param_groups_) {
+    const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
+    const float lr = static_cast<float>(o.lr()), wd = static_cast<float>(o.weight_decay());
+    const float momentum = static_cast<float>(o.momentum());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      const torch::Tensor& grad = p.grad();
+      torch::Tensor buf;
+      bool first = false;
+      if (momentum != 0) {
+        const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+        auto it = state_.find(key);
+        if (it == state_.end()) {
+          auto state = std::make_unique<torch::optim::SGDParamState>();
+          state->momentum_buffer(torch::empty_like(p));
+          it = state_.emplace(key, std::move(state)).first;
+          first = true;
+        }
+        buf = static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer();
+      }
+      const bool fusable = p.scalar_type() == torch::kFloat32 && grad.scalar_type() == torch::kFloat32 &&
+                           p.device().is_cpu() && p.is_non_overlapping_and_dense() &&
+                           grad.strides() == p.strides() && (!buf.defined() || buf.strides() == p.strides());
+      if (!fusable) {
+        // torch::optim::SGD's arithmetic, op by op.
+        torch::Tensor d = wd != 0 ? grad.add(p, wd) : grad;
+        if (buf.defined()) {
+          if (first) {
+            buf.copy_(d);
+          } else {
+            buf.mul_(momentum).add_(d);
+          }
+          d = buf;
+        }
+        p.add_(d, -lr);
+        continue;
+      }
+      float* w = p.data_ptr<float>();
+      const float* g = grad.data_ptr<float>();
+      float* v = buf.defined() ? buf.data_ptr<float>() : nullptr;
+      at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const float d = g[i] + wd * w[i];
+          float step = d;
+          if (v) {
+            step = first ? d : momentum * v[i] + d;
+            v[i] = step;
+          }
+          w[i] -= lr * step;
+        }
+      });
+    }
+  }
+  return loss;
+}
+
+void ClearGradients(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
+  }
+}
+
+FusedSGD MakeOptimizer(CSRNet& model, const TrainOptions& opts) {
+  return FusedSGD(
       model->parameters(),
       torch::optim::SGDOptions(opts.lr).momentum(opts.momentum).weight_decay(opts.weight_decay));
 }
@@ -252,7 +326,7 @@ double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch:
       output.to(torch::kFloat32), target, torch::nn::functional::MSELossFuncOptions(torch::kSum));
   const double value = loss.item<double>();
   if (!std::isfinite(value)) return value;
-  optimizer.zero_grad();
+  ClearGradients(optimizer);
   loss.backward();
   optimizer.step();
   return value;
@@ -375,7 +449,7 @@ class Trainer {
   std::unique_ptr<ShardDataset> train_, test_;
   std::vector<std::pair<int, int>> sizes_;
   CSRNet model_{nullptr};
-  std::unique_ptr<torch::optim::SGD> optimizer_;
+  std::unique_ptr<FusedSGD> optimizer_;
   TrainState state_;
   int64_t epoch_batches_ = 0;
   std::vector<nlohmann::json> log_;
@@ -407,7 +481,7 @@ void Trainer::Setup() {
     if (!opts_.weights.empty()) LoadWeights(model_, opts_.weights);
   }
   PrepareModel(model_, device_, precision_);
-  optimizer_ = std::make_unique<torch::optim::SGD>(MakeOptimizer(model_, opts_));
+  optimizer_ = std::make_unique<FusedSGD>(MakeOptimizer(model_, opts_));
   if (!opts_.resume.empty()) {
     state_ = LoadCheckpoint(opts_.resume, model_, *optimizer_);
     log::Info("resuming ", opts_.resume, " at epoch ", state_.epoch + 1, ", batch ", state_.batch, " (step ",

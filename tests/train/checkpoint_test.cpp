@@ -20,7 +20,7 @@ namespace {
 using test::TempDir;
 
 // A few SGD steps so the optimizer holds momentum buffers.
-void TakeSteps(CSRNet& model, torch::optim::SGD& opt, int steps) {
+void TakeSteps(CSRNet& model, torch::optim::Optimizer& opt, int steps) {
   torch::manual_seed(5);
   for (int i = 0; i < steps; ++i) {
     torch::data::Example<> batch{torch::randn({1, 3, 32, 40}), torch::rand({1, 1, 4, 5})};
@@ -34,7 +34,7 @@ TEST_CASE("a checkpoint restores weights, momentum, state, RNG and config exactl
   opts.lr = 1e-4;
   CSRNet a;
   test::HeInit(a, 1);
-  torch::optim::SGD opt_a = MakeOptimizer(a, opts);
+  FusedSGD opt_a = MakeOptimizer(a, opts);
   TakeSteps(a, opt_a, 2);
   TrainState s;
   s.epoch = 3;
@@ -55,7 +55,7 @@ TEST_CASE("a checkpoint restores weights, momentum, state, RNG and config exactl
 
   torch::manual_seed(1234);
   CSRNet b;
-  torch::optim::SGD opt_b = MakeOptimizer(b, opts);
+  FusedSGD opt_b = MakeOptimizer(b, opts);
   const TrainState r = LoadCheckpoint(path, b, opt_b);
   CHECK(r.epoch == 3);
   CHECK(r.batch == 7);
@@ -81,7 +81,7 @@ TEST_CASE("a corrupt, truncated or foreign checkpoint is refused naming the file
   TempDir tmp;
   CSRNet model;
   TrainOptions opts;
-  torch::optim::SGD opt = MakeOptimizer(model, opts);
+  FusedSGD opt = MakeOptimizer(model, opts);
   const std::string good = (tmp / "good.pt").string();
   SaveCheckpoint(good, model, opt, TrainState{}, nlohmann::json::object());
   const std::string cut = (tmp / "cut.pt").string();
@@ -102,7 +102,7 @@ TEST_CASE("a corrupt, truncated or foreign checkpoint is refused naming the file
     CHECK(msg.find(path) != std::string::npos);
   }
   CSRNet other(Backend::kD);
-  torch::optim::SGD opt_other = MakeOptimizer(other, opts);
+  FusedSGD opt_other = MakeOptimizer(other, opts);
   CHECK_THROWS_AS(LoadCheckpoint(good, other, opt_other), Error);
 }
 
@@ -111,7 +111,7 @@ TEST_CASE("killing a checkpoint write at any moment leaves the previous checkpoi
   const std::string path = (tmp / "checkpoint.pt").string();
   CSRNet model;
   TrainOptions opts;
-  torch::optim::SGD opt = MakeOptimizer(model, opts);
+  FusedSGD opt = MakeOptimizer(model, opts);
   auto fill = [&](double v) {
     torch::NoGradGuard no_grad;
     for (auto& p : model->parameters()) p.fill_(v);
@@ -139,7 +139,7 @@ TEST_CASE("killing a checkpoint write at any moment leaves the previous checkpoi
     waitpid(child, &status, 0);
     CHECK(WIFSIGNALED(status));
     CSRNet loaded;
-    torch::optim::SGD opt_loaded = MakeOptimizer(loaded, opts);
+    FusedSGD opt_loaded = MakeOptimizer(loaded, opts);
     const TrainState s = LoadCheckpoint(path, loaded, opt_loaded);
     CHECK(s.epoch >= last_seen);
     for (const auto& p : loaded->parameters()) {
@@ -153,6 +153,34 @@ TEST_CASE("killing a checkpoint write at any moment leaves the previous checkpoi
   // removes the latter when it starts.
   for (const auto& entry : fs::directory_iterator(tmp.path())) {
     CHECK((entry.path().filename() == "checkpoint.pt" || IsAtomicTemp(entry.path())));
+  }
+}
+
+TEST_CASE("the fused SGD step equals torch::optim::SGD's, channels-last weights included") {
+  for (bool channels_last : {false, true}) {
+    CSRNet a, b;
+    test::HeInit(a, 3);
+    test::HeInit(b, 3);
+    SetChannelsLast(a, channels_last);
+    SetChannelsLast(b, channels_last);
+    TrainOptions opts;
+    opts.lr = 1e-5;
+    FusedSGD fused = MakeOptimizer(a, opts);
+    torch::optim::SGD reference(b->parameters(), torch::optim::SGDOptions(opts.lr)
+                                                     .momentum(opts.momentum)
+                                                     .weight_decay(opts.weight_decay));
+    TakeSteps(a, fused, 3);
+    TakeSteps(b, reference, 3);
+    double diff = 0, scale = 0;
+    for (const auto& item : a->named_parameters()) {
+      const torch::Tensor other = b->named_parameters()[item.key()];
+      diff = std::max(diff, (item.value() - other).abs().max().item<double>());
+      scale = std::max(scale, other.abs().max().item<double>());
+    }
+    MESSAGE("channels-last " << channels_last << ": max |fused - torch| = " << diff << " (weights up to " << scale
+                             << ")");
+    CHECK(diff <= 1e-6 * scale);
+    CHECK(fused.state().size() == reference.state().size());
   }
 }
 
@@ -173,7 +201,7 @@ TEST_CASE("a training step lowers the loss on a fixed batch and skips non-finite
   test::HeInit(model, 2);
   TrainOptions opts;
   opts.lr = 1e-6;
-  torch::optim::SGD opt = MakeOptimizer(model, opts);
+  FusedSGD opt = MakeOptimizer(model, opts);
   torch::manual_seed(9);
   torch::data::Example<> batch{torch::randn({2, 3, 32, 32}), torch::rand({2, 1, 4, 4})};
   const c10::Device cpu(c10::kCPU);
