@@ -81,6 +81,22 @@ TEST_CASE("a smoke run writes config, log, checkpoint and best model; the comman
   CHECK(Read(f.log).find("--resume") != std::string::npos);
 }
 
+TEST_CASE("the shipped Part A and Part B configs are valid and hold the original's settings") {
+  Fixture f;
+  for (const char* name : {"csrnet_part_a", "csrnet_part_b"}) {
+    const std::string config = std::string(CSR_SOURCE_DIR) + "/configs/" + name + ".json";
+    // --vgg16 '' : the command line wins, so the test needs no ImageNet file.
+    REQUIRE(f.Quick(name, "--config " + config + " --vgg16 ''") == 0);
+    const auto cfg = nlohmann::json::parse(Read(f.tmp / name / "config.json"));
+    CHECK(cfg["epochs"] == 400);
+    CHECK(cfg["momentum"] == 0.95);
+    CHECK(cfg["weight-decay"] == 5e-4);
+    CHECK(cfg["batch-size"] == 1);
+    CHECK(cfg["backend"] == "B");
+    CHECK(nlohmann::json::parse(ReadTextFile(config))["lr"] == 1e-7);
+  }
+}
+
 TEST_CASE("bad configs are refused naming the file and the key") {
   Fixture f;
   const fs::path unknown = f.tmp / "unknown.json", typed = f.tmp / "typed.json", broken = f.tmp / "broken.json";
@@ -138,6 +154,45 @@ TEST_CASE("bad inputs: a shard set without manifest, a corrupt checkpoint, mis-s
   CHECK(f.Quick("c", "--vgg16 " + vgg.string()) == 1);
   CHECK(Read(f.log).find("features.19.weight") != std::string::npos);
   CHECK(Read(f.log).find("vgg16.h5") != std::string::npos);
+}
+
+TEST_CASE("tools/export_vgg16.py writes a front end the trainer loads") {
+  TempDir tmp;
+  if (test::Run("/usr/bin/python3 -c 'import torch, h5py'", tmp / "probe.txt") != 0) {
+    MESSAGE("Debian's python3-torch / python3-h5py absent: skipped");
+    return;
+  }
+  // A stand-in torchvision checkpoint: every tensor of conv i filled with i / 1000.
+  const fs::path pth = tmp / "vgg16.pth", broken = tmp / "broken.pth", h5 = tmp / "vgg16.h5";
+  const std::string make =
+      "import torch\n"
+      "shapes = {0: (64, 3), 2: (64, 64), 5: (128, 64), 7: (128, 128), 10: (256, 128), 12: (256, 256),\n"
+      "          14: (256, 256), 17: (512, 256), 19: (512, 512), 21: (512, 512), 24: (512, 512)}\n"
+      "sd = {}\n"
+      "for i, (o, c) in shapes.items():\n"
+      "    sd[f'features.{i}.weight'] = torch.full((o, c, 3, 3), i / 1000.0)\n"
+      "    sd[f'features.{i}.bias'] = torch.full((o,), i / 1000.0)\n"
+      "sd['classifier.0.weight'] = torch.zeros(4, 4)\n"
+      "torch.save(sd, '" + pth.string() + "')\n"
+      "del sd['features.17.bias']\n"
+      "torch.save(sd, '" + broken.string() + "')\n";
+  std::ofstream(tmp / "make.py") << make;
+  REQUIRE(test::Run("/usr/bin/python3 " + (tmp / "make.py").string(), tmp / "make.txt") == 0);
+  const std::string tool = std::string(CSR_SOURCE_DIR) + "/tools/export_vgg16.py";
+  REQUIRE(test::Run("/usr/bin/python3 " + tool + " --weights " + pth.string() + " --out " + h5.string(),
+                    tmp / "export.txt") == 0);
+  CSRNet model;
+  LoadVgg16H5(model, h5.string());
+  for (int i : {0, 2, 5, 7, 10, 12, 14, 17, 19, 21}) {
+    const auto* conv = model->frontend[i]->as<torch::nn::Conv2d>();
+    CHECK(conv->weight.min().item<float>() == doctest::Approx(i / 1000.0));
+    CHECK(conv->bias.max().item<float>() == doctest::Approx(i / 1000.0));
+  }
+  CHECK(test::Run("/usr/bin/python3 " + tool + " --weights " + broken.string() + " --out " +
+                      (tmp / "x.h5").string(),
+                  tmp / "broken.txt") != 0);
+  CHECK(Read(tmp / "broken.txt").find("features.17.bias") != std::string::npos);
+  CHECK_FALSE(fs::exists(tmp / "x.h5"));
 }
 
 }  // namespace
