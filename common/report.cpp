@@ -174,8 +174,9 @@ std::vector<double> NiceTicks(double lo, double hi, int count) {
     if (step >= raw) break;
   }
   std::vector<double> ticks;
-  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step) {
-    ticks.push_back(std::abs(t) < step * 1e-9 ? 0.0 : t);
+  // k * step, not a running sum: 10 * 0.2 is 2 exactly, 0.2 added ten times is not.
+  for (double k = std::ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k += 1) {
+    ticks.push_back(k == 0 ? 0.0 : k * step);
   }
   return ticks;
 }
@@ -216,7 +217,8 @@ std::string SvgHistogram(const std::string& id, const std::vector<double>& value
   for (double v : values) counts[std::clamp(static_cast<int>((v - lo) / width), 0, bins - 1)]++;
   const int top = std::max(1, *std::max_element(counts.begin(), counts.end()));
   std::vector<double> yt = NiceTicks(0, top, 5);
-  yt.erase(std::remove_if(yt.begin(), yt.end(), [](double t) { return t != std::floor(t); }), yt.end());
+  yt.erase(std::remove_if(yt.begin(), yt.end(), [](double t) { return std::abs(t - std::round(t)) > 1e-9; }),
+           yt.end());
   const Axes a{lo, hi, 0, std::max<double>(top, yt.back())};
   std::ostringstream s;
   s << SvgOpen(id, "histogram of " + x_label) << SvgAxes(a, NiceTicks(lo, hi, 6), yt, x_label, "images");
@@ -247,7 +249,13 @@ std::string SvgLines(const std::string& id, const std::vector<Series>& series, c
   double x0, x1, y0, y1;
   Range(xs, &x0, &x1);
   Range(ys, &y0, &y1);
-  const std::vector<double> xt = NiceTicks(x0, x1, 6), yt = NiceTicks(y0, y1, 5);
+  std::vector<double> xt = NiceTicks(x0, x1, 6);
+  const std::vector<double> yt = NiceTicks(y0, y1, 5);
+  // Whole-number x (epochs): no ticks between them.
+  auto whole = [](double v) { return std::abs(v - std::round(v)) < 1e-9; };
+  if (std::all_of(xs.begin(), xs.end(), whole)) {
+    xt.erase(std::remove_if(xt.begin(), xt.end(), [&](double t) { return !whole(t); }), xt.end());
+  }
   const Axes a{x0, x1, std::min(y0, yt.front()), std::max(y1, yt.back())};
   std::ostringstream s;
   s << SvgOpen(id, y_label + " per " + x_label) << SvgAxes(a, xt, yt, x_label, y_label);

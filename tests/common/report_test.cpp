@@ -78,6 +78,15 @@ TEST_CASE("NiceTicks cover the range with round steps") {
   CHECK(std::find(n.begin(), n.end(), 0.0) != n.end());
 }
 
+TEST_CASE("Line charts of whole epochs have no fractional epoch ticks") {
+  const std::string svg = SvgLines("c", {{"loss", {{1, 5.0}, {2, 4.0}}}}, "epoch", "loss");
+  CHECK(svg.find(">1.5<") == std::string::npos);
+  CHECK(svg.find(">1.2<") == std::string::npos);
+  CHECK(svg.find(">2<") != std::string::npos);
+  const std::string frac = SvgLines("d", {{"x", {{0.0, 1.0}, {0.5, 2.0}, {1.0, 3.0}}}}, "t", "y");
+  CHECK(frac.find(">0.4<") != std::string::npos);
+}
+
 TEST_CASE("The report holds every section, escapes names and references nothing outside the page") {
   const std::string html = RenderReportHtml(SampleReport(40));
   CHECK(html.find("<!DOCTYPE html>") == 0);
