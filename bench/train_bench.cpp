@@ -3,19 +3,20 @@
 // (TrainStep + FusedSGD) in fp32 and in bf16 autocast with channels-last
 // tensors, next to PyTorch 1.13 (bench/train_bench_pytorch.py: the original
 // model and training step) in fp32 -- the original configuration -- and in
-// bf16 with the standard autocast recipe, same threads, in one run. Rounds
-// alternate the four configurations so a change in machine load hits them
-// alike; each figure is the median step time over all rounds. Prints the
+// bf16 with the standard autocast recipe, same threads, in one run; each
+// figure is the median step time. Prints the
 // ratios against the targets: ours >= 4x the original (PyTorch fp32, batch
-// 1), and >= 1.0x PyTorch with the same precision.
+// 1), and >= 1.0x PyTorch with the same precision. PyTorch runs in a child
+// process answering one step per request, so the four configurations
+// alternate step by step and a change in machine load hits them alike.
 //
 // Then (unless --converge-steps 0) a convergence check: the same model,
 // data order and learning rate trained on a synthetic shard set in fp32 and
 // in bf16; prints both loss curves and how far apart they end.
 //
-// Usage: train_bench [--threads N] [--steps N] [--warmup N] [--rounds N]
-//                    [--width W] [--height H] [--python PATH] [--no-pytorch]
+// Usage: train_bench [--threads N] [--steps N] [--warmup N] [--width W] [--height H] [--python PATH] [--no-pytorch]
 //                    [--converge-steps N] [--work DIR]
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,9 +45,8 @@ using csr::Precision;
 
 struct Options {
   int threads = 0;                       // compute threads for both sides; 0 = every core
-  int steps = 4;                         // timed steps per configuration and round
+  int steps = 8;                         // timed steps per configuration (0 = skip the speed part)
   int warmup = 2;                        // untimed steps first (oneDNN primitive creation, allocator warm-up)
-  int rounds = 2;                        // alternations of the four configurations
   int width = 512, height = 384;         // crop size
   std::string python = "/usr/bin/python3";  // Debian's Python with python3-torch
   bool no_pytorch = false;               // skip the PyTorch side
@@ -67,85 +67,123 @@ double LoadAverage() {
   return load;
 }
 
-// The trainer's step on a fixed random crop, timed.
-std::vector<double> TimeOurs(const Options& o, Precision precision) {
-  torch::manual_seed(1);
-  csr::CSRNet model(csr::Backend::kB);
-  csr::InitWeights(model);
-  const c10::Device cpu(c10::kCPU);
-  csr::PrepareModel(model, cpu, precision);
-  csr::TrainOptions defaults;
-  csr::FusedSGD optimizer = csr::MakeOptimizer(model, defaults);
-  torch::data::Example<> batch{torch::randn({1, 3, o.height, o.width}), torch::rand({1, 1, o.height / 8, o.width / 8})};
-  std::vector<double> times;
-  for (int i = 0; i < o.warmup + o.steps; ++i) {
+// The trainer's step on a fixed random crop.
+class OurTrainer {
+ public:
+  OurTrainer(Precision precision, int width, int height) : precision_(precision) {
+    torch::manual_seed(1);
+    model_ = csr::CSRNet(csr::Backend::kB);
+    csr::InitWeights(model_);
+    csr::PrepareModel(model_, c10::Device(c10::kCPU), precision);
+    optimizer_ = std::make_unique<csr::FusedSGD>(csr::MakeOptimizer(model_, csr::TrainOptions{}));
+    batch_ = {torch::randn({1, 3, height, width}), torch::rand({1, 1, height / 8, width / 8})};
+  }
+  double Step() {
     const auto start = std::chrono::steady_clock::now();
-    csr::TrainStep(model, optimizer, batch, precision, cpu);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (i >= o.warmup) times.push_back(s);
+    csr::TrainStep(model_, *optimizer_, batch_, precision_, c10::Device(c10::kCPU));
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
-  return times;
-}
 
-std::vector<double> TimePyTorch(const Options& o, const std::string& precision, int threads) {
-  const std::string script = std::string(CSR_SOURCE_DIR) + "/bench/train_bench_pytorch.py";
-  const std::string cmd = csr::StrCat(o.python, " ", script, " --precision ", precision, " --threads ", threads,
-                                      " --steps ", o.steps, " --warmup ", o.warmup, " --width ", o.width,
-                                      " --height ", o.height);
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) throw csr::Error(o.python, "cannot run");
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  const int rc = pclose(pipe);
-  if (rc != 0) {
-    throw csr::Error(script, csr::StrCat("failed (exit ", rc, "); is python3-torch installed? apt-get install "
-                                         "python3-torch"));
+ private:
+  Precision precision_;
+  csr::CSRNet model_{nullptr};
+  std::unique_ptr<csr::FusedSGD> optimizer_;
+  torch::data::Example<> batch_;
+};
+
+// bench/train_bench_pytorch.py --serve in a child process: one PyTorch step
+// per request, so its steps interleave with ours one by one.
+class PyTorchTrainer {
+ public:
+  PyTorchTrainer(const Options& o, int threads) {
+    const std::string script = std::string(CSR_SOURCE_DIR) + "/bench/train_bench_pytorch.py";
+    int to_child[2], from_child[2];
+    if (pipe(to_child) != 0 || pipe(from_child) != 0) throw csr::Error("pipe", "cannot create");
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(to_child[0], 0);
+      dup2(from_child[1], 1);
+      close(to_child[1]);
+      close(from_child[0]);
+      const std::string t = std::to_string(threads), w = std::to_string(o.width), h = std::to_string(o.height);
+      execl(o.python.c_str(), o.python.c_str(), script.c_str(), "--serve", "--threads", t.c_str(), "--width",
+            w.c_str(), "--height", h.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(to_child[0]);
+    close(from_child[1]);
+    in_ = fdopen(to_child[1], "w");
+    out_ = fdopen(from_child[0], "r");
   }
-  const auto json = nlohmann::json::parse(out.substr(out.find('{')));
-  return json["step_seconds"].get<std::vector<double>>();
-}
+  ~PyTorchTrainer() {
+    std::fputs("quit\n", in_);
+    std::fclose(in_);
+    std::fclose(out_);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+  double Step(const char* precision) {
+    std::fprintf(in_, "%s\n", precision);
+    std::fflush(in_);
+    char line[128];
+    if (!std::fgets(line, sizeof line, out_)) {
+      throw csr::Error("bench/train_bench_pytorch.py",
+                       "no answer from PyTorch (is python3-torch installed? apt-get install python3-torch)");
+    }
+    return std::atof(line);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* in_ = nullptr;
+  FILE* out_ = nullptr;
+};
 
 void Speed(const Options& o, int threads) {
-  std::vector<double> ours_fp32, ours_bf16, py_fp32, py_bf16;
-  auto append = [](std::vector<double>& to, const std::vector<double>& from) {
-    to.insert(to.end(), from.begin(), from.end());
-  };
-  for (int r = 0; r < o.rounds; ++r) {
-    std::cerr << "round " << r + 1 << "/" << o.rounds << ": ours fp32" << std::flush;
-    append(ours_fp32, TimeOurs(o, Precision::kFp32));
-    if (!o.no_pytorch) {
-      std::cerr << ", PyTorch fp32" << std::flush;
-      append(py_fp32, TimePyTorch(o, "fp32", threads));
-    }
+  OurTrainer ours_fp32(Precision::kFp32, o.width, o.height), ours_bf16(Precision::kBf16, o.width, o.height);
+  std::unique_ptr<PyTorchTrainer> py;
+  if (!o.no_pytorch) py = std::make_unique<PyTorchTrainer>(o, threads);
+  std::vector<double> of, ob, pf, pb;
+  double load = 0;
+  for (int i = 0; i < o.warmup + o.steps; ++i) {
+    const bool timed = i >= o.warmup;
+    std::cerr << (timed ? "step " : "warm-up ") << (timed ? i - o.warmup + 1 : i + 1) << "/"
+              << (timed ? o.steps : o.warmup) << ": ours fp32" << std::flush;
+    const double a = ours_fp32.Step();
+    std::cerr << ", PyTorch fp32" << std::flush;
+    const double b = py ? py->Step("fp32") : NAN;
     std::cerr << ", ours bf16" << std::flush;
-    append(ours_bf16, TimeOurs(o, Precision::kBf16));
-    if (!o.no_pytorch) {
-      std::cerr << ", PyTorch bf16" << std::flush;
-      append(py_bf16, TimePyTorch(o, "bf16", threads));
-    }
-    std::cerr << " (load average " << LoadAverage() << ")\n";
+    const double c = ours_bf16.Step();
+    std::cerr << ", PyTorch bf16" << std::flush;
+    const double d = py ? py->Step("bf16") : NAN;
+    std::cerr << "\n";
+    if (!timed) continue;
+    of.push_back(a);
+    pf.push_back(b);
+    ob.push_back(c);
+    pb.push_back(d);
+    load += LoadAverage() / o.steps;
   }
-  const double of = Median(ours_fp32), ob = Median(ours_bf16), pf = Median(py_fp32), pb = Median(py_bf16);
-  std::printf("\nCSRNet training step, %dx%d crop, batch 1, %d threads, median of %zu steps each\n", o.width,
-              o.height, threads, ours_fp32.size());
-  std::printf("  %-44s %9s %9s\n", "configuration", "s/step", "steps/s");
-  auto row = [](const char* name, double s) { std::printf("  %-44s %9.3f %9.3f\n", name, s, 1.0 / s); };
-  if (!o.no_pytorch) {
-    row("PyTorch 1.13 fp32 (the original configuration)", pf);
-    row("PyTorch 1.13 bf16 autocast, channels-last", pb);
+  std::printf("\nCSRNet training step, %dx%d crop, batch 1, %d threads; median of %d steps each, the four\n"
+              "configurations alternating step by step (mean load average meanwhile %.2f)\n",
+              o.width, o.height, threads, o.steps, load);
+  std::printf("  %-48s %9s %9s\n", "configuration", "s/step", "steps/s");
+  auto row = [](const char* name, double s) { std::printf("  %-48s %9.3f %9.3f\n", name, s, 1.0 / s); };
+  if (py) {
+    row("PyTorch 1.13 fp32 (the original configuration)", Median(pf));
+    row("PyTorch 1.13 bf16 autocast, channels-last", Median(pb));
   }
-  row("ours fp32", of);
-  row("ours bf16 autocast, channels-last", ob);
-  if (o.no_pytorch) return;
+  row("ours fp32", Median(of));
+  row("ours bf16 autocast, channels-last", Median(ob));
+  if (!py) return;
   auto ratio = [](const char* what, double ours, double theirs, double target) {
     const double r = theirs / ours;
-    std::printf("  %-58s %6.2fx  (target >= %.1fx) %s\n", what, r, target, r >= target ? "MET" : "NOT MET");
+    std::printf("  %-52s %6.2fx  (target >= %.1fx) %s\n", what, r, target, r >= target ? "MET" : "NOT MET");
   };
   std::printf("\nratios (steps/s ours / steps/s PyTorch):\n");
-  ratio("ours bf16 vs the original (PyTorch fp32, batch 1)", ob, pf, 4.0);
-  ratio("ours fp32 vs PyTorch fp32 (same precision)", of, pf, 1.0);
-  ratio("ours bf16 vs PyTorch bf16 (same precision)", ob, pb, 1.0);
+  ratio("ours bf16 vs the original (PyTorch fp32, batch 1)", Median(ob), Median(pf), 4.0);
+  ratio("ours fp32 vs PyTorch fp32 (same precision)", Median(of), Median(pf), 1.0);
+  ratio("ours bf16 vs PyTorch bf16 (same precision)", Median(ob), Median(pb), 1.0);
 }
 
 // Kaiming-style init: from the original N(0, 0.01) nothing but the biases
@@ -229,9 +267,8 @@ int main(int argc, char** argv) {
     Options o;
     csr::ArgParser p("train_bench", "[options]", "Training throughput of ours vs PyTorch, and bf16 convergence.");
     p.Add("threads", &o.threads, "Compute threads for both sides; 0 = every core");
-    p.Add("steps", &o.steps, "Timed steps per configuration and round");
+    p.Add("steps", &o.steps, "Timed steps per configuration (0 = skip the speed part)");
     p.Add("warmup", &o.warmup, "Untimed steps before timing");
-    p.Add("rounds", &o.rounds, "Alternations of the four configurations (0 = skip the speed part)");
     p.Add("width", &o.width, "Crop width");
     p.Add("height", &o.height, "Crop height");
     p.Add("python", &o.python, "Python with torch (Debian: apt-get install python3-torch)");
@@ -240,8 +277,9 @@ int main(int argc, char** argv) {
     p.Add("work", &o.work, "Folder for the synthetic shards (default: a temporary folder)");
     if (!p.Parse(argc, argv)) return 0;
     const int threads = csr::SetThreads(o.threads);
+    csr::KeepFreedMemory();  // as the trainer does
     std::cerr << "train_bench: " << threads << " threads, load average " << LoadAverage() << "\n";
-    if (o.rounds > 0) Speed(o, threads);
+    if (o.steps > 0) Speed(o, threads);
     if (o.converge_steps > 0) Convergence(o);
     return 0;
   });

@@ -8,10 +8,16 @@ python3-torch (1.13, the LibTorch version the C++ side links). Prints one JSON
 line: {"precision", "threads", "step_seconds": [...], "losses": [...]}.
 
   /usr/bin/python3 bench/train_bench_pytorch.py --precision fp32 --threads 2 --steps 4
+
+--serve: one model per precision kept alive; each line "fp32" or "bf16" on
+stdin runs one step of that model and answers its seconds on stdout ("quit"
+ends). train_bench drives this to interleave PyTorch's steps with its own one
+by one, so a change in machine load hits every configuration alike.
 """
 import argparse
 import contextlib
 import json
+import sys
 import time
 
 import torch
@@ -47,6 +53,46 @@ class CSRNet(nn.Module):
         return self.output_layer(self.backend(self.frontend(x)))
 
 
+class Trainer:
+    def __init__(self, precision, width, height):
+        torch.manual_seed(1)
+        self.bf16 = precision == "bf16"
+        fmt = torch.channels_last if self.bf16 else torch.contiguous_format
+        self.model = CSRNet().to(memory_format=fmt)
+        self.model.train()
+        self.criterion = nn.MSELoss(reduction="sum")
+        self.optimizer = torch.optim.SGD(self.model.parameters(), 1e-7, momentum=0.95, weight_decay=5e-4)
+        self.img = torch.randn(1, 3, height, width).contiguous(memory_format=fmt)
+        self.target = torch.rand(1, 1, height // 8, width // 8)
+
+    def step(self):
+        """One step of the original training loop; returns (seconds, loss)."""
+        start = time.perf_counter()
+        with (torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()):
+            output = self.model(self.img)
+        loss = self.criterion(output.float(), self.target)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        value = loss.item()
+        return time.perf_counter() - start, value
+
+
+def serve(args):
+    trainers = {}
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "quit":
+            break
+        if cmd not in ("fp32", "bf16"):
+            print("error", flush=True)
+            continue
+        if cmd not in trainers:
+            trainers[cmd] = Trainer(cmd, args.width, args.height)
+        seconds, _ = trainers[cmd].step()
+        print(f"{seconds:.6f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
@@ -55,32 +101,19 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--width", type=int, default=512)
     ap.add_argument("--height", type=int, default=384)
+    ap.add_argument("--serve", action="store_true", help="answer step requests on stdin (see above)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(1)
-    bf16 = args.precision == "bf16"
-    model = CSRNet()
-    model.train()
-    fmt = torch.channels_last if bf16 else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    criterion = nn.MSELoss(reduction="sum")
-    optimizer = torch.optim.SGD(model.parameters(), 1e-7, momentum=0.95, weight_decay=5e-4)
-    img = torch.randn(1, 3, args.height, args.width).contiguous(memory_format=fmt)
-    target = torch.rand(1, 1, args.height // 8, args.width // 8)
-
+    if args.serve:
+        serve(args)
+        return
+    trainer = Trainer(args.precision, args.width, args.height)
     times, losses = [], []
     for i in range(args.warmup + args.steps):
-        start = time.perf_counter()
-        with (torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()):
-            output = model(img)
-        loss = criterion(output.float(), target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        value = loss.item()
+        seconds, value = trainer.step()
         if i >= args.warmup:
-            times.append(time.perf_counter() - start)
+            times.append(seconds)
             losses.append(value)
     print(json.dumps({"precision": args.precision, "threads": torch.get_num_threads(), "torch": torch.__version__,
                       "step_seconds": times, "losses": losses}))

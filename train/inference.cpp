@@ -1,5 +1,7 @@
 #include "train/inference.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <thread>
 
@@ -44,6 +46,13 @@ int SetThreads(int threads) {
   const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
   return at::get_num_threads();
+}
+
+void KeepFreedMemory() {
+  // glibc: blocks up to 1 GB come from the heap (not one mmap each, unmapped
+  // on free), and the heap top is not trimmed below 1 GB of free space.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 void PrepareModel(CSRNet& model, c10::Device device, Precision precision) {

@@ -28,6 +28,12 @@ c10::Device ResolveDevice(const std::string& text, const std::string& where = "-
 // Intra-op threads for LibTorch; 0 = every core. Returns the number in use.
 int SetThreads(int threads);
 
+// Keeps memory freed by LibTorch in the process for reuse instead of handing
+// it back to the kernel: a training step allocates and frees ~1 GB of
+// activations, and fresh pages cost a page fault each (~50,000 per step, tens
+// of ms). The resident size then stays at its peak; call once at start-up.
+void KeepFreedMemory();
+
 // Puts the model on `device` and in the memory layout `precision` runs
 // fastest with (channels-last for bf16). Values are unchanged.
 void PrepareModel(CSRNet& model, c10::Device device, Precision precision);

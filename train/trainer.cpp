@@ -461,6 +461,7 @@ void Trainer::Setup() {
   device_ = ResolveDevice(opts_.device);
   precision_ = ParsePrecision(opts_.precision);
   const int threads = SetThreads(opts_.threads);
+  KeepFreedMemory();
   shards_ = std::make_shared<const ShardSet>(opts_.shards);
   train_ = std::make_unique<ShardDataset>(shards_, "train", /*mirror=*/true);
   test_ = std::make_unique<ShardDataset>(shards_, "test", /*mirror=*/false);
