@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -217,6 +218,47 @@ nlohmann::json ReadCheckpointConfig(const std::string& path) {
   }
 }
 
+namespace {
+
+// One parameter's share of a fused SGD step.
+struct SgdSlice {
+  float* w;
+  const float* g;
+  float* v;  // momentum buffer, or null without momentum
+  int64_t n;
+  bool first;  // the buffer is new: it starts as the step itself (torch's rule)
+  float lr, wd, momentum;
+};
+
+void UpdateSlice(const SgdSlice& s, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float d = s.g[i] + s.wd * s.w[i];
+    float step = d;
+    if (s.v) {
+      step = s.first ? d : s.momentum * s.v[i] + d;
+      s.v[i] = step;
+    }
+    s.w[i] -= s.lr * step;
+  }
+}
+
+// torch::optim::SGD's arithmetic op by op, for tensors the fused loop cannot take.
+void UpdateOpByOp(torch::Tensor& p, const torch::Tensor& grad, torch::Tensor& buf, bool first, float lr, float wd,
+                  float momentum) {
+  torch::Tensor d = wd != 0 ? grad.add(p, wd) : grad;
+  if (buf.defined()) {
+    if (first) {
+      buf.copy_(d);
+    } else {
+      buf.mul_(momentum).add_(d);
+    }
+    d = buf;
+  }
+  p.add_(d, -lr);
+}
+
+}  // namespace
+
 torch::Tensor FusedSGD::step(LossClosure closure) {
   for (auto& group : param_groups_) {
     const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
@@ -228,6 +270,8 @@ torch::Tensor FusedSGD::step(LossClosure closure) {
     torch::AutoGradMode enable(true);
     loss = closure();
   }
+  std::vector<SgdSlice> slices;
+  std::vector<int64_t> ends;  // running element count at the end of each slice
   for (auto& group : param_groups_) {
     const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
     const float lr = static_cast<float>(o.lr()), wd = static_cast<float>(o.weight_decay());
@@ -252,35 +296,27 @@ torch::Tensor FusedSGD::step(LossClosure closure) {
                            p.device().is_cpu() && p.is_non_overlapping_and_dense() &&
                            grad.strides() == p.strides() && (!buf.defined() || buf.strides() == p.strides());
       if (!fusable) {
-        // torch::optim::SGD's arithmetic, op by op.
-        torch::Tensor d = wd != 0 ? grad.add(p, wd) : grad;
-        if (buf.defined()) {
-          if (first) {
-            buf.copy_(d);
-          } else {
-            buf.mul_(momentum).add_(d);
-          }
-          d = buf;
-        }
-        p.add_(d, -lr);
+        UpdateOpByOp(p, grad, buf, first, lr, wd, momentum);
         continue;
       }
-      float* w = p.data_ptr<float>();
-      const float* g = grad.data_ptr<float>();
-      float* v = buf.defined() ? buf.data_ptr<float>() : nullptr;
-      at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const float d = g[i] + wd * w[i];
-          float step = d;
-          if (v) {
-            step = first ? d : momentum * v[i] + d;
-            v[i] = step;
-          }
-          w[i] -= lr * step;
-        }
-      });
+      slices.push_back({p.data_ptr<float>(), grad.data_ptr<float>(), buf.defined() ? buf.data_ptr<float>() : nullptr,
+                        p.numel(), first, lr, wd, momentum});
+      ends.push_back((ends.empty() ? 0 : ends.back()) + p.numel());
     }
   }
+  if (slices.empty()) return loss;
+  // One parallel region over every parameter's elements: a single fork/join
+  // per step rather than one per tensor (each costs a barrier, and barriers
+  // are slow when the machine is shared).
+  at::parallel_for(0, ends.back(), 1 << 15, [&](int64_t begin, int64_t end) {
+    size_t k = static_cast<size_t>(std::upper_bound(ends.begin(), ends.end(), begin) - ends.begin());
+    for (; k < slices.size() && begin < end; ++k) {
+      const int64_t start = ends[k] - slices[k].n;
+      const int64_t stop = std::min(end, ends[k]);
+      UpdateSlice(slices[k], begin - start, stop - start);
+      begin = stop;
+    }
+  });
   return loss;
 }
 
@@ -658,7 +694,8 @@ int Trainer::Run() {
     }
   }
   std::ostringstream summary;
-  summary << "finished: " << state_.epoch << " epochs, " << state_.step << " steps in " << FormatDuration(Seconds(start));
+  summary << "finished: " << state_.epoch << " complete epochs, " << state_.step << " steps; this run took "
+          << FormatDuration(Seconds(start));
   if (state_.best_mae >= 0) {
     summary << "; best MAE " << state_.best_mae << " at epoch " << state_.best_epoch << " -> "
             << Path("model_best.pt") << ", " << Path("model_best.h5");

@@ -171,6 +171,8 @@ TEST_CASE("the fused SGD step equals torch::optim::SGD's, channels-last weights 
                                                      .weight_decay(opts.weight_decay));
     TakeSteps(a, fused, 3);
     TakeSteps(b, reference, 3);
+    // The fused loop applies when gradient, momentum and weight share strides.
+    for (const auto& p : a->parameters()) CHECK(p.grad().strides() == p.strides());
     double diff = 0, scale = 0;
     for (const auto& item : a->named_parameters()) {
       const torch::Tensor other = b->named_parameters()[item.key()];
