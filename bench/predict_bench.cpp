@@ -115,7 +115,7 @@ int Run(int argc, char** argv) {
   p.Add("work", &o.work, "folder for the bench images (default: a temporary folder, removed)");
   if (!p.Parse(argc, argv)) return 0;
   if (o.images < 1 || o.rounds < 1) throw csr::UsageError("predict_bench", "--images and --rounds must be >= 1");
-  csr::KeepFreedMemory();  // as the predict and evaluate tools do
+  csr::EnableMemoryReuse();  // as the predict and evaluate tools do
   if (o.threads <= 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const bool temp = o.work.empty();
   const path work = temp ? csr::fs::temp_directory_path() / ("predict_bench-" + std::to_string(::getpid())) : path(o.work);

@@ -264,7 +264,7 @@ int RunEvaluate(int argc, const char* const* argv) {
     RegisterEvaluateOptions(parser, &o);
     parser.AddPositional("SHARDS", &positional, "Shard set folder or its test/ subfolder");
     if (!parser.Parse(argc, argv)) return 0;
-    KeepFreedMemory();
+    EnableMemoryReuse();
     if (positional.size() > 1) throw UsageError("evaluate", "give one shard set");
     if (!positional.empty()) {
       if (!o.shards.empty()) throw UsageError("--shards", "given twice (option and argument)");

@@ -100,7 +100,7 @@ class PackedForward {
   std::vector<Layer> layers_;
 };
 
-// Whether the tool asked for memory reuse (KeepFreedMemory), and whether the
+// Whether the tool asked for memory reuse (EnableMemoryReuse), and whether the
 // allocator is in reuse mode right now.
 bool g_reuse_requested = false;
 bool g_reusing = false;
@@ -157,7 +157,7 @@ struct Predictor::Impl {
 cv::Mat Predictor::Impl::Tiled(int h, int w, const std::function<at::Tensor(const Tile&)>& window) {
   cv::Mat out = cv::Mat::zeros(h / 8, w / 8, CV_32F);
   const std::vector<Tile> tiles = PlanTiles(h, w, opts.tile, margin);
-  SetReuse(tiles.size() == 1);  // see KeepFreedMemory
+  SetReuse(tiles.size() == 1);  // see EnableMemoryReuse
   for (const Tile& t : tiles) {
     if (t.oy1 <= t.oy0 || t.ox1 <= t.ox0) continue;  // an image under 8 px: no output cell
     const cv::Mat part = ToMat(Forward(window(t)));
@@ -229,7 +229,7 @@ cv::Mat Predictor::DensityNormalized(const float* chw, int height, int width) {
   });
 }
 
-void KeepFreedMemory() {
+void EnableMemoryReuse() {
   // An image's activations are hundreds of MB each; glibc maps such blocks
   // on malloc and returns them on free, so every layer of every image
   // page-faults fresh zeroed memory (10-20 % of the run). Kept in the heap
@@ -385,7 +385,7 @@ void CheckWritableFile(const std::string& path) {
 
 void RegisterPredictOptions(ArgParser& p, PredictOptions* o) {
   RegisterModelSettings(p, &o->model);
-  p.Add("out", &o->out, "Folder for a heatmap overlay PNG and the density map (.h5) per image or video");
+  p.Add("out", &o->out, "Folder for <name>_heatmap.png and <name>_density.h5 per image (with --video: the CSV)");
   p.Add("video", &o->video, "Count the frames of this video (any format OpenCV's VideoCapture reads)");
   p.Add("every", &o->every, "With --video: count every N-th frame");
   p.Add("csv", &o->csv, "With --video: CSV file (frame,time,count); default <out>/<video>_counts.csv, or stdout");
@@ -532,7 +532,7 @@ int RunPredict(int argc, const char* const* argv) {
     RegisterPredictOptions(parser, &o);
     parser.AddPositional("IMAGE|DIR", &inputs, "Images or folders of images");
     if (!parser.Parse(argc, argv)) return 0;
-    KeepFreedMemory();
+    EnableMemoryReuse();
     if (o.model.weights.empty()) throw UsageError("--weights", "required (a .pt or .h5 CSRNet weights file)");
     if (o.every < 1) throw UsageError("--every", "must be at least 1");
     if (o.alpha < 0 || o.alpha > 1) throw UsageError("--alpha", "must be between 0 and 1");

@@ -65,7 +65,7 @@ class Predictor {
 // fresh memory); tiled images switch back to returning them, so their peak
 // memory stays bounded by one tile. Call once, early, in a process that
 // mostly runs inference.
-void KeepFreedMemory();
+void EnableMemoryReuse();
 
 // The heatmap overlay: the density upsampled to the image, colour-mapped
 // (JET, scaled to the map's maximum) and blended with opacity `alpha` where

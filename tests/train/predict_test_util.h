@@ -111,8 +111,8 @@ inline ShardRecord WholeRecord(int w, int h, unsigned seed, int index) {
   return r;
 }
 
-// A shard set with `n` whole test images of varied sizes (and `crops` train
-// crops when asked) written with the real ShardWriter.
+// A shard set with `n` whole test images of varied sizes (and, when asked, a
+// train split with one crop) written with the real ShardWriter.
 inline void WriteTestShards(const fs::path& dir, int n, bool with_train = false) {
   nlohmann::json splits;
   {
