@@ -2,7 +2,8 @@
 # The main job end to end on the built-in synthetic dataset (or on a real
 # ShanghaiTech copy: scripts/demo.sh --root /data/ShanghaiTech --part A).
 # Installs missing packages (as root), builds Release, then runs
-# make_synthetic -> gt_gen -> crop_shards, and says what it produced.
+# make_synthetic -> gt_gen -> crop_shards -> trainer -> evaluate -> predict,
+# and says what it produced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,9 +36,26 @@ echo "== crop_shards: the paper's nine crops per training image, whole test imag
 "$bin/crop_shards" --root "$root" --part "$part" --out "$out/shards" --overwrite
 "$bin/crop_shards" --inspect "$out/shards" --verify
 
+echo "== trainer: a short CSRNet run on the shards (bf16 autocast), then an exact resume"
+run=$out/run
+rm -rf "$run"
+"$bin/trainer" "$out/shards" --out "$run" --max-steps 40 --lr 1e-6 --precision bf16 --seed 1
+"$bin/trainer" --resume "$run/checkpoint.pt" --max-steps 80
+
+echo "== evaluate: the trained model on the test split"
+"$bin/evaluate" --weights "$run/model_best.pt" "$out/shards" --csv "$out/eval.csv" --json "$out/eval.json" \
+  --report "$out/report.html"
+
+echo "== predict: counts and a heatmap for one test image"
+first_test=$(ls "$root"/part_${part}*/test_data/images/*.jpg | head -n 1)
+"$bin/predict" --weights "$run/model_best.h5" --out "$out/predict" "$first_test"
+
 echo
 echo "Produced:"
 echo "  dataset        $root/part_${part}_final (images, GT_IMG_n.mat annotations)"
 echo "  density maps   $root/part_${part}_final/{train,test}_data/ground_truth/IMG_n.h5 (dataset 'density')"
 echo "  image lists    $root/part_${part}_train.json, $root/part_${part}_test.json"
 echo "  shards         $out/shards (manifest.json, train/ and test/ shard-NNNNN.h5; docs/shard_format.md)"
+echo "  training run   $run (config.json, train_log.jsonl, checkpoint.pt, model_best.pt, model_best.h5)"
+echo "  evaluation     $out/eval.csv, $out/eval.json, $out/report.html"
+echo "  prediction     $out/predict (heatmap overlay PNG and density .h5)"
