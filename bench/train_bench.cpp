@@ -74,7 +74,7 @@ class OurTrainer {
     torch::manual_seed(1);
     model_ = csr::CSRNet(csr::Backend::kB);
     csr::InitWeights(model_);
-    csr::PrepareModel(model_, c10::Device(c10::kCPU), precision);
+    csr::PrepareModelForTraining(model_, c10::Device(c10::kCPU), precision);
     optimizer_ = std::make_unique<csr::FusedSGD>(csr::MakeOptimizer(model_, csr::TrainOptions{}));
     batch_ = {torch::randn({1, 3, height, width}), torch::rand({1, 1, height / 8, width / 8})};
   }
@@ -164,26 +164,32 @@ void Speed(const Options& o, int threads) {
     pb.push_back(d);
     load += LoadAverage() / o.steps;
   }
-  std::printf("\nCSRNet training step, %dx%d crop, batch 1, %d threads; median of %d steps each, the four\n"
-              "configurations alternating step by step (mean load average meanwhile %.2f)\n",
+  std::printf("\nCSRNet training step, %dx%d crop, batch 1, %d threads; %d steps each, the four configurations\n"
+              "alternating step by step (mean load average meanwhile %.2f)\n",
               o.width, o.height, threads, o.steps, load);
-  std::printf("  %-48s %9s %9s\n", "configuration", "s/step", "steps/s");
-  auto row = [](const char* name, double s) { std::printf("  %-48s %9.3f %9.3f\n", name, s, 1.0 / s); };
-  if (py) {
-    row("PyTorch 1.13 fp32 (the original configuration)", Median(pf));
-    row("PyTorch 1.13 bf16 autocast, channels-last", Median(pb));
-  }
-  row("ours fp32", Median(of));
-  row("ours bf16 autocast, channels-last", Median(ob));
-  if (!py) return;
-  auto ratio = [](const char* what, double ours, double theirs, double target) {
-    const double r = theirs / ours;
-    std::printf("  %-52s %6.2fx  (target >= %.1fx) %s\n", what, r, target, r >= target ? "MET" : "NOT MET");
+  std::printf("  %-48s %14s %12s %9s\n", "configuration", "median s/step", "best s/step", "steps/s");
+  auto row = [](const char* name, const std::vector<double>& t) {
+    std::printf("  %-48s %14.3f %12.3f %9.3f\n", name, Median(t), *std::min_element(t.begin(), t.end()),
+                1.0 / Median(t));
   };
-  std::printf("\nratios (steps/s ours / steps/s PyTorch):\n");
-  ratio("ours bf16 vs the original (PyTorch fp32, batch 1)", Median(ob), Median(pf), 4.0);
-  ratio("ours fp32 vs PyTorch fp32 (same precision)", Median(of), Median(pf), 1.0);
-  ratio("ours bf16 vs PyTorch bf16 (same precision)", Median(ob), Median(pb), 1.0);
+  if (py) {
+    row("PyTorch 1.13 fp32 (the original configuration)", pf);
+    row("PyTorch 1.13 bf16 autocast, channels-last", pb);
+  }
+  row("ours fp32", of);
+  row("ours bf16 autocast, channels-last", ob);
+  if (!py) return;
+  auto ratio = [](const char* what, const std::vector<double>& ours, const std::vector<double>& theirs,
+                  double target) {
+    const double r = Median(theirs) / Median(ours);
+    const double best = *std::min_element(theirs.begin(), theirs.end()) / *std::min_element(ours.begin(), ours.end());
+    std::printf("  %-52s %6.2fx (best %5.2fx)  target >= %.1fx: %s\n", what, r, best, target,
+                r >= target ? "MET" : "NOT MET");
+  };
+  std::printf("\nratios of steps/s, ours / PyTorch (from the medians; from the best steps in brackets):\n");
+  ratio("ours bf16 vs the original (PyTorch fp32, batch 1)", ob, pf, 4.0);
+  ratio("ours fp32 vs PyTorch fp32 (same precision)", of, pf, 1.0);
+  ratio("ours bf16 vs PyTorch bf16 (same precision)", ob, pb, 1.0);
 }
 
 // Kaiming-style init: from the original N(0, 0.01) nothing but the biases
@@ -204,7 +210,7 @@ std::vector<double> TrainCurve(const csr::ShardDataset& data, Precision precisio
   csr::CSRNet model(csr::Backend::kB);
   HeInit(model);
   const c10::Device cpu(c10::kCPU);
-  csr::PrepareModel(model, cpu, precision);
+  csr::PrepareModelForTraining(model, cpu, precision);
   csr::TrainOptions opts;
   opts.lr = 1e-7;
   csr::FusedSGD optimizer = csr::MakeOptimizer(model, opts);

@@ -60,6 +60,11 @@ void PrepareModel(CSRNet& model, c10::Device device, Precision precision) {
   SetChannelsLast(model, precision == Precision::kBf16);
 }
 
+void PrepareModelForTraining(CSRNet& model, c10::Device device, Precision precision) {
+  model->to(device);
+  SetChannelsLast(model, precision == Precision::kBf16 || device.is_cpu());
+}
+
 AutocastGuard::AutocastGuard(Precision precision, c10::Device device) {
   if (precision != Precision::kBf16) return;
   active_ = true;
@@ -173,10 +178,10 @@ at::Tensor PredictDensity(CSRNet& model, const at::Tensor& image, const Inferenc
   torch::NoGradGuard no_grad;
   EvalScope eval(model);
   const int margin = ReceptiveFieldMargin(model->backend_variant());
+  const at::MemoryFormat format = ModelMemoryFormat(model);
   for (const Tile& t : PlanTiles(h, w, opts.tile, margin)) {
     at::Tensor input = image.index({Slice(), Slice(), Slice(t.y0, t.y1), Slice(t.x0, t.x1)}).to(opts.device);
-    input = input.contiguous(opts.precision == Precision::kBf16 ? at::MemoryFormat::ChannelsLast
-                                                                 : at::MemoryFormat::Contiguous);
+    input = input.contiguous(format);
     at::Tensor out;
     {
       AutocastGuard autocast(opts.precision, opts.device);

@@ -35,8 +35,12 @@ int SetThreads(int threads);
 void KeepFreedMemory();
 
 // Puts the model on `device` and in the memory layout `precision` runs
-// fastest with (channels-last for bf16). Values are unchanged.
+// fastest with for inference (channels-last for bf16). Values are unchanged.
 void PrepareModel(CSRNet& model, c10::Device device, Precision precision);
+// Same for training: channels-last in both precisions on the CPU, where
+// oneDNN then trains on NHWC activations directly instead of reordering every
+// activation to its blocked layout and back (~6% of an fp32 step).
+void PrepareModelForTraining(CSRNet& model, c10::Device device, Precision precision);
 
 // While alive, eligible ops (convolutions) run in bf16 on the given device,
 // as torch.autocast does; does nothing for fp32. Not copyable; nests.
@@ -90,7 +94,8 @@ struct InferenceOptions {
 // normalised 1 x 3 x h x w image. Runs in eval mode without autograd (the
 // model's training flag is restored), tile by tile when the image exceeds
 // opts.tile; the tiles' margins cover the receptive field, so the result
-// equals whole-image inference up to float rounding.
+// equals whole-image inference up to float rounding. Inputs are given to the
+// network in the model's memory format (see PrepareModel).
 at::Tensor PredictDensity(CSRNet& model, const at::Tensor& image, const InferenceOptions& opts);
 // Same from an RGB uint8 image (CV_8UC3).
 at::Tensor PredictDensity(CSRNet& model, const cv::Mat& rgb, const InferenceOptions& opts);

@@ -158,6 +158,12 @@ void SetChannelsLast(CSRNet& model, bool channels_last) {
   }
 }
 
+at::MemoryFormat ModelMemoryFormat(CSRNet& model) {
+  const torch::Tensor& w = model->frontend[0]->as<nn::Conv2d>()->weight;
+  return w.is_contiguous(at::MemoryFormat::ChannelsLast) && !w.is_contiguous() ? at::MemoryFormat::ChannelsLast
+                                                                               : at::MemoryFormat::Contiguous;
+}
+
 void LoadWeightsH5(CSRNet& model, const std::string& path) {
   std::vector<std::pair<std::string, torch::Tensor>> targets;
   for (auto& item : model->named_parameters()) targets.emplace_back(item.key(), item.value());

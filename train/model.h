@@ -61,6 +61,8 @@ void InitWeights(CSRNet& model);
 // Converts the 4-D weights to channels-last (faster bf16/oneDNN convs) or
 // back to contiguous NCHW. Values are unchanged.
 void SetChannelsLast(CSRNet& model, bool channels_last);
+// The memory format of the model's conv weights (inputs are best given in it).
+at::MemoryFormat ModelMemoryFormat(CSRNet& model);
 
 // ---- Weight files -----------------------------------------------------------
 // Original layout (.h5): one root dataset per parameter name, float32, OIHW.

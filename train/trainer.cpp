@@ -348,8 +348,7 @@ void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
 
 double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch::data::Example<>& batch,
                  Precision precision, c10::Device device) {
-  const auto format = precision == Precision::kBf16 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  const torch::Tensor input = batch.data.to(device).contiguous(format);
+  const torch::Tensor input = batch.data.to(device).contiguous(ModelMemoryFormat(model));
   const torch::Tensor target = batch.target.to(device);
   torch::Tensor output;
   {
@@ -517,7 +516,7 @@ void Trainer::Setup() {
     }
     if (!opts_.weights.empty()) LoadWeights(model_, opts_.weights);
   }
-  PrepareModel(model_, device_, precision_);
+  PrepareModelForTraining(model_, device_, precision_);
   optimizer_ = std::make_unique<FusedSGD>(MakeOptimizer(model_, opts_));
   if (!opts_.resume.empty()) {
     state_ = LoadCheckpoint(opts_.resume, model_, *optimizer_);
