@@ -209,6 +209,8 @@ TEST_CASE("The forward pass equals PyTorch's on the reference vectors") {
     cv::minMaxLoc(cv::abs(expected), &lo, &hi);
     CHECK(cv::norm(d, expected, cv::NORM_INF) <= 1e-4 * hi);
     const double ours = cv::sum(d)[0], theirs = cv::sum(expected)[0];
+    MESSAGE("image ", i, ": largest cell difference / peak ", cv::norm(d, expected, cv::NORM_INF) / hi,
+            ", count difference (relative) ", std::abs(ours - theirs) / std::abs(theirs));
     CHECK(std::abs(ours - theirs) <= 1e-4 * std::abs(theirs));
   }
 }
