@@ -252,9 +252,12 @@ cv::Mat RenderHeatmap(const cv::Mat& rgb, const cv::Mat& density, double count, 
     // right and bottom edges (under 8 px) has no prediction and stays bare.
     cv::Mat d;
     cv::max(density, 0.0, d);  // negative outputs carry no people
+    // Colours scale with the map's peak, but at least 0.05 people per 8 x 8
+    // cell: a faint, nearly even map (a sparse scene, an untrained model)
+    // stays cool instead of being stretched into a red wash.
     double lo = 0, hi = 0;
     cv::minMaxLoc(d, &lo, &hi);
-    if (hi > 0) d /= hi;
+    d /= std::max(hi, 0.05);
     const cv::Size covered(density.cols * 8, density.rows * 8);
     cv::Mat up, up8, colour;
     cv::resize(d, up, covered, 0, 0, cv::INTER_LINEAR);

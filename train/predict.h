@@ -68,8 +68,9 @@ class Predictor {
 void EnableMemoryReuse();
 
 // The heatmap overlay: the density upsampled to the image, colour-mapped
-// (JET, scaled to the map's maximum) and blended with opacity `alpha` where
-// there is density, the count written in the top-left corner. Returns BGR.
+// (JET, scaled to the map's maximum but at least 0.05 people per 8 x 8 cell)
+// and blended with opacity growing with the density up to `alpha`, the count
+// written in the top-left corner. Returns BGR.
 cv::Mat RenderHeatmap(const cv::Mat& rgb, const cv::Mat& density, double count, double alpha = 0.5,
                       const std::string& caption = "");
 // PNG bytes of a BGR image.
