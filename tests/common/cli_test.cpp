@@ -10,6 +10,8 @@
 
 #include "common/error.h"
 
+#include "tests/test_expect.h"
+
 namespace csr {
 namespace {
 
@@ -81,16 +83,7 @@ std::string CaptureStdout(Fn&& fn) {
 }
 
 // `fn` must throw csr::Error (not only UsageError) containing all `fragments`.
-template <typename Fn>
-void ExpectError(Fn&& fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    FAIL("no csr::Error thrown");
-  } catch (const Error& e) {
-    INFO("message: " << e.what());
-    for (const auto& f : fragments) CHECK(std::string(e.what()).find(f) != std::string::npos);
-  }
-}
+using test::ExpectError;
 
 TEST_CASE("cli: options not given keep their in-class defaults") {
   const Parsed r = ParseArgs({});

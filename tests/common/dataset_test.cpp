@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "tests/test_expect.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -54,16 +55,7 @@ std::vector<std::string> Stems(const Discovery& d, const std::string& split = ""
   return out;
 }
 
-template <typename Fn>
-void ExpectError(Fn&& fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    FAIL("no csr::Error thrown");
-  } catch (const Error& e) {
-    INFO("message: " << e.what());
-    for (const auto& f : fragments) CHECK(std::string(e.what()).find(f) != std::string::npos);
-  }
-}
+using test::ExpectError;
 
 TEST_CASE("dataset: the official layout pairs IMG_n.jpg with GT_IMG_n.mat and places the density beside it") {
   test::TempDir root;

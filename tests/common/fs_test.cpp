@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "tests/test_expect.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -29,16 +30,7 @@ std::vector<std::string> Entries(const fs::path& dir) {
   return out;
 }
 
-template <typename Fn>
-void ExpectError(Fn&& fn, const std::string& fragment) {
-  try {
-    fn();
-    FAIL("no csr::Error thrown; expected one containing: " << fragment);
-  } catch (const Error& e) {
-    INFO("message: " << e.what());
-    CHECK(std::string(e.what()).find(fragment) != std::string::npos);
-  }
-}
+using test::ExpectError;
 
 TEST_CASE("fs: AtomicFile leaves the old file intact until Commit, then replaces it and leaves no temp") {
   test::TempDir dir;

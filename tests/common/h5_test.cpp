@@ -13,6 +13,7 @@
 #include <opencv2/core.hpp>
 
 #include "common/error.h"
+#include "tests/test_expect.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -20,16 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-template <typename Fn>
-void ExpectError(Fn&& fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    FAIL("no csr::Error thrown");
-  } catch (const Error& e) {
-    INFO("message: " << e.what());
-    for (const auto& f : fragments) CHECK(std::string(e.what()).find(f) != std::string::npos);
-  }
-}
+using test::ExpectError;
 
 // Everything written to file descriptor 2 (C stdio and HDF5's error stack
 // printer alike) while `fn` runs.

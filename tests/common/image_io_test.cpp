@@ -9,6 +9,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "common/error.h"
+#include "tests/test_expect.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -16,16 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-template <typename Fn>
-void ExpectError(Fn&& fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    FAIL("no csr::Error thrown");
-  } catch (const Error& e) {
-    INFO("message: " << e.what());
-    for (const auto& f : fragments) CHECK(std::string(e.what()).find(f) != std::string::npos);
-  }
-}
+using test::ExpectError;
 
 // A noisy image (so JPEG files are not trivially small) of the given type.
 cv::Mat Noise(int rows, int cols, int type, uint64_t seed) {

@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/image_io.h"
+#include "tests/test_expect.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -21,17 +22,7 @@ namespace fs = std::filesystem;
 using Points = std::vector<std::array<double, 2>>;
 
 // Runs `fn`, which must throw csr::Error whose text contains `fragment`.
-template <typename Fn>
-void ExpectError(Fn&& fn, const std::string& fragment) {
-  try {
-    fn();
-    FAIL("no csr::Error thrown; expected one containing: " << fragment);
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    INFO("message: " << message);
-    CHECK(message.find(fragment) != std::string::npos);
-  }
-}
+using test::ExpectError;
 
 // --- Writing malformed files with matio directly (the reader must reject them). ---
 
