@@ -3,7 +3,7 @@
 // HDF5 writes included. Prints wall time, throughput and peak memory against
 // the targets (3.5 s, 1 GB on 2 cores), and the ratio to the original Python
 // algorithm (bench/original_gt.py, timed on a few images and extrapolated by
-// heads x pixels, the original's cost model).
+// the original's cost model: per head, image pixels x kernel length).
 //
 // Usage: gt_gen_bench [--threads N] [--work DIR] [--python-images K] [--keep]
 #include <sys/resource.h>
@@ -29,7 +29,19 @@ using csr::fs::path;
 struct BenchImage {
   path image, mat;
   int64_t heads = 0, pixels = 0;
+  // The original's work for this image: per head, a full-image separable
+  // filter whose cost is pixels x kernel length (2r + 1).
+  double original_cost = 0;
 };
+
+double OriginalCost(const std::vector<std::array<double, 2>>& pts, int w, int h) {
+  const csr::HeadPixels hp = csr::ToHeadPixels(pts, w, h);
+  double cost = 0;
+  for (double sigma : csr::HeadSigmas(hp.pixels, w, h, csr::DensityOptions{})) {
+    cost += static_cast<double>(w) * h * (2 * static_cast<int>(4 * sigma + 0.5) + 1);
+  }
+  return cost;
+}
 
 double Uniform(std::mt19937_64& rng) { return (rng() >> 11) * (1.0 / 9007199254740992.0); }
 
@@ -60,7 +72,7 @@ std::vector<BenchImage> MakeDataset(const path& root, uint64_t seed) {
       pts.push_back({std::clamp(x, 0.01, w - 0.01), std::clamp(y, 0.01, h - 0.01)});
     }
     BenchImage b{dir / "images" / csr::StrCat("IMG_", n, ".jpg"), dir / "ground_truth" / csr::StrCat("GT_IMG_", n, ".mat"),
-                 heads, static_cast<int64_t>(w) * h};
+                 heads, static_cast<int64_t>(w) * h, OriginalCost(pts, w, h)};
     cv::Mat img(h, w, CV_8UC3, cv::Scalar(40 + i % 100, 90, 120));
     cv::imwrite(b.image.string(), img);
     csr::WriteAnnotation(b.mat.string(), pts);
@@ -120,6 +132,7 @@ int main(int argc, char** argv) {
       // Time the original algorithm on the first K train images.
       std::string cmd = "/usr/bin/python3 " + std::string(CSR_SOURCE_DIR) + "/bench/original_gt.py";
       double cost_units = 0, py_seconds = 0;
+      int timed = 0;
       for (int i = 0; i < python_images && i < static_cast<int>(images.size()); ++i) {
         cmd += " " + images[i].image.string() + " " + images[i].mat.string();
       }
@@ -132,13 +145,13 @@ int main(int argc, char** argv) {
         const double s = j["seconds"], h = j["heads"], px = j["pixels"];
         std::printf("  %s: %.0f heads, %.0f px: %.2f s\n", j["image"].get<std::string>().c_str(), h, px, s);
         py_seconds += s;
-        cost_units += h * px;
+        cost_units += images[static_cast<size_t>(timed++)].original_cost;
       }
       if (pclose(p) != 0 || cost_units == 0) {
         std::printf("  (python3 with scipy/h5py/cv2 not available: skipped)\n");
       } else {
         double all_units = 0;
-        for (const auto& b : images) all_units += static_cast<double>(b.heads) * b.pixels;
+        for (const auto& b : images) all_units += b.original_cost;
         const double estimate = py_seconds / cost_units * all_units;
         std::printf("  original, extrapolated to the whole dataset: %.0f s (%.1f min)\n", estimate, estimate / 60);
         std::printf("  speed-up of gt_gen: %.0fx   target >= 1000x -> %s\n", estimate / best,
