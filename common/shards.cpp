@@ -438,6 +438,17 @@ struct ShardFile {
   mutable uint64_t last_use = 0;
 };
 
+// A listed shard must exist with the size the manifest recorded.
+void CheckShardSize(const ShardFile& sh) {
+  std::error_code ec;
+  const uint64_t size = fs::file_size(sh.path, ec);
+  if (ec) throw Error(sh.path.string(), "shard file listed in manifest.json is missing");
+  if (size != sh.bytes) {
+    throw Error(sh.path.string(), StrCat("shard is ", size, " bytes but manifest.json says ", sh.bytes,
+                                         ": truncated or modified; rebuild with crop_shards --overwrite"));
+  }
+}
+
 struct SplitData {
   std::string name;
   std::vector<ShardFile> shards;
@@ -648,13 +659,7 @@ void ShardSet::Impl::LoadSplit(const std::string& name, const nlohmann::json& js
     sh.records = FieldAs<int64_t>(shards[k], "records", mpath, w);
     sh.bytes = FieldAs<uint64_t>(shards[k], "bytes", mpath, w);
     sh.crc32 = FieldAs<uint32_t>(shards[k], "crc32", mpath, w);
-    std::error_code ec;
-    const uint64_t size = fs::file_size(sh.path, ec);
-    if (ec) throw Error(sh.path.string(), "shard file listed in manifest.json is missing");
-    if (size != sh.bytes) {
-      throw Error(sh.path.string(), StrCat("shard is ", size, " bytes but manifest.json says ", sh.bytes,
-                                           ": truncated or modified; rebuild with crop_shards --overwrite"));
-    }
+    CheckShardSize(sh);
     Hid fid(OpenShard(sh.path), H5Fclose);
     Hid index(CheckId(H5Gopen2(fid.get(), "index", H5P_DEFAULT), sh.path, "missing /index (not a crop_shards shard?)"),
               H5Gclose);
@@ -777,13 +782,7 @@ ShardRecord ShardSet::Read(const std::string& split, int64_t index) const {
 void ShardSet::Verify() const {
   for (const auto& s : impl_->splits) {
     for (const auto& sh : s.shards) {
-      std::error_code ec;
-      const uint64_t size = fs::file_size(sh.path, ec);
-      if (ec) throw Error(sh.path.string(), "shard file listed in manifest.json is missing");
-      if (size != sh.bytes) {
-        throw Error(sh.path.string(), StrCat("shard is ", size, " bytes but manifest.json says ", sh.bytes,
-                                             ": truncated or modified; rebuild with crop_shards --overwrite"));
-      }
+      CheckShardSize(sh);
       const uint32_t crc = FileCrc32(sh.path);
       if (crc != sh.crc32) {
         throw Error(sh.path.string(), StrCat("checksum mismatch (crc32 ", crc, ", manifest.json says ", sh.crc32,
