@@ -18,18 +18,10 @@ using test::Lines;
 using test::Slurp;
 using test::TempDir;
 
-struct Outcome {
-  int rc = -1;
-  std::string out, err;
-};
+using Outcome = test::ToolOutcome;
 
 Outcome Evaluate(const TempDir& dir, const std::string& args) {
-  Outcome o;
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  o.rc = test::Run(test::Tool("evaluate") + " --threads 2 " + args + " >" + out.string() + " 2>" + err.string());
-  o.out = Slurp(out);
-  o.err = Slurp(err);
-  return o;
+  return test::RunCaptured(dir, "evaluate", "--threads 2 " + args);
 }
 
 std::vector<std::string> Split(const std::string& line) {

@@ -32,20 +32,10 @@ using test::Lines;
 using test::Slurp;
 using test::TempDir;
 
-struct Outcome {
-  int rc = -1;
-  std::string out, err;
-};
+using Outcome = test::ToolOutcome;
 
 // Runs the predict tool with `args`, capturing stdout and stderr apart.
-Outcome Predict(const TempDir& dir, const std::string& args) {
-  Outcome o;
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  o.rc = test::Run(test::Tool("predict") + " " + args + " >" + out.string() + " 2>" + err.string());
-  o.out = Slurp(out);
-  o.err = Slurp(err);
-  return o;
-}
+Outcome Predict(const TempDir& dir, const std::string& args) { return test::RunCaptured(dir, "predict", args); }
 
 double CountOf(const std::string& line) { return std::stod(line.substr(line.find('\t') + 1)); }
 

@@ -178,6 +178,22 @@ inline std::vector<std::string> Lines(const std::string& text) {
   return out;
 }
 
+// A tool's exit status and what it printed on stdout and stderr.
+struct ToolOutcome {
+  int rc = -1;
+  std::string out, err;
+};
+
+// Runs the built `tool` with `args`, capturing stdout and stderr apart in `dir`.
+inline ToolOutcome RunCaptured(const TempDir& dir, const std::string& tool, const std::string& args) {
+  ToolOutcome o;
+  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+  o.rc = Run(Tool(tool) + " " + args + " >" + out.string() + " 2>" + err.string());
+  o.out = Slurp(out);
+  o.err = Slurp(err);
+  return o;
+}
+
 // True when Debian's Python has torch, h5py and cv2 (the PyTorch reference).
 inline bool HavePythonTorch() {
   return Run("/usr/bin/python3 -c 'import torch, h5py, cv2' >/dev/null 2>&1") == 0;
