@@ -2,6 +2,7 @@
 // fragment (a file name, a field, a reason).
 #pragma once
 
+#include <functional>
 #include <initializer_list>
 #include <string>
 
@@ -31,6 +32,16 @@ void ExpectError(Fn&& fn, const std::string& fragment) {
 template <typename Fn>
 void ExpectError(Fn&& fn, const char* fragment) {
   ExpectError(std::forward<Fn>(fn), {std::string(fragment)});
+}
+
+// The message of the csr::Error that `fn` throws, or "" when it throws none.
+inline std::string ErrorOf(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 }  // namespace csr::test

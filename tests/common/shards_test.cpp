@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "tests/test_expect.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -76,14 +77,7 @@ uint64_t FindBytes(const fs::path& p, const uint8_t* data, size_t n) {
   return at;
 }
 
-std::string ErrorOf(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::ErrorOf;
 
 TEST_CASE("crc32 matches zlib's standard check value") {
   CHECK(Crc32("123456789", 9) == 0xCBF43926u);

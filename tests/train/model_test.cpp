@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/h5.h"
+#include "tests/test_expect.h"
 #include "tests/test_util.h"
 #include "train/model.h"
 
@@ -14,14 +15,7 @@ namespace {
 
 using test::TempDir;
 
-std::string ErrorOf(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::ErrorOf;
 
 bool SameWeights(CSRNet& a, CSRNet& b) {
   auto pa = a->named_parameters(), pb = b->named_parameters();

@@ -1,18 +1,9 @@
 // predict: output format, folders, heatmaps and density files, videos,
 // weight formats, tiling, agreement with the PyTorch reference, bad inputs.
-// LibTorch first: its logging defines glog-style CHECK macros, dropped here
-// before doctest defines its own (as tests/train/train_test_util.h does).
+// LibTorch first (tests/train/torch_doctest.h): its CHECK macros clash with doctest's.
+#include "tests/train/torch_doctest.h"
 #include "train/model.h"
 #include "train/trainer.h"
-
-#undef CHECK
-#undef CHECK_EQ
-#undef CHECK_NE
-#undef CHECK_LT
-#undef CHECK_LE
-#undef CHECK_GT
-#undef CHECK_GE
-#include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdio>

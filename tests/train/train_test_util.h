@@ -4,16 +4,7 @@
 // logging defines) and then includes doctest, whose CHECK the tests use.
 #pragma once
 
-#include <torch/torch.h>
-
-#undef CHECK
-#undef CHECK_EQ
-#undef CHECK_NE
-#undef CHECK_LT
-#undef CHECK_LE
-#undef CHECK_GT
-#undef CHECK_GE
-#include <doctest/doctest.h>
+#include "tests/train/torch_doctest.h"
 
 #include <cmath>
 #include <filesystem>
