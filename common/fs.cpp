@@ -1,5 +1,10 @@
 #include "common/fs.h"
 
+#include <zlib.h>
+
+#include <algorithm>
+#include <limits>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -81,6 +86,19 @@ void MakeDirs(const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw Error(dir.string(), StrCat("cannot create folder: ", ec.message()));
+}
+
+uint32_t Crc32(const void* data, size_t n, uint32_t crc) {
+  // zlib takes a uInt length: feed huge buffers in pieces.
+  const auto* p = static_cast<const Bytef*>(data);
+  uLong c = crc;
+  while (n > 0) {
+    const size_t piece = std::min<size_t>(n, std::numeric_limits<uInt>::max());
+    c = crc32(c, p, static_cast<uInt>(piece));
+    p += piece;
+    n -= piece;
+  }
+  return static_cast<uint32_t>(c);
 }
 
 }  // namespace csr

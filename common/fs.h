@@ -1,6 +1,8 @@
 // Filesystem helpers: atomic output files and small utilities.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -37,6 +39,9 @@ bool IsAtomicTemp(const fs::path& name);
 void WriteTextFileAtomic(const fs::path& path, const std::string& text);
 // Reads a whole file; throws csr::Error naming the path.
 std::string ReadTextFile(const fs::path& path);
+
+// zlib's CRC-32 of `n` bytes, continuing from `crc` (0 to start).
+uint32_t Crc32(const void* data, size_t n, uint32_t crc = 0);
 
 // Creates a folder (and parents); throws csr::Error naming it on failure.
 void MakeDirs(const fs::path& dir);

@@ -1,9 +1,18 @@
 #include "common/h5.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 
 #include "common/error.h"
+
+// Every helper touches HDF5 (or H5 objects whose destructors do): the caller
+// must hold h5::Lock, and not only for the call but for the objects' lives.
+#define CSR_H5_LOCKED() CSR_ASSERT(::csr::h5::LockHeld(), "HDF5 used without holding h5::Lock (", __func__, ")")
 
 namespace csr::h5 {
 namespace {
@@ -44,6 +53,7 @@ std::string FileOf(const H5::H5Location& loc) {
 // not a std::exception, so it would bypass RunTool and abort the tool.
 void WriteAttr(H5::H5Object& obj, const std::string& name, const H5::DataType& file_type,
                const H5::DataSpace& space, const H5::DataType& mem_type, const void* data) {
+  CSR_H5_LOCKED();
   Init();
   try {
     H5::Attribute a = obj.createAttribute(name, file_type, space);
@@ -62,7 +72,26 @@ H5::DataSet OpenDataset(const H5::Group& loc, const std::string& name, const std
   }
 }
 
+std::recursive_mutex& GlobalMutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+
+thread_local int t_lock_depth = 0;
+
 }  // namespace
+
+Lock::Lock() {
+  GlobalMutex().lock();
+  ++t_lock_depth;
+}
+
+Lock::~Lock() {
+  --t_lock_depth;
+  GlobalMutex().unlock();
+}
+
+bool LockHeld() { return t_lock_depth > 0; }
 
 void Init() {
   // HDF5's automatic error printing is a per-thread setting in thread-safe
@@ -75,6 +104,7 @@ void Init() {
 }
 
 H5::H5File OpenRead(const std::string& path) {
+  CSR_H5_LOCKED();
   Init();
   if (!std::filesystem::is_regular_file(path)) throw Error(path, "file not found");
   try {
@@ -86,7 +116,13 @@ H5::H5File OpenRead(const std::string& path) {
 }
 
 H5::H5File Create(const std::string& path) {
+  CSR_H5_LOCKED();
   Init();
+  // HDF5 reports a failed open(2) as "H5Fcreate failed" without errno; create
+  // the file first so the message says why (permission, read-only, no space).
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) throw Error(path, StrCat("cannot create HDF5 file: ", std::strerror(errno)));
+  ::close(fd);
   try {
     return H5::H5File(path, H5F_ACC_TRUNC);
   } catch (const H5::Exception& e) {
@@ -95,12 +131,14 @@ H5::H5File Create(const std::string& path) {
 }
 
 bool Exists(const H5::Group& loc, const std::string& name) {
+  CSR_H5_LOCKED();
   Init();
   return H5Lexists(loc.getId(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
 void WriteMat(H5::Group& loc, const std::string& name, const cv::Mat& m, const WriteOptions& opts) {
-  CV_Assert(m.isContinuous() && m.dims == 2);
+  CSR_H5_LOCKED();
+  CSR_ASSERT(m.isContinuous() && m.dims == 2, "WriteMat wants a continuous 2-D cv::Mat");
   const int channels = m.channels();
   std::vector<hsize_t> dims = {static_cast<hsize_t>(m.rows), static_cast<hsize_t>(m.cols)};
   if (channels > 1) dims.push_back(static_cast<hsize_t>(channels));
@@ -122,6 +160,7 @@ void WriteMat(H5::Group& loc, const std::string& name, const cv::Mat& m, const W
 }
 
 cv::Mat ReadMat(const H5::Group& loc, const std::string& name, const std::string& file) {
+  CSR_H5_LOCKED();
   H5::DataSet ds = OpenDataset(loc, name, file);
   try {
     H5::DataSpace space = ds.getSpace();
@@ -150,6 +189,7 @@ cv::Mat ReadMat(const H5::Group& loc, const std::string& name, const std::string
 }
 
 cv::Mat ReadMat2f(const H5::Group& loc, const std::string& name, const std::string& file) {
+  CSR_H5_LOCKED();
   cv::Mat m = ReadMat(loc, name, file);
   if (m.channels() != 1 || m.depth() == CV_8U) {
     throw Error(file, StrCat("dataset '", name, "' is not a 2-D float array"));
@@ -160,6 +200,7 @@ cv::Mat ReadMat2f(const H5::Group& loc, const std::string& name, const std::stri
 
 std::vector<float> ReadFloats(const H5::Group& loc, const std::string& name, const std::string& file,
                               std::vector<hsize_t>* shape) {
+  CSR_H5_LOCKED();
   H5::DataSet ds = OpenDataset(loc, name, file);
   try {
     const H5T_class_t cls = ds.getTypeClass();
@@ -180,6 +221,7 @@ std::vector<float> ReadFloats(const H5::Group& loc, const std::string& name, con
 }
 
 void WriteFloats(H5::Group& loc, const std::string& name, const float* data, const std::vector<hsize_t>& shape) {
+  CSR_H5_LOCKED();
   if (Exists(loc, name)) throw Error(FileOf(loc), StrCat("dataset '", name, "' already exists"));
   try {
     H5::DataSpace space(static_cast<int>(shape.size()), shape.data());
@@ -191,14 +233,17 @@ void WriteFloats(H5::Group& loc, const std::string& name, const float* data, con
 }
 
 void SetAttr(H5::H5Object& obj, const std::string& name, double value) {
+  CSR_H5_LOCKED();
   WriteAttr(obj, name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR), H5::PredType::NATIVE_DOUBLE, &value);
 }
 
 void SetAttr(H5::H5Object& obj, const std::string& name, int64_t value) {
+  CSR_H5_LOCKED();
   WriteAttr(obj, name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR), H5::PredType::NATIVE_INT64, &value);
 }
 
 void SetAttr(H5::H5Object& obj, const std::string& name, const std::string& value) {
+  CSR_H5_LOCKED();
   // Variable-length UTF-8 string: h5py reads it back as a Python str.
   H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
   type.setCset(H5T_CSET_UTF8);
@@ -207,12 +252,16 @@ void SetAttr(H5::H5Object& obj, const std::string& name, const std::string& valu
 }
 
 void SetAttr(H5::H5Object& obj, const std::string& name, const std::vector<int64_t>& value) {
+  CSR_H5_LOCKED();
   hsize_t n = value.size();
   WriteAttr(obj, name, H5::PredType::STD_I64LE, H5::DataSpace(1, &n), H5::PredType::NATIVE_INT64,
             value.empty() ? nullptr : value.data());
 }
 
-bool HasAttr(const H5::H5Object& obj, const std::string& name) { return obj.attrExists(name); }
+bool HasAttr(const H5::H5Object& obj, const std::string& name) {
+  CSR_H5_LOCKED();
+  return obj.attrExists(name);
+}
 
 namespace {
 H5::Attribute OpenAttr(const H5::H5Object& obj, const std::string& name, const std::string& file) {
@@ -222,6 +271,7 @@ H5::Attribute OpenAttr(const H5::H5Object& obj, const std::string& name, const s
 }  // namespace
 
 double GetAttrDouble(const H5::H5Object& obj, const std::string& name, const std::string& file) {
+  CSR_H5_LOCKED();
   try {
     H5::Attribute a = OpenAttr(obj, name, file);
     double v = 0;
@@ -233,6 +283,7 @@ double GetAttrDouble(const H5::H5Object& obj, const std::string& name, const std
 }
 
 int64_t GetAttrInt(const H5::H5Object& obj, const std::string& name, const std::string& file) {
+  CSR_H5_LOCKED();
   try {
     H5::Attribute a = OpenAttr(obj, name, file);
     int64_t v = 0;
@@ -244,6 +295,7 @@ int64_t GetAttrInt(const H5::H5Object& obj, const std::string& name, const std::
 }
 
 std::string GetAttrString(const H5::H5Object& obj, const std::string& name, const std::string& file) {
+  CSR_H5_LOCKED();
   try {
     H5::Attribute a = OpenAttr(obj, name, file);
     H5::StrType type = a.getStrType();
@@ -256,6 +308,7 @@ std::string GetAttrString(const H5::H5Object& obj, const std::string& name, cons
 }
 
 std::vector<int64_t> GetAttrInts(const H5::H5Object& obj, const std::string& name, const std::string& file) {
+  CSR_H5_LOCKED();
   try {
     H5::Attribute a = OpenAttr(obj, name, file);
     const hssize_t n = a.getSpace().getSimpleExtentNpoints();

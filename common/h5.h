@@ -11,6 +11,27 @@
 
 namespace csr::h5 {
 
+// Debian's libhdf5 C library is built thread-safe, but the C++ API on top of
+// it (H5::H5File, H5::Exception, the reference counting of ids) is outside
+// HDF5's thread-safety guarantee, and matio calls HDF5 for v7.3 files under a
+// lock of its own. Two threads in there at once crashed gt_gen on the error
+// paths of a full disk. So every HDF5 call in this project, and every matio
+// call, runs under this one process-wide recursive lock (one lock for both
+// libraries: no lock order to get wrong). Hold a Lock for the whole life of
+// any H5 object (H5::H5File, DataSet, ... close themselves in their
+// destructors, also while an exception unwinds): declare it before them in
+// the same scope. Every helper below CSR_ASSERTs that it is held.
+class Lock {
+ public:
+  Lock();
+  ~Lock();
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+};
+
+// Whether the calling thread holds the HDF5 lock.
+bool LockHeld();
+
 // Silences HDF5's automatic error printing for the calling thread (a per-thread
 // setting in thread-safe builds); cheap and idempotent, the helpers call it.
 void Init();

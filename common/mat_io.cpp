@@ -13,18 +13,15 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/h5.h"
 
 namespace csr {
 namespace {
 
-// matio keeps global state (its log callback) and is not documented as
-// thread-safe; gt_gen reads annotations from several threads, so every matio
-// call in the process goes through this one lock.
-std::mutex& MatioMutex() {
-  static std::mutex m;
-  return m;
-}
-
+// matio keeps global state (its log callback), is not documented as
+// thread-safe, and calls HDF5 for v7.3 files: every matio call in the process
+// runs under the HDF5 lock (h5::Lock), one lock for both libraries, so that
+// matio's HDF5 calls never overlap the project's own.
 // Messages matio logged during the current locked call. matio reports
 // problems (truncated zlib streams, bad tags) by logging and sometimes still
 // returns a partial variable, so any message makes the read fail.
@@ -40,7 +37,7 @@ void CaptureMatioLog(int level, char* message) {
 // letting it print to stderr.
 class MatioSession {
  public:
-  MatioSession() : lock_(MatioMutex()) {
+  MatioSession() {
     static std::once_flag once;
     std::call_once(once, [] { Mat_LogInitFunc("csrnet", CaptureMatioLog); });
     // v7.3 files go through HDF5, whose error printing is per thread in the
@@ -56,7 +53,7 @@ class MatioSession {
   std::string FirstLog() const { return log_.empty() ? std::string() : log_.front(); }
 
  private:
-  std::lock_guard<std::mutex> lock_;
+  h5::Lock lock_;  // first member: held until every other member is gone
   std::vector<std::string> log_;
 };
 
@@ -309,20 +306,170 @@ bool HasVariable(mat_t* mat, const char* name) {
   return false;
 }
 
-// matio does not always report an HDF5 body that fails to open (a truncated
-// v7.3 file looks like one without variables), so try it directly first.
-void CheckHdf5Opens(const std::string& path) {
-  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) throw Error(path, "corrupt or truncated MATLAB v7.3 (HDF5) MAT-file: HDF5 cannot open it");
-  H5Fclose(f);
+
+// ---- MATLAB v7.3 read directly with the HDF5 C API (under h5::Lock) ----
+// matio's v7.3 reader only understands attributes exactly as MATLAB writes
+// them; h5py (NULLPAD fixed strings) and others lay out the same structure
+// slightly differently. MATLAB's layout: image_info is a 1x1 dataset of object
+// references (MATLAB_class "cell") to a group (MATLAB_class "struct") whose
+// datasets are the fields; an N x 2 MATLAB array is an HDF5 (2, N) dataset,
+// and an empty one holds its dimensions with MATLAB_empty = 1.
+
+// Owns one HDF5 id; closes it with the right H5*close (still under the lock).
+class Hid {
+ public:
+  explicit Hid(hid_t id = -1) : id_(id) {}
+  ~Hid() {
+    if (id_ >= 0) H5Idec_ref(id_);
+  }
+  Hid(const Hid&) = delete;
+  Hid& operator=(const Hid&) = delete;
+  hid_t get() const { return id_; }
+  bool ok() const { return id_ >= 0; }
+
+ private:
+  hid_t id_;
+};
+
+// The string value of attribute `name` on `obj` ("" when absent): fixed or
+// variable length, any padding.
+std::string StringAttr(hid_t obj, const char* name) {
+  if (H5Aexists(obj, name) <= 0) return "";
+  Hid attr(H5Aopen(obj, name, H5P_DEFAULT));
+  Hid type(attr.ok() ? H5Aget_type(attr.get()) : -1);
+  if (!type.ok() || H5Tget_class(type.get()) != H5T_STRING) return "";
+  std::string out;
+  if (H5Tis_variable_str(type.get()) > 0) {
+    Hid mem(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mem.get(), H5T_VARIABLE);
+    char* p = nullptr;
+    if (H5Aread(attr.get(), mem.get(), &p) >= 0 && p != nullptr) out = p;
+    if (p != nullptr) H5free_memory(p);
+  } else {
+    const size_t n = H5Tget_size(type.get());
+    if (n == 0 || n > 4096) return "";
+    std::vector<char> buf(n, '\0');
+    if (H5Aread(attr.get(), type.get(), buf.data()) >= 0) out.assign(buf.data(), n);
+  }
+  while (!out.empty() && (out.back() == '\0' || out.back() == ' ')) out.pop_back();
+  return out.substr(0, out.find('\0'));
+}
+
+bool IsMatlabEmpty(hid_t obj) {
+  if (H5Aexists(obj, "MATLAB_empty") <= 0) return false;
+  Hid attr(H5Aopen(obj, "MATLAB_empty", H5P_DEFAULT));
+  unsigned char v = 0;
+  return attr.ok() && H5Aread(attr.get(), H5T_NATIVE_UCHAR, &v) >= 0 && v != 0;
+}
+
+// A real numeric dataset as doubles (row-major over its HDF5 dims).
+std::vector<double> ReadDoubles73(hid_t ds, const std::string& what, const std::string& path,
+                                  std::vector<hsize_t>* dims) {
+  Hid type(H5Dget_type(ds));
+  const H5T_class_t cls = type.ok() ? H5Tget_class(type.get()) : H5T_NO_CLASS;
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
+    throw Error(path, StrCat(what, " is not a real numeric array (HDF5 class ", static_cast<int>(cls), ")"));
+  }
+  Hid space(H5Dget_space(ds));
+  const int rank = space.ok() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  if (rank < 0 || rank > 8) throw Error(path, StrCat(what, " has an unreadable shape (corrupt file)"));
+  dims->assign(static_cast<size_t>(rank), 0);
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims->data(), nullptr);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  // The data must fit the file (a corrupt header can claim any size).
+  if (n < 0 || static_cast<uintmax_t>(n) > fs::file_size(path) / std::max<size_t>(1, H5Tget_size(type.get()))) {
+    throw Error(path, StrCat(what, " claims ", n, " elements, more than the file holds (corrupt file)"));
+  }
+  std::vector<double> v(static_cast<size_t>(n));
+  if (n > 0 && H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0) {
+    throw Error(path, StrCat("cannot read ", what, " (corrupt or truncated v7.3 MAT-file)"));
+  }
+  return v;
+}
+
+// Opens image_info{1}: through the cell's object reference, or a bare struct group.
+hid_t OpenInfoStruct73(hid_t file, const std::string& path) {
+  H5O_info_t info;
+  if (H5Oget_info_by_name2(file, "image_info", &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+    throw Error(path, "cannot read image_info (corrupt v7.3 MAT-file)");
+  }
+  if (info.type == H5O_TYPE_GROUP) return H5Gopen2(file, "image_info", H5P_DEFAULT);
+  Hid ds(H5Dopen2(file, "image_info", H5P_DEFAULT));
+  const std::string cls = ds.ok() ? StringAttr(ds.get(), "MATLAB_class") : "";
+  Hid type(ds.ok() ? H5Dget_type(ds.get()) : -1);
+  if (cls != "cell" || !type.ok() || H5Tget_class(type.get()) != H5T_REFERENCE) {
+    throw Error(path, StrCat("image_info is ", cls.empty() ? std::string("not a cell") : "of class " + cls,
+                             ", expected a 1 x 1 cell holding a struct"));
+  }
+  Hid space(H5Dget_space(ds.get()));
+  if (H5Sget_simple_extent_npoints(space.get()) != 1) throw Error(path, "image_info is not a 1 x 1 cell");
+  hobj_ref_t ref{};
+  if (H5Dread(ds.get(), H5T_STD_REF_OBJ, H5S_ALL, H5S_ALL, H5P_DEFAULT, &ref) < 0) {
+    throw Error(path, "cannot read image_info's reference (corrupt v7.3 MAT-file)");
+  }
+  const hid_t target = H5Rdereference2(ds.get(), H5P_DEFAULT, H5R_OBJECT, &ref);
+  if (target < 0) throw Error(path, "image_info{1} is missing (dangling reference)");
+  if (H5Iget_type(target) != H5I_GROUP) {
+    H5Idec_ref(target);
+    throw Error(path, "image_info{1} is not a struct");
+  }
+  return target;
+}
+
+// `name` inside the struct as doubles, or nullopt-like false when absent.
+bool ReadField73(hid_t st, const char* name, const std::string& path, std::vector<double>* v,
+                 std::vector<hsize_t>* dims) {
+  if (H5Lexists(st, name, H5P_DEFAULT) <= 0) return false;
+  Hid ds(H5Dopen2(st, name, H5P_DEFAULT));
+  if (!ds.ok()) throw Error(path, StrCat("field '", name, "' is not an array (corrupt v7.3 MAT-file)"));
+  if (IsMatlabEmpty(ds.get())) {
+    v->clear();
+    dims->clear();
+    return true;
+  }
+  *v = ReadDoubles73(ds.get(), name, path, dims);
+  return true;
+}
+
+Annotation ReadMat73(const std::string& path) {
+  h5::Lock lock;  // before any id: their closers call HDF5
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  Hid file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.ok()) throw Error(path, "corrupt or truncated MATLAB v7.3 (HDF5) MAT-file: HDF5 cannot open it");
+  if (H5Lexists(file.get(), "image_info", H5P_DEFAULT) <= 0) {
+    throw Error(path, "no variable 'image_info' in this MATLAB v7.3 file");
+  }
+  Hid st(OpenInfoStruct73(file.get(), path));
+  if (!st.ok()) throw Error(path, "cannot open image_info{1} (corrupt v7.3 MAT-file)");
+  Annotation a;
+  std::vector<double> v;
+  std::vector<hsize_t> dims;
+  if (!ReadField73(st.get(), "location", path, &v, &dims)) throw Error(path, "image_info has no field 'location'");
+  if (!v.empty()) {
+    if (dims.size() != 2 || dims[0] != 2) {
+      throw Error(path, StrCat("location is ", dims.size() == 2 ? dims[1] : 0, " x ",
+                               dims.empty() ? 0 : dims[0], ", expected N x 2"));
+    }
+    const size_t n = dims[1];
+    a.points.resize(n);
+    for (size_t i = 0; i < n; ++i) a.points[i] = {v[i], v[n + i]};  // MATLAB column-major: x column, then y
+  }
+  if (ReadField73(st.get(), "number", path, &v, &dims)) {
+    if (v.size() != 1) throw Error(path, StrCat("number has ", v.size(), " elements, expected a numeric scalar"));
+    if (!std::isfinite(v[0]) || v[0] < 0 || v[0] > 9.0e15 || v[0] != std::floor(v[0])) {
+      throw Error(path, StrCat("number is ", v[0], ", expected a non-negative whole number"));
+    }
+    a.number = static_cast<int64_t>(v[0]);
+  }
+  return a;
 }
 
 }  // namespace
 
 Annotation ReadAnnotation(const std::string& path) {
   const MatKind kind = ProbeFile(path);
+  if (kind == MatKind::kMat73) return ReadMat73(path);
   MatioSession session;
-  if (kind == MatKind::kMat73) CheckHdf5Opens(path);
   MatFilePtr mat(Mat_Open(path.c_str(), MAT_ACC_RDONLY));
   if (!mat) {
     if (kind == MatKind::kMat73) throw Error(path, kV73Unreadable);

@@ -10,10 +10,14 @@
 #include <thread>
 #include <vector>
 
+#include <sys/wait.h>
+#include <csignal>
+
 #include <opencv2/core.hpp>
 
 #include "common/error.h"
 #include "tests/test_expect.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -82,6 +86,7 @@ fs::path WriteSmallFile(const test::TempDir& dir, const std::string& name) {
 }
 
 TEST_CASE("h5: a CV_32F matrix round-trips bit-exactly as a 2-D float32 dataset") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = (dir / "a.h5").string();
   const cv::Mat m = RandomMat(37, 53, CV_32F, 7);
@@ -97,6 +102,7 @@ TEST_CASE("h5: a CV_32F matrix round-trips bit-exactly as a 2-D float32 dataset"
 }
 
 TEST_CASE("h5: a CV_64F matrix is stored as float64 and ReadMat2f returns it as float32") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = (dir / "d.h5").string();
   const cv::Mat m = RandomMat(20, 31, CV_64F, 3);
@@ -115,6 +121,7 @@ TEST_CASE("h5: a CV_64F matrix is stored as float64 and ReadMat2f returns it as 
 }
 
 TEST_CASE("h5: a CV_8UC3 image round-trips as an H x W x 3 uint8 dataset") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = (dir / "img.h5").string();
   const cv::Mat img = RandomMat(15, 22, CV_8UC3, 11);
@@ -130,6 +137,7 @@ TEST_CASE("h5: a CV_8UC3 image round-trips as an H x W x 3 uint8 dataset") {
 }
 
 TEST_CASE("h5: chunked deflate datasets are chunked, compressed, smaller and read back unchanged") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = (dir / "z.h5").string();
   // Smooth data compresses well; random data would not.
@@ -160,6 +168,7 @@ TEST_CASE("h5: chunked deflate datasets are chunked, compressed, smaller and rea
 }
 
 TEST_CASE("h5: a chunk taller than the matrix is clamped to its height") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = (dir / "c.h5").string();
   const cv::Mat m = RandomMat(5, 9, CV_32F, 2);
@@ -172,6 +181,7 @@ TEST_CASE("h5: a chunk taller than the matrix is clamped to its height") {
 }
 
 TEST_CASE("h5: WriteFloats and ReadFloats round-trip an N-D array with its shape") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = (dir / "w.h5").string();
   std::vector<float> data(2 * 3 * 4 * 5);
@@ -187,6 +197,7 @@ TEST_CASE("h5: WriteFloats and ReadFloats round-trip an N-D array with its shape
 }
 
 TEST_CASE("h5: double, int64, string and int-vector attributes round-trip") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = (dir / "attrs.h5").string();
   const std::string utf8 = "crop \xC3\xA9t\xC3\xA9 IMG_12.jpg";
@@ -214,6 +225,7 @@ TEST_CASE("h5: double, int64, string and int-vector attributes round-trip") {
 }
 
 TEST_CASE("h5: a missing or mistyped attribute throws an Error naming the file and attribute") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = WriteSmallFile(dir, "s.h5").string();
   H5::H5File f = h5::OpenRead(path);
@@ -223,12 +235,11 @@ TEST_CASE("h5: a missing or mistyped attribute throws an Error naming the file a
   ExpectError([&] { h5::GetAttrInts(f, "absent", path); }, {path, "absent"});
 }
 
-TEST_CASE("h5: files and attributes we write read back in h5py with the same values and types") {
-  if (!fs::exists("/usr/bin/python3") ||
-      test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") != 0) {
-    MESSAGE("skipped: /usr/bin/python3 with h5py not available");
-    return;
-  }
+TEST_CASE("h5: files and attributes we write read back in h5py with the same values and types" * doctest::test_suite("optional")) {
+  h5::Lock lock;  // every h5 helper asserts it is held
+  CSR_SKIP_UNLESS(fs::exists("/usr/bin/python3") &&
+                      test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") == 0,
+                  csr::test::kNeedPython, "needs /usr/bin/python3 with h5py");
   test::TempDir dir;
   const std::string path = (dir / "interop.h5").string();
   cv::Mat m(3, 4, CV_32F);
@@ -273,12 +284,11 @@ print('ok')
   CHECK(out.find("ok") != std::string::npos);
 }
 
-TEST_CASE("h5: a file written by h5py (float64 map, int attribute, bytes string) reads back") {
-  if (!fs::exists("/usr/bin/python3") ||
-      test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") != 0) {
-    MESSAGE("skipped: /usr/bin/python3 with h5py not available");
-    return;
-  }
+TEST_CASE("h5: a file written by h5py (float64 map, int attribute, bytes string) reads back" * doctest::test_suite("optional")) {
+  h5::Lock lock;  // every h5 helper asserts it is held
+  CSR_SKIP_UNLESS(fs::exists("/usr/bin/python3") &&
+                      test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") == 0,
+                  csr::test::kNeedPython, "needs /usr/bin/python3 with h5py");
   test::TempDir dir;
   const std::string path = (dir / "py.h5").string();
   const std::string cmd = "/usr/bin/python3 -c \"import h5py, numpy as np; f = h5py.File('" + path +
@@ -296,6 +306,7 @@ TEST_CASE("h5: a file written by h5py (float64 map, int attribute, bytes string)
 }
 
 TEST_CASE("h5: OpenRead on a truncated HDF5 file throws an Error naming it, without an HDF5 error stack") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const fs::path p = WriteSmallFile(dir, "cut.h5");
   fs::resize_file(p, fs::file_size(p) / 2);
@@ -305,6 +316,7 @@ TEST_CASE("h5: OpenRead on a truncated HDF5 file throws an Error naming it, with
 }
 
 TEST_CASE("h5: OpenRead on a text file or a missing file throws an Error naming it, printing nothing") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const fs::path text = dir / "notes.h5";
   std::ofstream(text) << "this is not HDF5\n";
@@ -318,12 +330,16 @@ TEST_CASE("h5: OpenRead on a text file or a missing file throws an Error naming 
 
 TEST_CASE("h5: errors on a new thread print no HDF5 error stack either") {
   test::TempDir dir;
-  const fs::path p = WriteSmallFile(dir, "cut.h5");
+  const fs::path p = [&] {
+    h5::Lock lock;
+    return WriteSmallFile(dir, "cut.h5");
+  }();
   fs::resize_file(p, fs::file_size(p) / 2);
   const std::string err = CaptureStderr(dir / "stderr.txt", [&] {
     bool threw = false;
     std::thread t([&] {
       try {
+        h5::Lock lock;
         h5::OpenRead(p.string());
       } catch (const Error&) {
         threw = true;
@@ -336,6 +352,7 @@ TEST_CASE("h5: errors on a new thread print no HDF5 error stack either") {
 }
 
 TEST_CASE("h5: a missing dataset throws an Error naming the file and the dataset") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = WriteSmallFile(dir, "s.h5").string();
   H5::H5File f = h5::OpenRead(path);
@@ -351,6 +368,7 @@ TEST_CASE("h5: a missing dataset throws an Error naming the file and the dataset
 }
 
 TEST_CASE("h5: a dataset of the wrong rank or type throws an Error naming it") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = (dir / "r.h5").string();
   {
@@ -365,6 +383,7 @@ TEST_CASE("h5: a dataset of the wrong rank or type throws an Error naming it") {
 }
 
 TEST_CASE("h5: an empty int-vector attribute round-trips as an empty list") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = (dir / "e.h5").string();
   {
@@ -376,6 +395,7 @@ TEST_CASE("h5: an empty int-vector attribute round-trips as an empty list") {
 }
 
 TEST_CASE("h5: writing a dataset whose name is taken throws an Error naming the file and the dataset") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   test::TempDir dir;
   const std::string path = (dir / "dup.h5").string();
   H5::H5File f = h5::Create(path);
@@ -389,6 +409,7 @@ TEST_CASE("h5: writing a dataset whose name is taken throws an Error naming the 
 }
 
 TEST_CASE("h5: an attribute that cannot be written throws csr::Error naming the file and the attribute") {
+  h5::Lock lock;  // every h5 helper asserts it is held
   // H5::Exception is not a std::exception: one escaping would bypass RunTool
   // and abort the tool instead of printing one line.
   test::TempDir dir;
@@ -406,6 +427,28 @@ TEST_CASE("h5: an attribute that cannot be written throws csr::Error naming the 
     ExpectError([&] { h5::SetAttr(f, "box", std::vector<int64_t>{1, 2}); }, {path, "box"});
   });
   CHECK_MESSAGE(err.empty(), "stderr: " << err);
+}
+
+TEST_CASE("h5: a helper called without h5::Lock aborts with an internal error, in Release too") {
+  test::TempDir dir;
+  const fs::path p = [&] {
+    h5::Lock lock;
+    return WriteSmallFile(dir, "ok.h5");
+  }();
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    h5::OpenRead(p.string());  // no lock: must abort, never return
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFSIGNALED(status));
+  if (WIFSIGNALED(status)) CHECK(WTERMSIG(status) == SIGABRT);
 }
 
 }  // namespace

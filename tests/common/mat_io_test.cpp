@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/image_io.h"
 #include "tests/test_expect.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -319,6 +320,50 @@ TEST_CASE("MATLAB v7.3 (HDF5) files: read when well-formed, clear errors otherwi
   // The header text alone, without an HDF5 body.
   WriteBytes(dir / "text73.mat", header + std::string(600, '\0'));
   ExpectError([&] { ReadAnnotation((dir / "text73.mat").string()); }, "MATLAB v7.3 header but no HDF5 content");
+}
+
+// h5py lays a v7.3 file out as MATLAB does (image_info: 1x1 dataset of object
+// references to a struct group under #refs#), but writes its MATLAB_class
+// attributes as NULLPAD fixed strings, which matio took for "empty".
+constexpr const char* kH5pyV73 = R"PY(
+import sys, h5py, numpy as np
+path, n = sys.argv[1], int(sys.argv[2])
+pts = np.array([[10.5 + i, 20.25 + 2 * i] for i in range(n)], dtype=np.float64).reshape(n, 2)
+with h5py.File(path, 'w', userblock_size=512) as f:
+    s = f.create_group('#refs#').create_group('b')
+    s.attrs['MATLAB_class'] = np.bytes_('struct')
+    if n:
+        loc = s.create_dataset('location', data=pts.T)  # MATLAB N x 2 is HDF5 (2, N)
+    else:
+        loc = s.create_dataset('location', data=np.array([0, 2], dtype=np.uint64))
+        loc.attrs['MATLAB_empty'] = np.uint8(1)
+    loc.attrs['MATLAB_class'] = np.bytes_('double')
+    num = s.create_dataset('number', data=np.array([[n]], dtype=np.float64))
+    num.attrs['MATLAB_class'] = np.bytes_('double')
+    ii = f.create_dataset('image_info', shape=(1, 1), dtype=h5py.ref_dtype)
+    ii[0, 0] = s.ref
+    ii.attrs['MATLAB_class'] = np.bytes_('cell')
+hdr = b'MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 .'
+with open(path, 'r+b') as f:
+    f.write((hdr.ljust(116, b' ') + b'\x00' * 8 + b'\x00\x02IM').ljust(512, b'\x00'))
+)PY";
+
+TEST_CASE("MATLAB v7.3 files written by h5py in the ShanghaiTech layout are read" * doctest::test_suite("optional")) {
+  CSR_SKIP_UNLESS(test::Run("/usr/bin/python3 -c 'import h5py, numpy'") == 0, csr::test::kNeedPython,
+                  "needs /usr/bin/python3 with h5py");
+  test::TempDir dir;
+  {
+    std::ofstream(dir / "mk.py") << kH5pyV73;
+  }
+  for (int n : {3, 1, 0}) {
+    CAPTURE(n);
+    const fs::path mat = dir / StrCat("h5py_", n, ".mat");
+    REQUIRE(test::Run(StrCat("/usr/bin/python3 ", (dir / "mk.py").string(), " ", mat.string(), " ", n)) == 0);
+    const Annotation a = ReadAnnotation(mat.string());
+    REQUIRE(a.points.size() == static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) CHECK(a.points[i] == std::array<double, 2>{10.5 + i, 20.25 + 2 * i});
+    CHECK(a.number == n);
+  }
 }
 
 TEST_CASE("matio's own messages never reach stderr") {
