@@ -123,8 +123,15 @@ Discovery DiscoverPart(const fs::path& root, const std::string& part, const std:
     // "all" takes the splits that exist; a named split must exist.
     if (split == s || (split == "all" && fs::is_directory(d.part_dir / (s + "_data")))) ScanSplit(d.part_dir, s, &d);
   }
-  if (split == "all" && d.samples.empty() && d.unannotated_images.empty()) {
-    throw Error(d.part_dir.string(), "no train_data or test_data folder with images");
+  // Nothing to process is an error, not an empty success: a wrong --root or
+  // an emptied images/ folder must not look like a finished run.
+  if (d.samples.empty() && d.unannotated_images.empty()) {
+    const std::string where = split == "all" ? d.part_dir.string() : (d.part_dir / (split + "_data") / "images").string();
+    const std::string orphans =
+        d.orphan_annotations.empty() ? "" : StrCat(" (", d.orphan_annotations.size(), " annotation(s) without image)");
+    throw Error(where, StrCat(split == "all" ? "no images in train_data/images or test_data/images"
+                                             : "no images (.jpg, .png) in this folder",
+                              orphans));
   }
   return d;
 }

@@ -30,7 +30,8 @@ struct Discovery {
 };
 
 // `part` is "A" or "B"; `split` is "train", "test" or "all". Throws
-// csr::Error naming the root when the part or a split folder is missing.
+// csr::Error naming the root when the part or a split folder is missing, and
+// naming the images folder (or the part for "all") when there is no image at all.
 Discovery DiscoverPart(const fs::path& root, const std::string& part, const std::string& split);
 
 // The part's folder under root ("part_A_final" or "part_A"); throws if absent.

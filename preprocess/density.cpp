@@ -9,6 +9,7 @@
 #include <tbb/parallel_for.h>
 
 #include "common/error.h"
+#include "common/fs.h"
 
 namespace csr {
 namespace {
@@ -27,33 +28,87 @@ struct PixelCloud {
 using KdTree = nanoflann::KDTreeSingleIndexAdaptor<nanoflann::L2_Simple_Adaptor<double, PixelCloud>, PixelCloud, 2,
                                                    size_t>;
 
+// The normalised 1-D Gaussian of one head, evaluated on demand instead of
+// stored: only offsets that land in the image are ever needed, so the cost is
+// bounded by the image whatever sigma is (a radius of 4 * 6e8 does not fit an
+// int, and a vector of it does not fit memory).
+struct Weights {
+  double k = 0;           // -1 / (2 sigma^2)
+  int64_t radius = 0;     // scipy's int(truncate * sigma + 0.5), saturated
+  int64_t reach = 0;      // offsets used: min(radius, cap)
+  double sum = 1;         // sum of exp(k x^2) over [-radius, radius]
+  bool truncated = false; // radius > cap: sum is analytic, reflect copies are cut
+  double operator()(int64_t x) const { return std::exp(k * static_cast<double>(x) * static_cast<double>(x)) / sum; }
+};
+
+// Above this radius the normalising sum is computed in closed form and the
+// kernel is cut. `extent` is the image's larger side: for constant borders
+// nothing past it can land in the image; 4x leaves the usual cases (one head:
+// sigma = (W+H)/8, radius (W+H)/2) on the exact path, bit-identical to scipy's.
+int64_t ExactRadiusCap(int extent) { return 4 * static_cast<int64_t>(extent) + 256; }
+
+Weights MakeWeights(double sigma, double truncate, int extent) {
+  Weights w;
+  const double r = truncate * sigma + 0.5;
+  w.radius = r < 4.0e18 ? static_cast<int64_t>(r) : int64_t{4000000000000000000};
+  w.k = -0.5 / (sigma * sigma);
+  const int64_t cap = ExactRadiusCap(extent);
+  w.truncated = w.radius > cap;
+  w.reach = std::min(w.radius, cap);
+  if (!w.truncated) {
+    // The same terms in the same order as GaussianKernel1D, so the weights are
+    // bit-identical to it.
+    double sum = 0.0;
+    for (int64_t x = -w.radius; x <= w.radius; ++x) sum += std::exp(w.k * x * x);
+    w.sum = sum;
+    return w;
+  }
+  // Euler-Maclaurin: the integral, the two end terms and the first correction;
+  // here sigma > cap / truncate is large, so the rest is far below float precision.
+  const double R = static_cast<double>(w.radius);
+  const double fR = std::exp(w.k * R * R);
+  w.sum = sigma * std::sqrt(2.0 * M_PI) * std::erf(R / (sigma * std::sqrt(2.0))) + fR - R * fR / (6.0 * sigma * sigma);
+  return w;
+}
+
+// Sum of the weights of the mirror copies of an impulse at `centre` that land
+// on pixel i (half-sample symmetric extension, period 2*length), within reach.
+double ReflectedWeight(const Weights& w, int centre, int length, int i) {
+  const int64_t period = 2 * static_cast<int64_t>(length);
+  double s = 0.0;
+  for (int64_t base : {static_cast<int64_t>(centre), static_cast<int64_t>(-1) - centre}) {
+    // Copies q = base + period*m with |q - i| <= reach.
+    const int64_t m_lo = static_cast<int64_t>(std::ceil(static_cast<double>(i - w.reach - base) / period));
+    const int64_t m_hi = static_cast<int64_t>(std::floor(static_cast<double>(i + w.reach - base) / period));
+    for (int64_t m = m_lo; m <= m_hi; ++m) s += w(base + period * m - i);
+  }
+  return s;
+}
+
 // 1-D profile of one kernel over [lo, hi] (image coordinates), honouring the
 // border mode. Returns the profile; `lo`/`hi` are set to the clipped range.
-std::vector<float> Profile(const std::vector<double>& w, int centre, int length, bool reflect, bool renormalise,
-                           int* lo, int* hi) {
-  const int radius = static_cast<int>(w.size() / 2);
-  *lo = std::max(0, centre - radius);
-  *hi = std::min(length - 1, centre + radius);
+std::vector<float> Profile(const Weights& w, int centre, int length, bool reflect, bool renormalise, int* lo,
+                           int* hi) {
+  *lo = static_cast<int>(std::max<int64_t>(0, centre - w.reach));
+  *hi = static_cast<int>(std::min<int64_t>(length - 1, centre + w.reach));
   std::vector<double> acc(static_cast<size_t>(*hi - *lo + 1), 0.0);
   if (!reflect) {
-    for (int i = *lo; i <= *hi; ++i) acc[i - *lo] = w[i - centre + radius];
+    for (int i = *lo; i <= *hi; ++i) acc[i - *lo] = w(i - centre);
+  } else if (!w.truncated) {
+    for (int i = *lo; i <= *hi; ++i) acc[i - *lo] = ReflectedWeight(w, centre, length, i);
   } else {
-    // Half-sample symmetric extension (d c b a | a b c d | d c b a) has period
-    // 2*length; the impulse at `centre` appears at centre + 2*length*m and at
-    // -1 - centre + 2*length*m. Every copy within `radius` of a pixel adds.
-    const int period = 2 * length;
-    for (int i = *lo; i <= *hi; ++i) {
-      double s = 0.0;
-      for (int base : {centre, -1 - centre}) {
-        // Copies q = base + period*m with |q - i| <= radius.
-        const int m_lo = static_cast<int>(std::ceil(static_cast<double>(i - radius - base) / period));
-        const int m_hi = static_cast<int>(std::floor(static_cast<double>(i + radius - base) / period));
-        for (int m = m_lo; m <= m_hi; ++m) s += w[base + period * m - i + radius];
-      }
-      acc[i - *lo] = s;
+    // Cut kernel (then lo = 0, hi = length - 1): fold a window of whole mirror
+    // periods around the head, so every pixel gets the same number of copies
+    // and a flat kernel stays flat.
+    const int64_t period = 2 * static_cast<int64_t>(length);
+    const int64_t half = (w.reach + period - 1) / period * length;  // >= reach, a multiple of length
+    for (int64_t d = -half; d < half; ++d) {
+      const int64_t q = ((centre + d) % period + period) % period;
+      acc[static_cast<size_t>(q < length ? q : period - 1 - q)] += w(d);
     }
   }
-  if (renormalise) {
+  // A reflected kernel keeps all its mass; when it was cut, restore that.
+  if (renormalise || (reflect && w.truncated)) {
     const double total = std::accumulate(acc.begin(), acc.end(), 0.0);
     if (total > 0) {
       for (double& v : acc) v /= total;
@@ -156,7 +211,8 @@ cv::Mat RenderDensity(const std::vector<HeadPixel>& pixels, const std::vector<do
   std::vector<Kernel> kernels(n);
   tbb::parallel_for(tbb::blocked_range<size_t>(0, n, 64), [&](const tbb::blocked_range<size_t>& r) {
     for (size_t i = r.begin(); i != r.end(); ++i) {
-      const std::vector<double> w = GaussianKernel1D(sigmas[i], options.truncate);
+      CSR_ASSERT(sigmas[i] > 0 && std::isfinite(sigmas[i]), "head ", i, " has sigma ", sigmas[i]);
+      const Weights w = MakeWeights(sigmas[i], options.truncate, std::max(width, height));
       Kernel& k = kernels[i];
       k.rows = Profile(w, pixels[i].row, height, reflect, exact, &k.row_lo, &k.row_hi);
       k.cols = Profile(w, pixels[i].col, width, reflect, exact, &k.col_lo, &k.col_hi);
@@ -186,6 +242,13 @@ cv::Mat RenderDensity(const std::vector<HeadPixel>& pixels, const std::vector<do
     }
   });
   return density;
+}
+
+uint32_t DensityCrc32(const cv::Mat& density) {
+  CSR_ASSERT(density.type() == CV_32F, "DensityCrc32 wants a CV_32F map, got type ", density.type());
+  uint32_t crc = 0;
+  for (int r = 0; r < density.rows; ++r) crc = Crc32(density.ptr<float>(r), density.cols * sizeof(float), crc);
+  return crc;
 }
 
 std::string DescribeSettings(const DensityOptions& o) {

@@ -65,6 +65,12 @@ std::vector<double> HeadSigmas(const std::vector<HeadPixel>& pixels, int width, 
 cv::Mat RenderDensity(const std::vector<HeadPixel>& pixels, const std::vector<double>& sigmas, int width,
                       int height, const DensityOptions& options);
 
+// The attribute gt_gen stores the density's CRC-32 in (maps from older
+// versions and from the Python script have none), and the CRC-32 of a
+// CV_32F map's bytes in row-major order, as written to the file.
+inline constexpr const char* kDensityCrcAttr = "density_crc32";
+uint32_t DensityCrc32(const cv::Mat& density);
+
 // A one-line description of the settings, stored with each map to decide
 // whether an existing output is up to date.
 std::string DescribeSettings(const DensityOptions& options);

@@ -8,6 +8,8 @@
 #include <mutex>
 #include <set>
 
+#include <sys/statvfs.h>
+
 #include <nlohmann/json.hpp>
 #include <tbb/global_control.h>
 #include <tbb/info.h>
@@ -45,6 +47,7 @@ bool UpToDate(const Sample& s, const std::string& settings) {
     return false;
   }
   try {
+    h5::Lock lock;  // before the file: its destructor calls HDF5
     H5::H5File f = h5::OpenRead(s.density.string());
     return h5::HasAttr(f, "settings") && h5::GetAttrString(f, "settings", s.density.string()) == settings &&
            h5::Exists(f, "density");
@@ -53,32 +56,54 @@ bool UpToDate(const Sample& s, const std::string& settings) {
   }
 }
 
+// Why writing into `dir` failed, when the file system can tell: HDF5's own
+// message ("H5Fcreate failed", "write failed") names neither the cause nor the map.
+std::string WriteFailureReason(const fs::path& dir, const std::string& hdf5_reason) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) == 0) {
+    if (st.f_flag & ST_RDONLY) return "read-only file system";
+    if (st.f_bavail == 0) return "no space left on device";
+  }
+  return hdf5_reason;
+}
+
+// Under the HDF5 lock: the file, its dataset and attributes. The density map
+// is rendered before, outside the lock, so threads only queue for the write.
+void WriteDensityFile(const fs::path& temp, const cv::Mat& density, const HeadPixels& heads,
+                      const DensityOptions& o, const std::string& settings, const Sample& s) {
+  h5::Lock lock;  // declared before the file, so its destructor (even while unwinding) is locked too
+  H5::H5File f = h5::Create(temp.string());
+  h5::WriteMat(f, "density", density);
+  h5::SetAttr(f, "annotation_count", heads.annotations);
+  h5::SetAttr(f, "head_pixels", static_cast<int64_t>(heads.pixels.size()));
+  h5::SetAttr(f, "merged_points", heads.merged);
+  h5::SetAttr(f, "outside_points", heads.outside);
+  h5::SetAttr(f, "density_sum", cv::sum(density)[0]);
+  h5::SetAttr(f, kDensityCrcAttr, static_cast<int64_t>(DensityCrc32(density)));
+  h5::SetAttr(f, "mode", o.mode);
+  h5::SetAttr(f, "kernel", o.kernel);
+  h5::SetAttr(f, "sigma_rule", o.kernel == "fixed" ? StrCat("fixed sigma=", o.sigma)
+                                                   : StrCat("adaptive beta=", o.beta, " k=", o.neighbors));
+  h5::SetAttr(f, "border", o.border);
+  h5::SetAttr(f, "settings", settings);
+  h5::SetAttr(f, "source_image", s.image.filename().string());
+  h5::SetAttr(f, "tool_version", std::string("csrnet-cpp gt_gen ") + CSR_VERSION);
+  try {
+    f.close();
+  } catch (const H5::Exception& e) {
+    throw Error(temp.string(), StrCat("cannot finish writing: ", e.getDetailMsg()));
+  }
+}
+
 void WriteDensity(const Sample& s, const cv::Mat& density, const HeadPixels& heads, const DensityOptions& o,
                   const std::string& settings) {
   AtomicFile out(s.density);
-  {
-    H5::H5File f = h5::Create(out.temp_path().string());
-    try {
-      h5::WriteMat(f, "density", density);
-      h5::SetAttr(f, "annotation_count", heads.annotations);
-      h5::SetAttr(f, "head_pixels", static_cast<int64_t>(heads.pixels.size()));
-      h5::SetAttr(f, "merged_points", heads.merged);
-      h5::SetAttr(f, "outside_points", heads.outside);
-      h5::SetAttr(f, "density_sum", cv::sum(density)[0]);
-      h5::SetAttr(f, "mode", o.mode);
-      h5::SetAttr(f, "kernel", o.kernel);
-      h5::SetAttr(f, "sigma_rule", o.kernel == "fixed" ? StrCat("fixed sigma=", o.sigma)
-                                                       : StrCat("adaptive beta=", o.beta, " k=", o.neighbors));
-      h5::SetAttr(f, "border", o.border);
-      h5::SetAttr(f, "settings", settings);
-      h5::SetAttr(f, "source_image", s.image.filename().string());
-      h5::SetAttr(f, "tool_version", std::string("csrnet-cpp gt_gen ") + CSR_VERSION);
-      f.close();
-    } catch (const Error& e) {
-      throw Error(s.density.string(), e.reason());
-    } catch (const H5::Exception& e) {
-      throw Error(s.density.string(), StrCat("cannot write: ", e.getDetailMsg(), " (disk full?)"));
-    }
+  try {
+    WriteDensityFile(out.temp_path(), density, heads, o, settings, s);
+  } catch (const Error& e) {
+    // Name the map, not its temporary, and the cause.
+    throw Error(s.density.string(),
+                StrCat("cannot write: ", WriteFailureReason(s.density.parent_path(), e.reason())));
   }
   out.Commit();
 }
@@ -150,12 +175,25 @@ void WriteImageLists(const fs::path& root, const std::string& part, const std::v
   }
 }
 
+// Bounds of the numeric options: what can make sense for an image (sides up
+// to kMaxImageSide) and keeps the kernel arithmetic finite. Listed in --help.
+constexpr double kMinSigma = 0.1, kMaxSigma = 10000.0;  // a sigma past the image side is a flat map
+constexpr double kMinBeta = 0.001, kMaxBeta = 10.0;     // the paper uses 0.3
+constexpr int kMaxNeighbors = 100;                      // the paper uses 3
+constexpr int kMaxThreads = 1024;
+
+template <typename T>
+void CheckRange(const char* option, T value, T lo, T hi) {
+  // Written so that NaN fails too.
+  if (!(value >= lo && value <= hi)) throw UsageError(option, StrCat("must be in [", lo, ", ", hi, "], got ", value));
+}
+
 void CheckOptions(const GtGenOptions& o) {
   if (o.part != "A" && o.part != "B") throw UsageError("--part", StrCat("expected A or B, got '", o.part, "'"));
-  if (o.threads < 0) throw UsageError("--threads", "must be >= 0 (0 = all cores)");
-  if (!(o.sigma > 0)) throw UsageError("--sigma", StrCat("must be > 0, got ", o.sigma));
-  if (!(o.beta > 0)) throw UsageError("--beta", StrCat("must be > 0, got ", o.beta));
-  if (o.neighbors < 1) throw UsageError("--neighbors", StrCat("must be >= 1, got ", o.neighbors));
+  CheckRange("--threads", o.threads, 0, kMaxThreads);
+  CheckRange("--sigma", o.sigma, kMinSigma, kMaxSigma);
+  CheckRange("--beta", o.beta, kMinBeta, kMaxBeta);
+  CheckRange("--neighbors", o.neighbors, 1, kMaxNeighbors);
 }
 
 }  // namespace
@@ -183,10 +221,11 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   for (const auto& p : found.unannotated_images) {
     report.failures.emplace_back(p.string(), "image has no annotation (GT_" + p.stem().string() + ".mat)");
   }
-  for (const auto& p : found.orphan_annotations) {
-    report.failures.emplace_back(p.string(), "annotation has no image");
-  }
   for (const auto& [file, why] : report.failures) log::Warn(file, ": ", why);
+  // An orphan annotation is a warning, as in crop_shards: nothing can be made
+  // of it and nothing is missing from the set (an image without annotation is).
+  for (const auto& p : found.orphan_annotations) log::Warn(p.string(), ": annotation has no image; skipped");
+  report.orphan_annotations = static_cast<int64_t>(found.orphan_annotations.size());
   if (options.strict && !report.failures.empty()) {
     throw Error(report.failures.front().first, report.failures.front().second + " (--strict)");
   }
@@ -201,7 +240,7 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   if (!options.quiet) progress = std::make_unique<Progress>("gt_gen", report.images);
   std::set<std::string> failed_images;
   size_t next = 0;
-  bool stop = false;
+  std::atomic<bool> stop{false};  // set by the output stage, read by the input stage (other threads)
   // Two tokens per thread keep every core busy while bounding the maps in
   // flight (and so memory) whatever the dataset size.
   tbb::parallel_pipeline(
@@ -252,14 +291,16 @@ int RunGtGen(int argc, const char* const* argv) {
     args.Add("root", &o.root, "Dataset root holding part_A_final/ (or part_A/)");
     args.AddChoice("part", &o.part, {"A", "B"}, "Dataset part");
     args.AddChoice("split", &o.split, {"train", "test", "all"}, "Which split(s) to process");
-    args.Add("threads", &o.threads, "Worker threads, 0 = all cores");
+    args.Add("threads", &o.threads, StrCat("Worker threads, 0 = all cores (0..", kMaxThreads, ")"));
     args.AddChoice("mode", &o.mode, {"reference", "exact-count"},
                    "reference: identical to the original; exact-count: every annotation sums to exactly 1");
     args.AddChoice("kernel", &o.kernel, {"auto", "adaptive", "fixed"},
                    "Kernel width rule; auto = adaptive for Part A, fixed for Part B");
-    args.Add("sigma", &o.sigma, "Sigma of the fixed kernel, pixels");
-    args.Add("beta", &o.beta, "Adaptive kernel: sigma = beta * mean distance to the nearest heads");
-    args.Add("neighbors", &o.neighbors, "Adaptive kernel: number of nearest other heads");
+    args.Add("sigma", &o.sigma, StrCat("Sigma of the fixed kernel, pixels (", kMinSigma, "..", kMaxSigma, ")"));
+    args.Add("beta", &o.beta,
+             StrCat("Adaptive kernel: sigma = beta * mean distance to the nearest heads (", kMinBeta, "..", kMaxBeta,
+                    ")"));
+    args.Add("neighbors", &o.neighbors, StrCat("Adaptive kernel: number of nearest other heads (1..", kMaxNeighbors, ")"));
     args.AddChoice("border", &o.border, {"auto", "constant", "reflect"},
                    "Image border; auto = constant for Part A, reflect for Part B (as the original)");
     args.Add("overwrite", &o.overwrite, "Regenerate maps even when they are up to date");

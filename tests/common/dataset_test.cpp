@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "tests/test_expect.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -173,6 +174,17 @@ TEST_CASE("dataset: a named split whose folder is missing throws an Error naming
   CHECK(Stems(DiscoverPart(root.path(), "A", "all")) == std::vector<std::string>{"IMG_1"});
 }
 
+TEST_CASE("dataset: a split or part without any image is an Error naming the images folder, not an empty set") {
+  test::TempDir root;
+  const Layout l = MakePart(root.path(), "A", false, {1}, {2});
+  for (const auto& e : fs::directory_iterator(l.part_dir / "train_data" / "images")) fs::remove(e.path());
+  ExpectError([&] { DiscoverPart(root.path(), "A", "train"); },
+              {(l.part_dir / "train_data" / "images").string(), "no images", "1 annotation(s) without image"});
+  CHECK(DiscoverPart(root.path(), "A", "all").samples.size() == 1);  // test_data still has one
+  for (const auto& e : fs::directory_iterator(l.part_dir / "test_data" / "images")) fs::remove(e.path());
+  ExpectError([&] { DiscoverPart(root.path(), "A", "all"); }, {l.part_dir.string(), "no images"});
+}
+
 TEST_CASE("dataset: a missing part or root throws an Error naming the root") {
   test::TempDir root;
   MakePart(root.path(), "A", false, {1}, {2});
@@ -193,12 +205,11 @@ TEST_CASE("dataset: a bad --part or --split is a UsageError naming the option, b
   }
 }
 
-TEST_CASE("dataset: the shared ShanghaiTech samples are discovered (7 in Part A, 5 in Part B)") {
+TEST_CASE("dataset: the shared ShanghaiTech samples are discovered (7 in Part A, 5 in Part B)" *
+          doctest::test_suite("optional")) {
   const fs::path data = test::SharedData();
-  if (data.empty() || !fs::is_directory(data / "ShanghaiTech")) {
-    MESSAGE("skipped: shared ShanghaiTech samples not present");
-    return;
-  }
+  CSR_SKIP_UNLESS(!data.empty() && fs::is_directory(data / "ShanghaiTech"), csr::test::kNeedShared,
+                  "shared ShanghaiTech samples not present");
   const Discovery a = DiscoverPart(data / "ShanghaiTech", "A", "all");
   CHECK(Stems(a, "train") == std::vector<std::string>{"IMG_1", "IMG_40", "IMG_135", "IMG_157", "IMG_268"});
   CHECK(Stems(a, "test") == std::vector<std::string>{"IMG_1", "IMG_34"});

@@ -6,7 +6,9 @@
 #include <doctest/doctest.h>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/h5.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -172,12 +174,10 @@ struct RefCase {
   bool part_b;
 };
 
-TEST_CASE("density maps match the original algorithm's reference vectors within 1e-6") {
+TEST_CASE("density maps match the original algorithm's reference vectors within 1e-6" *
+          doctest::test_suite("optional")) {
   const auto shared = test::SharedData();
-  if (shared.empty()) {
-    MESSAGE("skipped: ../shared/data not present");
-    return;
-  }
+  CSR_SKIP_UNLESS(!shared.empty(), csr::test::kNeedShared, "../shared/data not present");
   const RefCase cases[] = {{"part_A_final/train_data/IMG_40.h5", false},
                            {"part_A_final/train_data/IMG_135.h5", false},
                            {"part_A_final/train_data/IMG_157.h5", false},
@@ -185,11 +185,16 @@ TEST_CASE("density maps match the original algorithm's reference vectors within 
   for (const auto& c : cases) {
     const std::string path = (shared / "reference" / c.file).string();
     CAPTURE(path);
-    H5::H5File f = h5::OpenRead(path);
-    const cv::Mat ref = h5::ReadMat2f(f, "density", path);
+    cv::Mat ref;
     std::vector<hsize_t> shape;
-    const std::vector<float> xy = h5::ReadFloats(f, "head_pixel_xy", path, &shape);
-    const std::vector<float> ref_sigma = h5::ReadFloats(f, "sigma", path, nullptr);
+    std::vector<float> xy, ref_sigma;
+    {
+      h5::Lock lock;
+      H5::H5File f = h5::OpenRead(path);
+      ref = h5::ReadMat2f(f, "density", path);
+      xy = h5::ReadFloats(f, "head_pixel_xy", path, &shape);
+      ref_sigma = h5::ReadFloats(f, "sigma", path, nullptr);
+    }
     std::vector<HeadPixel> px;
     for (size_t i = 0; i < shape[0]; ++i) {
       px.push_back(HeadPixel{static_cast<int>(xy[2 * i + 1]), static_cast<int>(xy[2 * i]), 1});
@@ -199,6 +204,68 @@ TEST_CASE("density maps match the original algorithm's reference vectors within 
     const cv::Mat d = RenderDensity(px, sigmas, ref.cols, ref.rows, PartA());
     CHECK(cv::norm(d, ref, cv::NORM_INF) <= 1e-6);
   }
+}
+
+TEST_CASE("a kernel far wider than the image costs only the image, and stays finite") {
+  // sigma 6e8 used to overflow the int radius (segfault), 5e8 to ask for a
+  // vector of 4e9 weights, 1e6 to spend minutes building 8e6 of them per head.
+  for (const double sigma : {1e6, 5e8, 6e8, 1e12}) {
+    CAPTURE(sigma);
+    const std::vector<HeadPixel> px = {{12, 20, 1}, {3, 39, 1}};
+    DensityOptions o = PartA();
+    const cv::Mat lost = RenderDensity(px, {sigma, sigma}, 40, 30, o);
+    CHECK(cv::checkRange(lost));
+    CHECK(cv::sum(lost)[0] >= 0.0);
+    CHECK(cv::sum(lost)[0] < 1e-3);  // constant border: almost all the mass falls outside
+    o.border = "reflect";
+    const cv::Mat kept = RenderDensity(px, {sigma, sigma}, 40, 30, o);
+    CHECK(cv::sum(kept)[0] == doctest::Approx(2.0).epsilon(1e-5));  // reflect keeps the mass
+    double lo, hi;
+    cv::minMaxLoc(kept, &lo, &hi);
+    CHECK(hi - lo < 1e-6);  // and spreads it flat
+    o.border = "constant";
+    o.mode = "exact-count";
+    CHECK(cv::sum(RenderDensity(px, {sigma, sigma}, 40, 30, o))[0] == doctest::Approx(2.0).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("past the exact-sum cap, the closed-form normalisation matches scipy's summed weights") {
+  // A 10 x 10 image caps the summed radius at 4*10+256 = 296; sigma 80 has radius 320.
+  const double sigma = 80.0;
+  const std::vector<double> w = GaussianKernel1D(sigma);
+  const int r = static_cast<int>(w.size() / 2);
+  const cv::Mat d = RenderDensity({{5, 5, 1}}, {sigma}, 10, 10, PartA());
+  double worst = 0.0;
+  for (int y = 0; y < 10; ++y) {
+    for (int x = 0; x < 10; ++x) {
+      const double ref = w[y - 5 + r] * w[x - 5 + r];
+      worst = std::max(worst, std::abs(d.at<float>(y, x) - ref) / ref);
+    }
+  }
+  CHECK(worst < 1e-6);
+}
+
+TEST_CASE("adaptive sigmas of heads far apart on a huge image stay bounded by the image") {
+  const std::vector<HeadPixel> px = {{0, 0, 1}, {3, 29999, 1}};
+  DensityOptions o = PartA();
+  o.beta = 10.0;
+  o.neighbors = 1;
+  const std::vector<double> s = HeadSigmas(px, 30000, 4, o);
+  CHECK(s[0] > 2.9e5);  // radius ~1.2e6, past the cap of 4*30000+256
+  const cv::Mat d = RenderDensity(px, s, 30000, 4, o);
+  CHECK(cv::checkRange(d));
+  CHECK(cv::sum(d)[0] > 0.0);
+  CHECK(cv::sum(d)[0] < 2.0);
+}
+
+TEST_CASE("DensityCrc32 is zlib's CRC-32 of the float bytes, row by row") {
+  cv::Mat m(3, 5, CV_32F);
+  for (int i = 0; i < 15; ++i) m.at<float>(i / 5, i % 5) = 0.5f * i;
+  CHECK(DensityCrc32(m) == Crc32(m.data, 15 * sizeof(float)));
+  CHECK(DensityCrc32(m(cv::Rect(0, 0, 5, 3))) == DensityCrc32(m.clone()));
+  cv::Mat flipped = m.clone();
+  flipped.at<float>(1, 1) = -flipped.at<float>(1, 1);
+  CHECK(DensityCrc32(flipped) != DensityCrc32(m));
 }
 
 }  // namespace

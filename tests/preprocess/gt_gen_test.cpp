@@ -4,6 +4,9 @@
 #include <fstream>
 #include <limits>
 
+#include <sys/mount.h>
+#include <unistd.h>
+
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -12,12 +15,15 @@
 #include "common/fs.h"
 #include "common/h5.h"
 #include "common/mat_io.h"
+#include "tests/test_expect.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 
 namespace csr {
 namespace {
 
 using Points = std::vector<std::array<double, 2>>;
+using test::ExpectError;
 
 // A one-split ShanghaiTech-layout dataset written image by image.
 struct MiniDataset {
@@ -39,6 +45,7 @@ struct MiniDataset {
   }
   cv::Mat Read(const std::string& stem, const std::string& split = "train") const {
     const std::string p = Density(stem, split).string();
+    h5::Lock lock;  // only around the read: the tools lock from their own threads
     return h5::ReadMat2f(h5::OpenRead(p), "density", p);
   }
   GtGenOptions Options() const {
@@ -61,12 +68,10 @@ int RunCli(std::vector<std::string> args) {
   return RunGtGen(static_cast<int>(argv.size()), argv.data());
 }
 
-TEST_CASE("gt_gen reproduces the reference density maps of real images, Part A and Part B") {
+TEST_CASE("gt_gen reproduces the reference density maps of real images, Part A and Part B" *
+          doctest::test_suite("optional")) {
   const fs::path shared = test::SharedData();
-  if (shared.empty()) {
-    MESSAGE("skipped: ../shared/data not present");
-    return;
-  }
+  CSR_SKIP_UNLESS(!shared.empty(), csr::test::kNeedShared, "../shared/data not present");
   test::TempDir tmp;
   fs::copy(shared / "ShanghaiTech", tmp / "ShanghaiTech", fs::copy_options::recursive);
   for (const std::string part : {"A", "B"}) {
@@ -84,6 +89,7 @@ TEST_CASE("gt_gen reproduces the reference density maps of real images, Part A a
     const fs::path rel = fs::relative(e.path(), shared / "reference");  // part/split/IMG_n.h5
     const fs::path ours = tmp / "ShanghaiTech" / rel.parent_path() / "ground_truth" / rel.filename();
     CAPTURE(ours);
+    h5::Lock lock;
     const cv::Mat ref = h5::ReadMat2f(h5::OpenRead(e.path().string()), "density", e.path().string());
     H5::H5File f = h5::OpenRead(ours.string());
     const cv::Mat mine = h5::ReadMat2f(f, "density", ours.string());
@@ -108,11 +114,17 @@ TEST_CASE("maps carry their settings and are skipped when up to date, redone wit
   GtGenOptions o = d.Options();
   GtGenReport r = GenerateGroundTruth(o);
   CHECK(r.written == 2);
-  H5::H5File f = h5::OpenRead(d.Density("IMG_1").string());
-  CHECK(h5::GetAttrString(f, "mode", "") == "reference");
-  CHECK(h5::GetAttrString(f, "kernel", "") == "adaptive");
-  CHECK(h5::GetAttrInt(f, "annotation_count", "") == 10);
-  CHECK(h5::GetAttrString(f, "tool_version", "").find("gt_gen") != std::string::npos);
+  {
+    h5::Lock lock;
+    H5::H5File f = h5::OpenRead(d.Density("IMG_1").string());
+    CHECK(h5::GetAttrString(f, "mode", "") == "reference");
+    CHECK(h5::GetAttrString(f, "kernel", "") == "adaptive");
+    CHECK(h5::GetAttrInt(f, "annotation_count", "") == 10);
+    CHECK(h5::GetAttrString(f, "tool_version", "").find("gt_gen") != std::string::npos);
+    const cv::Mat m = h5::ReadMat2f(f, "density", "");
+    CHECK(h5::GetAttrInt(f, kDensityCrcAttr, "") == static_cast<int64_t>(DensityCrc32(m)));
+    CHECK(h5::GetAttrDouble(f, "density_sum", "") == doctest::Approx(cv::sum(m)[0]));
+  }
 
   r = GenerateGroundTruth(o);
   CHECK(r.written == 0);
@@ -164,10 +176,13 @@ TEST_CASE("bad images are reported by name, the others still get their maps, and
   const fs::path img4 = d.Dir("images") / "IMG_4.jpg";
   fs::resize_file(img4, fs::file_size(img4) / 2);
   fs::copy(d.Dir("images") / "IMG_1.jpg", d.Dir("images") / "IMG_6.jpg");
+  // An annotation without image: a warning, not a failure (as in crop_shards).
+  fs::copy(d.Dir("ground_truth") / "GT_IMG_1.mat", d.Dir("ground_truth") / "GT_IMG_9.mat");
 
   const GtGenReport r = GenerateGroundTruth(d.Options());
   CHECK(r.written == 2);  // IMG_1 and IMG_5
   CHECK(r.outside == 3);  // IMG_5: negative x, x == W, y > H
+  CHECK(r.orphan_annotations == 1);
   REQUIRE(r.failures.size() == 4);
   std::string all;
   for (const auto& [file, why] : r.failures) all += file + ": " + why + "\n";
@@ -230,9 +245,105 @@ TEST_CASE("the mirrored layout (part_A, ground-truth) works the same") {
 TEST_CASE("the command line rejects bad options with a usage error") {
   CHECK(RunCli({"--part", "C"}) == 2);
   CHECK(RunCli({"--sigma", "-1"}) == 2);
+  // Out of the documented bounds (these used to segfault, throw a raw length
+  // error or run for minutes), and NaN.
+  for (const char* sigma : {"6e8", "5e8", "1e6", "10001", "0.05", "nan", "inf"}) {
+    CAPTURE(sigma);
+    CHECK(RunCli({"--kernel", "fixed", "--sigma", sigma}) == 2);
+  }
+  for (const char* beta : {"1e9", "11", "0", "1e-9", "nan"}) {
+    CAPTURE(beta);
+    CHECK(RunCli({"--beta", beta}) == 2);
+  }
+  CHECK(RunCli({"--neighbors", "0"}) == 2);
+  CHECK(RunCli({"--neighbors", "101"}) == 2);
+  CHECK(RunCli({"--threads", "-1"}) == 2);
+  CHECK(RunCli({"--threads", "100000"}) == 2);
   CHECK(RunCli({"--no-such-flag"}) == 2);
   CHECK(RunCli({"--help"}) == 0);
   CHECK(RunCli({"--root", "/nonexistent/dataset"}) == 1);
+}
+
+TEST_CASE("the largest allowed sigma on a small image finishes at once, finite and in the image") {
+  MiniDataset d;
+  d.Add("IMG_1", 64, 48, Grid(10, 6));
+  GtGenOptions o = d.Options();
+  o.kernel = "fixed";
+  o.sigma = 10000;
+  for (const std::string border : {"constant", "reflect"}) {
+    CAPTURE(border);
+    o.border = border;
+    o.overwrite = true;
+    REQUIRE(GenerateGroundTruth(o).failures.empty());
+    const cv::Mat m = d.Read("IMG_1");
+    CHECK(cv::checkRange(m));
+    if (border == "reflect") CHECK(cv::sum(m)[0] == doctest::Approx(10.0).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("an empty images folder or a split without images is one clear error, exit 1") {
+  MiniDataset d;
+  d.Add("IMG_1", 32, 32, Grid(4, 5));
+  fs::remove(d.Dir("images") / "IMG_1.jpg");
+  ExpectError([&] { GenerateGroundTruth(d.Options()); }, {"part_A_final", "no images"});
+  CHECK(RunCli({"--root", d.root.string(), "--quiet"}) == 1);
+  CHECK(RunCli({"--root", d.root.string(), "--split", "train", "--quiet"}) == 1);
+}
+
+// Mounts a tmpfs of `options` over the existing folder `dir`, keeping its
+// files; false when this machine cannot (not root). Unmounts when destroyed.
+struct TmpfsOver {
+  fs::path dir;
+  bool mounted = false;
+  TmpfsOver(const fs::path& d, const std::string& options) : dir(d) {
+    const fs::path keep = dir.string() + ".keep";
+    fs::rename(dir, keep);
+    MakeDirs(dir);
+    mounted = ::geteuid() == 0 && ::mount("tmpfs", dir.c_str(), "tmpfs", 0, options.c_str()) == 0;
+    for (const auto& e : fs::directory_iterator(keep)) fs::copy(e.path(), dir / e.path().filename());
+    fs::remove_all(keep);
+  }
+  ~TmpfsOver() {
+    if (mounted) ::umount2(dir.c_str(), MNT_DETACH);
+  }
+};
+
+TEST_CASE("a full disk with 2 threads fails image by image, naming each map, never crashing" *
+          doctest::test_suite("optional")) {
+  MiniDataset d;
+  // Twelve Part-A-sized images: 3 MB maps each, about half fit in 20 MB.
+  for (int i = 1; i <= 12; ++i) d.Add("IMG_" + std::to_string(i), 1024, 768, Grid(60, 13.0 + i));
+  TmpfsOver tiny(d.Dir("ground_truth"), "size=20m");
+  CSR_SKIP_UNLESS(tiny.mounted, csr::test::kNeedRoot, "cannot mount a 20 MB tmpfs (needs root)");
+  GtGenOptions o = d.Options();
+  o.threads = 2;
+  for (int run = 0; run < 8; ++run) {
+    CAPTURE(run);
+    for (int i = 1; i <= 12; ++i) fs::remove(d.Density("IMG_" + std::to_string(i)));
+    const GtGenReport r = GenerateGroundTruth(o);
+    CHECK(r.written > 0);
+    REQUIRE(!r.failures.empty());
+    CHECK(r.written + static_cast<int64_t>(r.failures.size()) == 12);
+    for (const auto& [file, why] : r.failures) {
+      CAPTURE(file);
+      CAPTURE(why);
+      CHECK(fs::path(file).extension() == ".h5");  // the map itself, never its .tmp- file
+      CHECK(why.find("no space left on device") != std::string::npos);
+    }
+    for (const auto& e : fs::directory_iterator(d.Dir("ground_truth"))) CHECK(!IsAtomicTemp(e.path()));
+  }
+}
+
+TEST_CASE("a read-only output folder names the map and the reason" * doctest::test_suite("optional")) {
+  MiniDataset d;
+  d.Add("IMG_1", 64, 48, Grid(10, 6));
+  TmpfsOver ro(d.Dir("ground_truth"), "size=4m");
+  CSR_SKIP_UNLESS(ro.mounted, csr::test::kNeedRoot, "cannot mount a tmpfs (needs root)");
+  REQUIRE(::mount("tmpfs", ro.dir.c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY, "size=4m") == 0);
+  const GtGenReport r = GenerateGroundTruth(d.Options());
+  REQUIRE(r.failures.size() == 1);
+  CHECK(r.failures[0].first == d.Density("IMG_1").string());
+  CHECK(r.failures[0].second.find("read-only file system") != std::string::npos);
 }
 
 }  // namespace
