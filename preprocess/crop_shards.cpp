@@ -131,8 +131,9 @@ double SumBox(const cv::Mat& density, const cv::Rect& box) {
 }
 
 void CheckDensity(const cv::Mat& density, const cv::Rect& box) {
-  CV_Assert(density.channels() == 1 && (density.depth() == CV_32F || density.depth() == CV_64F));
-  CV_Assert((box & cv::Rect(0, 0, density.cols, density.rows)) == box);
+  CSR_ASSERT(density.channels() == 1 && (density.depth() == CV_32F || density.depth() == CV_64F),
+             "density map must be one float channel, got type ", density.type());
+  CSR_ASSERT((box & cv::Rect(0, 0, density.cols, density.rows)) == box, "crop box outside the density map");
 }
 
 }  // namespace
@@ -179,6 +180,9 @@ const char* const kGtKeys[] = {"mode", "kernel", "sigma_rule", "border", "tool_v
 struct GtInfo {
   std::map<std::string, std::string> settings;
   int64_t annotation_count = -1;
+  bool has_sum = false;  // gt_gen's density_sum attribute
+  double density_sum = 0.0;
+  int64_t crc32 = -1;  // gt_gen's density_crc32 attribute; -1 when absent (older gt_gen, Python maps)
 };
 
 struct Job {
@@ -210,6 +214,7 @@ std::string GtGenCommand(const CropShardsOptions& o) {
 
 void ReadDensityMap(const Sample& s, Job* job) {
   const std::string path = s.density.string();
+  h5::Lock lock;  // before the file: its destructor calls HDF5, also while unwinding
   H5::H5File f = h5::OpenRead(path);
   try {
     job->density = h5::ReadMat2f(f, "density", path);
@@ -217,8 +222,39 @@ void ReadDensityMap(const Sample& s, Job* job) {
       if (h5::HasAttr(f, key)) job->gt.settings[key] = h5::GetAttrString(f, key, path);
     }
     if (h5::HasAttr(f, "annotation_count")) job->gt.annotation_count = h5::GetAttrInt(f, "annotation_count", path);
+    job->gt.has_sum = h5::HasAttr(f, "density_sum");
+    if (job->gt.has_sum) job->gt.density_sum = h5::GetAttrDouble(f, "density_sum", path);
+    if (h5::HasAttr(f, kDensityCrcAttr)) job->gt.crc32 = h5::GetAttrInt(f, kDensityCrcAttr, path);
   } catch (const H5::Exception& e) {
     throw Error(path, StrCat("corrupt density map: ", e.getDetailMsg()));
+  }
+}
+
+// A density map is nothing but non-negative Gaussians: every value finite and
+// >= 0 (scipy's and our filters only add positive weights; the tolerance is
+// for float rounding), summing to at most the head count (mass is lost at the
+// borders, never gained). Maps from gt_gen also carry their sum and CRC-32,
+// which catch corruption that stays plausible. Throws naming the .h5 file.
+void CheckDensityValues(const Job& job, const std::string& fix) {
+  const std::string path = job.sample->density.string();
+  const cv::Mat& d = job.density;
+  if (!cv::checkRange(d)) throw Error(path, "corrupt density map: NaN or infinite values; " + fix);
+  double lo = 0, hi = 0;
+  cv::minMaxLoc(d, &lo, &hi);
+  const double sum = cv::sum(d)[0];
+  if (lo < -1e-6) throw Error(path, StrCat("corrupt density map: a value of ", lo, " (densities are >= 0); ", fix));
+  if (job.gt.crc32 >= 0 && d.type() == CV_32F && static_cast<int64_t>(DensityCrc32(d)) != job.gt.crc32) {
+    throw Error(path, StrCat("corrupt density map: CRC-32 of the density differs from the one gt_gen stored; ", fix));
+  }
+  if (job.gt.has_sum && std::abs(sum - job.gt.density_sum) > 1e-6 * std::max(1.0, std::abs(job.gt.density_sum))) {
+    throw Error(path, StrCat("corrupt density map: it sums to ", sum, " but gt_gen stored density_sum ",
+                             job.gt.density_sum, "; ", fix));
+  }
+  const double heads = static_cast<double>(std::max<int64_t>(job.gt.annotation_count,
+                                                             static_cast<int64_t>(job.annotation.points.size())));
+  if (sum > heads * (1 + 1e-4) + 1e-3) {
+    throw Error(path, StrCat("corrupt density map: it sums to ", sum, ", more than the ", heads,
+                             " annotated heads; ", fix));
   }
 }
 
@@ -244,9 +280,7 @@ void MakeRecords(Job& job, const CropShardsOptions& o) {
                        s.image.filename().string(), " is ", image.cols, "x", image.rows,
                        "; regenerate it with `", GtGenCommand(o), " --overwrite`"));
   }
-  if (!cv::checkRange(job.density)) {
-    throw Error(s.density.string(), "density map contains NaN or infinite values; regenerate it with gt_gen");
-  }
+  CheckDensityValues(job, StrCat("regenerate it with `", GtGenCommand(o), " --overwrite`"));
   const HeadPixels heads = ToHeadPixels(job.annotation.points, image.cols, image.rows, s.annotation.string());
   job.annotations = heads.inside;
   std::vector<CropBox> boxes;

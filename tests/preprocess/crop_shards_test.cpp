@@ -14,10 +14,14 @@
 #include "common/h5.h"
 #include "common/shards.h"
 #include "tests/preprocess/crop_shards_fixture.h"
+#include "tests/test_expect.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 
 namespace csr {
 namespace {
+
+using test::ExpectError;
 
 using test::FixtureImage;
 
@@ -38,8 +42,23 @@ CropShardsOptions OptionsFor(const test::TempDir& tmp, const std::string& out = 
 }
 
 cv::Mat DensityOf(const fs::path& h5) {
+  h5::Lock lock;
   H5::H5File f = h5::OpenRead(h5.string());
   return h5::ReadMat(f, "density", h5.string());
+}
+
+// Where the density dataset's bytes start in the file (contiguous layout).
+int64_t DensityDataOffset(const fs::path& h5) {
+  h5::Lock lock;
+  H5::H5File f = h5::OpenRead(h5.string());
+  return static_cast<int64_t>(f.openDataSet("density").getOffset());
+}
+
+// Overwrites the density dataset's values in place, keeping gt_gen's attributes.
+void RewriteDensity(const fs::path& h5, const cv::Mat& d) {
+  h5::Lock lock;
+  H5::H5File f(h5.string(), H5F_ACC_RDWR);
+  f.openDataSet("density").write(d.data, H5::PredType::NATIVE_FLOAT);
 }
 
 fs::path PartDir(const test::TempDir& tmp) { return tmp / "data" / "part_A_final"; }
@@ -171,16 +190,14 @@ TEST_CASE("sum8 cells are 8x8 block sums and add up to the density in the box") 
   CHECK(cv::sum(whole)[0] == doctest::Approx(BoxSum(d, cv::Rect(0, 0, 88, 72))).epsilon(1e-6));
 }
 
-TEST_CASE("the cubic target reproduces the reference target_cubic vectors") {
+TEST_CASE("the cubic target reproduces the reference target_cubic vectors" * doctest::test_suite("optional")) {
   const fs::path data = test::SharedData();
-  if (data.empty()) {
-    MESSAGE("skipped: ../shared/data not present");
-    return;
-  }
+  CSR_SKIP_UNLESS(!data.empty(), csr::test::kNeedShared, "../shared/data not present");
   int files = 0;
   for (const auto& e : fs::recursive_directory_iterator(data / "reference")) {
     if (e.path().extension() != ".h5" || e.path().parent_path().filename() == "reference") continue;
     CAPTURE(e.path().string());
+    h5::Lock lock;
     H5::H5File f = h5::OpenRead(e.path().string());
     if (!h5::Exists(f, "target_cubic")) continue;
     const cv::Mat density = h5::ReadMat(f, "density", e.path().string());
@@ -346,6 +363,7 @@ TEST_CASE("density maps without gt_gen's attributes (the Python script's) still 
   test::MakeFixture(tmp / "data", {{"train", 64, 64, 5}}, /*densities=*/false);
   cv::Mat d(64, 64, CV_32F, cv::Scalar(0.001f));
   {
+    h5::Lock lock;
     H5::H5File f = h5::Create(DensityPath(tmp, "train", "IMG_1.jpg").string());
     h5::WriteMat(f, "density", d);
   }
@@ -354,6 +372,27 @@ TEST_CASE("density maps without gt_gen's attributes (the Python script's) still 
   CHECK(m["ground_truth"]["mode"] == "unknown");
   CHECK(m["ground_truth"]["maps_without_settings"] == 1);
   CHECK(ShardSet(tmp / "shards").Read("train", 0).density_sum == doctest::Approx(32 * 32 * 0.001).epsilon(1e-5));
+}
+
+TEST_CASE("maps from an older gt_gen (density_sum but no density_crc32) still load, checked by their sum") {
+  test::TempDir tmp;
+  test::MakeFixture(tmp / "data", {{"train", 64, 64, 5}});
+  const fs::path p = DensityPath(tmp, "train", "IMG_1.jpg");
+  {
+    h5::Lock lock;
+    H5::H5File f(p.string(), H5F_ACC_RDWR);
+    REQUIRE(h5::HasAttr(f, kDensityCrcAttr));
+    f.removeAttr(kDensityCrcAttr);
+  }
+  BuildShards(OptionsFor(tmp));
+  CHECK(ShardSet(tmp / "shards").size("train") == 9);
+  // ... and a changed sum is still caught.
+  cv::Mat d = DensityOf(p);
+  d *= 2.0;
+  RewriteDensity(p, d);
+  CropShardsOptions o = OptionsFor(tmp);
+  o.overwrite = true;
+  ExpectError([&] { BuildShards(o); }, {p.string(), "density_sum"});
 }
 
 // ------------------------------------------------------------------ the tool
@@ -419,6 +458,7 @@ TEST_CASE("bad input gives one error line naming the file, a non-zero exit and n
   std::vector<std::string> err;
 
   SUBCASE("a density map whose shape differs from its image") {
+    h5::Lock lock;  // this process only: the tool runs in its own
     H5::H5File f = h5::Create(bad_density.string());
     h5::WriteMat(f, "density", cv::Mat(64, 121, CV_32F, cv::Scalar(0)));
     f.close();
@@ -436,11 +476,49 @@ TEST_CASE("bad input gives one error line naming the file, a non-zero exit and n
     CheckOneErrorLine(err, "IMG_2.h5", "HDF5");
   }
   SUBCASE("a density file without the density dataset") {
+    h5::Lock lock;  // this process only: the tool runs in its own
     H5::H5File f = h5::Create(bad_density.string());
     h5::WriteMat(f, "something_else", cv::Mat(64, 120, CV_32F, cv::Scalar(0)));
     f.close();
     CHECK(RunTool(args, &err, tmp) == 1);
     CheckOneErrorLine(err, "IMG_2.h5", "density");
+  }
+  SUBCASE("a density map with 4 KB of flipped bytes") {
+    const int64_t offset = DensityDataOffset(bad_density);
+    std::string bytes = ReadTextFile(bad_density);
+    REQUIRE(offset + 4096 + 4096 <= static_cast<int64_t>(bytes.size()) + 4096);
+    for (int64_t i = offset; i < std::min<int64_t>(offset + 4096, bytes.size()); ++i) bytes[i] = ~bytes[i];
+    std::ofstream(bad_density, std::ios::binary) << bytes;
+    CHECK(RunTool(args, &err, tmp) == 1);
+    CheckOneErrorLine(err, "IMG_2.h5", "corrupt density map");
+  }
+  SUBCASE("a density map whose values moved but whose sum stayed: the CRC-32 catches it") {
+    cv::Mat d = DensityOf(bad_density);
+    cv::Point hot;
+    cv::minMaxLoc(d, nullptr, nullptr, nullptr, &hot);
+    std::swap(d.at<float>(hot), d.at<float>(0, 0));
+    RewriteDensity(bad_density, d);
+    CHECK(RunTool(args, &err, tmp) == 1);
+    CheckOneErrorLine(err, "IMG_2.h5", "CRC-32");
+  }
+  SUBCASE("a map without gt_gen's attributes that sums to more than the annotated heads") {
+    h5::Lock lock;
+    H5::H5File f = h5::Create(bad_density.string());
+    h5::WriteMat(f, "density", cv::Mat(64, 120, CV_32F, cv::Scalar(0.01f)));  // 76.8 for 10 heads
+    f.close();
+    CHECK(RunTool(args, &err, tmp) == 1);
+    CheckOneErrorLine(err, "IMG_2.h5", "more than the 10 annotated heads");
+  }
+  SUBCASE("a map with a clearly negative value") {
+    cv::Mat d = DensityOf(bad_density);
+    d.at<float>(3, 3) = -0.5f;
+    {
+      h5::Lock lock;
+      H5::H5File f = h5::Create(bad_density.string());
+      h5::WriteMat(f, "density", d);
+    }
+    CHECK(RunTool(args, &err, tmp) == 1);
+    CheckOneErrorLine(err, "IMG_2.h5", "a value of -0.5");
   }
   SUBCASE("an unreadable (truncated) image") {
     fs::resize_file(image, fs::file_size(image) / 2);
@@ -506,15 +584,13 @@ TEST_CASE("a non-empty folder that is not a shard set is refused unless --overwr
   CHECK(fs::exists(tmp / "s" / kManifestName));
 }
 
-TEST_CASE("a full disk gives a clean error and no manifest") {
+TEST_CASE("a full disk gives a clean error and no manifest" * doctest::test_suite("optional")) {
   test::TempDir tmp;
   test::MakeFixture(tmp / "data", {{"train", 400, 300, 20}, {"train", 400, 300, 20}, {"test", 300, 200, 5}});
   const fs::path mnt = tmp / "tiny";
   MakeDirs(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=256k") != 0) {
-    MESSAGE("skipped: cannot mount a small tmpfs here (needs root)");
-    return;
-  }
+  CSR_SKIP_UNLESS(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=256k") == 0, csr::test::kNeedRoot,
+                  "cannot mount a small tmpfs here (needs root)");
   std::vector<std::string> err;
   const int rc = RunTool("--root " + (tmp / "data").string() + " --out " + (mnt / "s").string(), &err, tmp);
   const bool manifest = fs::exists(mnt / "s" / kManifestName);
