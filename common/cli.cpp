@@ -1,5 +1,7 @@
 #include "common/cli.h"
 
+#include <H5Cpp.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -221,13 +223,13 @@ void ArgParser::AssignJson(Option& opt, const nlohmann::json& v, const std::stri
           if (std::is_same_v<T, int> && (x < INT32_MIN || x > INT32_MAX)) throw Error(where, "out of range");
           *p = static_cast<T>(x);
         } else if constexpr (std::is_same_v<T, double>) {
-          if (!v.is_number()) throw Error(where, "expected a number");
+          if (!v.is_number() || !std::isfinite(v.get<double>())) throw Error(where, "expected a finite number");
           *p = v.get<double>();
         } else {
           if (!v.is_array()) throw Error(where, "expected an array of numbers");
           p->clear();
           for (const auto& x : v) {
-            if (!x.is_number()) throw Error(where, "expected an array of numbers");
+            if (!x.is_number() || !std::isfinite(x.get<double>())) throw Error(where, "expected an array of finite numbers");
             p->push_back(x.get<double>());
           }
         }
@@ -280,9 +282,27 @@ std::string ArgParser::Help() const {
 
 void InitTool(const char* name) { log::SetProgram(name); }
 
+static std::string FirstLine(const std::string& text) {
+  const size_t end = text.find('\n');
+  return end == std::string::npos ? text : text.substr(0, end);
+}
+
 int ReportFailure(const std::exception& e, bool usage) {
-  log::Error(e.what());
+  log::Error(FirstLine(e.what()));
   return usage ? 2 : 1;
+}
+
+int ReportUnknownFailure() {
+  try {
+    throw;
+  } catch (const H5::Exception& e) {
+    // Library code converts HDF5 errors into csr::Error naming the file; one
+    // that escapes still gets its one line instead of std::terminate.
+    log::Error("HDF5: ", FirstLine(e.getFuncName() + ": " + e.getDetailMsg()));
+  } catch (...) {
+    log::Error("unexpected non-standard exception (a bug: please report it)");
+  }
+  return 1;
 }
 
 }  // namespace csr

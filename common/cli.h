@@ -74,14 +74,17 @@ class ArgParser {
   std::vector<std::string>* positional_ = nullptr;
 };
 
-// Runs a tool body, turning csr::Error and other exceptions into one line on
-// stderr ("tool: error: file: reason") and an exit code: 2 for usage errors,
-// 1 for everything else. `body` returns the tool's own exit code.
+// Runs a tool body, turning csr::Error and every other exception (including
+// HDF5's H5::Exception, which is not a std::exception) into one line on stderr
+// ("tool: error: file: reason") and an exit code: 2 for usage errors, 1 for
+// everything else. `body` returns the tool's own exit code.
 template <typename Fn>
 int RunTool(const char* name, Fn&& body);
 
-// Non-template part of RunTool.
+// Non-template parts of RunTool. Only the first line of a message is printed:
+// LibTorch's c10::Error appends a C++ backtrace to what().
 int ReportFailure(const std::exception& e, bool usage);
+int ReportUnknownFailure();
 void InitTool(const char* name);
 
 template <typename Fn>
@@ -93,6 +96,8 @@ int RunTool(const char* name, Fn&& body) {
     return ReportFailure(e, true);
   } catch (const std::exception& e) {
     return ReportFailure(e, false);
+  } catch (...) {
+    return ReportUnknownFailure();
   }
 }
 

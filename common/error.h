@@ -1,6 +1,8 @@
-// The one error type for a user's bad input: a file (or option) and what is
-// wrong with it. Internal invariants use assert; everything a user can cause
-// throws csr::Error, which each tool's main prints as one line.
+// Two tiers of errors. Everything a user can cause (a bad file, option or
+// config) throws csr::Error naming the file or option, which each tool prints
+// as one line and exits non-zero. A broken internal invariant is a bug, not a
+// bad input: CSR_ASSERT stays on in Release builds, prints file:line and
+// aborts, so a programming error is never reported as "1 image failed".
 #pragma once
 
 #include <sstream>
@@ -37,6 +39,19 @@ std::string StrCat(const Args&... args) {
 }
 
 }  // namespace csr
+
+namespace csr::internal {
+// Prints "<program>: internal error at file:line: `cond` <message>" and aborts.
+[[noreturn]] void AssertFailed(const char* file, int line, const char* cond, const std::string& message);
+}  // namespace csr::internal
+
+// An internal invariant, on in every build type, with a message (at least one
+// argument, joined by StrCat). Never use it for anything a user's input can
+// break: that is CSR_CHECK / csr::Error.
+#define CSR_ASSERT(cond, ...)                                                                   \
+  do {                                                                                          \
+    if (!(cond)) ::csr::internal::AssertFailed(__FILE__, __LINE__, #cond, ::csr::StrCat(__VA_ARGS__)); \
+  } while (0)
 
 // Throws csr::Error(where, message) unless `cond` holds.
 #define CSR_CHECK(cond, where, ...)                                \

@@ -1,8 +1,10 @@
 // Shard set reader (ShardSet) and writer (ShardWriter, EncodeRecord). The
 // format is documented in docs/shard_format.md. Everything HDF5 goes through
 // the C API: it lets us write and read pre-compressed chunks directly (so
-// deflate runs in the callers' parallel stages, not under HDF5's global lock)
-// and never prints HDF5 error stacks.
+// deflate and checksums run in the callers' parallel stages, outside the
+// project's HDF5 lock) and never prints HDF5 error stacks. Every HDF5 call
+// here runs under h5::Lock (see common/h5.h), including the closes done by
+// destructors.
 #include "common/shards.h"
 
 #include <hdf5.h>
@@ -10,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -21,6 +24,14 @@
 
 namespace csr {
 namespace {
+
+// At most this many shard files stay open at once (file descriptors).
+constexpr int kMaxOpenShards = 32;
+// Largest side of a stored image or target. Over any image the datasets hold
+// (NWPU-Crowd's largest are a few thousand pixels a side, and the tools
+// rescale to at most 2048 by default), and it bounds what a corrupt index or
+// header can make the reader allocate.
+constexpr int64_t kMaxRecordSide = 16384;
 
 // ---------------------------------------------------------------- HDF5 basics
 
@@ -137,6 +148,24 @@ bool ReadAttrInt(hid_t obj, const char* name, int64_t* v) {
   return attr.valid() && H5Aread(attr.get(), H5T_NATIVE_INT64, v) >= 0;
 }
 
+// A scalar string attribute as ShardWriter writes it (variable length, UTF-8).
+bool ReadAttrString(hid_t obj, const char* name, std::string* v) {
+  if (H5Aexists(obj, name) <= 0) return false;
+  Hid attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  Hid space(H5Aget_space(attr.get()), H5Sclose);
+  Hid type(H5Aget_type(attr.get()), H5Tclose);
+  if (!attr.valid() || H5Sget_simple_extent_npoints(space.get()) != 1 || H5Tget_class(type.get()) != H5T_STRING ||
+      H5Tis_variable_str(type.get()) <= 0) {
+    return false;
+  }
+  Hid mem = Utf8StringType();
+  char* text = nullptr;
+  if (H5Aread(attr.get(), mem.get(), &text) < 0 || text == nullptr) return false;
+  *v = text;
+  H5free_memory(text);
+  return true;
+}
+
 std::string RecordName(int64_t local) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%06lld", static_cast<long long>(local));
@@ -154,19 +183,6 @@ std::vector<uint8_t> Deflate(const uint8_t* data, size_t size, int level) {
 }
 
 }  // namespace
-
-uint32_t Crc32(const void* data, size_t size, uint32_t crc) {
-  const auto* p = static_cast<const Bytef*>(data);
-  uLong c = crc;
-  // zlib takes a uInt length; feed huge buffers in pieces.
-  while (size > 0) {
-    const uInt n = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
-    c = crc32(c, p, n);
-    p += n;
-    size -= n;
-  }
-  return static_cast<uint32_t>(c);
-}
 
 uint32_t FileCrc32(const fs::path& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
@@ -232,6 +248,10 @@ ShardWriter::ShardWriter(fs::path dir, std::string split, int64_t records_per_sh
 }
 
 ShardWriter::~ShardWriter() {
+  {
+    h5::Lock lock;
+    open_.reset();  // an unfinished shard's HDF5 ids close here, under the lock
+  }
   for (auto& f : pending_) {
     try {
       f.get();
@@ -251,7 +271,10 @@ void ShardWriter::Collect(bool all, size_t keep) {
 }
 
 void ShardWriter::Abandon() noexcept {
-  open_.reset();  // closes the HDF5 file; AtomicFile removes the temporary
+  {
+    h5::Lock lock;
+    open_.reset();  // closes the HDF5 file; AtomicFile removes the temporary
+  }
   while (!pending_.empty()) {
     try {
       done_.push_back(pending_.front().get());
@@ -313,6 +336,7 @@ void WriteIndexStrings(hid_t group, const char* name, const std::vector<std::str
 }  // namespace
 
 void ShardWriter::Add(const EncodedRecord& r) {
+  h5::Lock lock;
   h5::Init();
   Collect(false, pending_.size());  // surfaces an earlier shard's flush error early
   if (!open_) {
@@ -369,6 +393,7 @@ void ShardWriter::WriteRecord(const EncodedRecord& r) {
 }
 
 void ShardWriter::Close() {
+  h5::Lock lock;
   if (!open_) return;
   Open& o = *open_;
   const fs::path& file = o.file.final_path();
@@ -425,8 +450,7 @@ nlohmann::json SplitManifest(const std::vector<ShardFileInfo>& shards) {
 
 namespace {
 
-// At most this many shard files stay open at once (file descriptors).
-constexpr int kMaxOpenShards = 32;
+
 
 struct ShardFile {
   fs::path path;
@@ -518,7 +542,8 @@ std::vector<T> ReadIndexArray(hid_t group, const char* name, hid_t mem_type, siz
 // Reads the whole dataset `name` of a record. Fast path: a single-chunk
 // dataset stored raw or deflated is fetched as stored bytes (decompressed by
 // the caller, outside the lock); anything else goes through H5Dread.
-RawArray FetchArray(hid_t group, const char* name, hid_t want_type, int cv_depth, const fs::path& file) {
+RawArray FetchArray(hid_t group, const char* name, hid_t want_type, int cv_depth, uint64_t max_rows,
+                    uint64_t max_cols, const fs::path& file) {
   Hid ds(CheckId(H5Dopen2(group, name, H5P_DEFAULT), file, StrCat("missing dataset '", name, "'")), H5Dclose);
   Hid space(H5Dget_space(ds.get()), H5Sclose);
   const int rank = H5Sget_simple_extent_ndims(space.get());
@@ -528,6 +553,13 @@ RawArray FetchArray(hid_t group, const char* name, hid_t want_type, int cv_depth
   a.dims.resize(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(space.get(), a.dims.data(), nullptr);
   if (cv_depth == CV_8U && a.dims[2] != 3) throw Error(file.string(), "dataset 'image' is not h x w x 3");
+  // Bound the shape before anything is allocated from it: a corrupt header
+  // must give an error, not a multi-gigabyte allocation or an int overflow.
+  if (a.dims[0] > max_rows || a.dims[1] > max_cols) {
+    throw Error(file.string(), StrCat("dataset '", name, "' is ", a.dims[0], " x ", a.dims[1], ", larger than its ",
+                                      max_rows, " x ", max_cols, " record in the index (corrupt shard?)"));
+  }
+  const uint64_t raw_bytes = a.dims[0] * a.dims[1] * (cv_depth == CV_8U ? 3 : 4);
   Hid ftype(H5Dget_type(ds.get()), H5Tclose);
   Hid dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
   bool fast = H5Tequal(ftype.get(), want_type) > 0 && H5Pget_layout(dcpl.get()) == H5D_CHUNKED;
@@ -546,6 +578,10 @@ RawArray FetchArray(hid_t group, const char* name, hid_t want_type, int cv_depth
   const std::vector<hsize_t> offset(a.dims.size(), 0);
   hsize_t stored = 0;
   if (fast && H5Dget_chunk_storage_size(ds.get(), offset.data(), &stored) >= 0 && stored > 0) {
+    if (stored > raw_bytes + raw_bytes / 8 + 1024) {  // deflate's worst-case growth is far below this
+      throw Error(file.string(), StrCat("dataset '", name, "' claims ", stored, " stored bytes for ", raw_bytes,
+                                        " bytes of data (corrupt shard?)"));
+    }
     a.bytes.resize(stored);
     uint32_t mask = 0;
     CheckRc(H5Dread_chunk(ds.get(), H5P_DEFAULT, offset.data(), &mask, a.bytes.data()), file,
@@ -585,11 +621,13 @@ struct ShardSet::Impl {
   fs::path dir;
   nlohmann::json manifest;
   std::vector<SplitData> splits;
-  mutable std::mutex mu;  // guards the open-file cache; HDF5 serialises its calls anyway
+  // The open-file cache (fid, last_use, open_files, tick) is guarded by
+  // h5::Lock, which every HDF5 call holds anyway.
   mutable int open_files = 0;
   mutable uint64_t tick = 0;
 
   ~Impl() {
+    h5::Lock lock;
     for (auto& s : splits) {
       for (auto& sh : s.shards) {
         if (sh.fid >= 0) H5Fclose(sh.fid);
@@ -621,8 +659,9 @@ struct ShardSet::Impl {
   }
 
   // Returns the open file of a shard, closing the least recently used one when
-  // too many are open. Caller holds `mu`.
+  // too many are open. Caller holds h5::Lock.
   hid_t FileFor(const ShardFile& sh) const {
+    CSR_ASSERT(h5::LockHeld(), "the shard cache is guarded by the HDF5 lock");
     sh.last_use = ++tick;
     if (sh.fid >= 0) return sh.fid;
     if (open_files >= kMaxOpenShards) {
@@ -644,7 +683,70 @@ struct ShardSet::Impl {
   }
 
   void LoadSplit(const std::string& name, const nlohmann::json& js, const fs::path& mpath);
+
+  // The manifest's optional "totals" agree with its splits.
+  void CheckTotals(const fs::path& mpath) const {
+    if (!manifest.contains("totals")) return;
+    const nlohmann::json& t = manifest.at("totals");
+    int64_t records = 0, shards = 0;
+    for (const auto& sp : splits) {
+      records += static_cast<int64_t>(sp.info.size());
+      shards += static_cast<int64_t>(sp.shards.size());
+    }
+    if (t.contains("records") && FieldAs<int64_t>(t, "records", mpath, "totals") != records) {
+      throw Error(mpath.string(), StrCat("'totals.records' says ", t.at("records").dump(), " but the splits hold ",
+                                         records, ": the manifest was modified; rebuild with crop_shards --overwrite"));
+    }
+    if (t.contains("shards") && FieldAs<int64_t>(t, "shards", mpath, "totals") != shards) {
+      throw Error(mpath.string(), StrCat("'totals.shards' says ", t.at("shards").dump(), " but the splits list ",
+                                         shards, ": the manifest was modified; rebuild with crop_shards --overwrite"));
+    }
+  }
 };
+
+namespace {
+
+// Most records one shard may claim: far above any real set (crop_shards
+// writes 256 per shard by default), low enough that a hostile count cannot
+// make the reader allocate gigabytes for the index.
+constexpr int64_t kMaxShardRecords = int64_t{1} << 24;
+
+// A listed shard must stay inside the set folder: a manifest is data, and a
+// path like "../../etc/x" or "/abs" must not make the reader open other files.
+fs::path ShardPath(const fs::path& dir, const std::string& file, const fs::path& mpath, const std::string& where) {
+  const fs::path rel(file);
+  bool escapes = file.empty() || rel.is_absolute() || rel.has_root_name();
+  for (const auto& part : rel) escapes = escapes || part == "..";
+  if (escapes) throw Error(mpath.string(), StrCat("'", where, ".file' (", file, ") is not a path inside the set"));
+  return dir / rel;
+}
+
+// The shard's own root attributes must agree with what the manifest says of
+// it: a manifest edited by hand (or paired with other shards) is refused.
+void CheckShardAttributes(hid_t fid, const ShardFile& sh, const std::string& split) {
+  int64_t records = -1;
+  if (ReadAttrInt(fid, "records", &records) && records != sh.records) {
+    throw Error(sh.path.string(), StrCat("shard holds ", records, " records but manifest.json says ", sh.records,
+                                         ": the manifest does not belong to these shards; rebuild with crop_shards "
+                                         "--overwrite"));
+  }
+  std::string stored;
+  if (ReadAttrString(fid, "split", &stored) && stored != split) {
+    throw Error(sh.path.string(), StrCat("shard belongs to split '", stored, "' but manifest.json lists it under '",
+                                         split, "'"));
+  }
+}
+
+// Every index entry describes a record that can exist.
+void CheckIndexEntry(const int32_t* box, int64_t count, double sum, const fs::path& file, size_t i) {
+  if (box[0] < 0 || box[1] < 0 || box[2] <= 0 || box[3] <= 0 || box[2] > kMaxRecordSide || box[3] > kMaxRecordSide ||
+      count < 0 || !std::isfinite(sum)) {
+    throw Error(file.string(), StrCat("index entry ", i, " is impossible (box ", box[0], ",", box[1], " ", box[2], "x",
+                                      box[3], ", count ", count, ", density sum ", sum, "): corrupt shard"));
+  }
+}
+
+}  // namespace
 
 void ShardSet::Impl::LoadSplit(const std::string& name, const nlohmann::json& js, const fs::path& mpath) {
   SplitData s;
@@ -652,15 +754,24 @@ void ShardSet::Impl::LoadSplit(const std::string& name, const nlohmann::json& js
   const std::string where = "splits." + name;
   const nlohmann::json& shards = Field(js, "shards", mpath, where);
   if (!shards.is_array()) throw Error(mpath.string(), StrCat("'", where, ".shards' is not a list"));
+  int64_t total_records = 0;
+  uint64_t total_bytes = 0;
   for (size_t k = 0; k < shards.size(); ++k) {
     const std::string w = StrCat(where, ".shards[", k, "]");
     ShardFile sh;
-    sh.path = dir / FieldAs<std::string>(shards[k], "file", mpath, w);
+    sh.path = ShardPath(dir, FieldAs<std::string>(shards[k], "file", mpath, w), mpath, w);
     sh.records = FieldAs<int64_t>(shards[k], "records", mpath, w);
     sh.bytes = FieldAs<uint64_t>(shards[k], "bytes", mpath, w);
     sh.crc32 = FieldAs<uint32_t>(shards[k], "crc32", mpath, w);
+    if (sh.records < 0 || sh.records > kMaxShardRecords) {
+      throw Error(mpath.string(), StrCat("'", w, ".records' is ", sh.records, ", outside 0..", kMaxShardRecords));
+    }
+    total_records += sh.records;
+    total_bytes += sh.bytes;
     CheckShardSize(sh);
+    h5::Lock lock;
     Hid fid(OpenShard(sh.path), H5Fclose);
+    CheckShardAttributes(fid.get(), sh, name);
     Hid index(CheckId(H5Gopen2(fid.get(), "index", H5P_DEFAULT), sh.path, "missing /index (not a crop_shards shard?)"),
               H5Gclose);
     const size_t n = static_cast<size_t>(sh.records);
@@ -670,6 +781,7 @@ void ShardSet::Impl::LoadSplit(const std::string& name, const nlohmann::json& js
     const auto sums = ReadIndexArray<double>(index.get(), "density_sum", H5T_NATIVE_DOUBLE, n, sh.path);
     const auto crops = ReadIndexArray<int32_t>(index.get(), "crop", H5T_NATIVE_INT32, n, sh.path);
     for (size_t i = 0; i < n; ++i) {
+      CheckIndexEntry(&boxes[i * 4], counts[i], sums[i], sh.path, i);
       RecordInfo info;
       info.width = boxes[i * 4 + 2];
       info.height = boxes[i * 4 + 3];
@@ -683,6 +795,18 @@ void ShardSet::Impl::LoadSplit(const std::string& name, const nlohmann::json& js
       s.local.push_back(static_cast<int32_t>(i));
     }
     s.shards.push_back(std::move(sh));
+  }
+  // The split's totals are what a user reads first (--inspect): they must be
+  // the sums of its shards, not whatever an edit left there.
+  if (js.contains("records") && FieldAs<int64_t>(js, "records", mpath, where) != total_records) {
+    throw Error(mpath.string(), StrCat("'", where, ".records' says ", js.at("records").dump(), " but its shards hold ",
+                                       total_records, " records: the manifest was modified; rebuild with crop_shards "
+                                       "--overwrite"));
+  }
+  if (js.contains("bytes") && FieldAs<uint64_t>(js, "bytes", mpath, where) != total_bytes) {
+    throw Error(mpath.string(), StrCat("'", where, ".bytes' says ", js.at("bytes").dump(), " but its shards are ",
+                                       total_bytes, " bytes: the manifest was modified; rebuild with crop_shards "
+                                       "--overwrite"));
   }
   splits.push_back(std::move(s));
 }
@@ -699,6 +823,11 @@ ShardSet::ShardSet(const fs::path& dir) : impl_(std::make_unique<Impl>()) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(mpath.string(), StrCat("not valid JSON: ", e.what()));
   }
+  if (impl_->manifest.is_object() && impl_->manifest.contains("format") &&
+      impl_->manifest.at("format") != nlohmann::json(kShardSetFormat)) {
+    throw Error(mpath.string(), StrCat("'format' is ", impl_->manifest.at("format").dump(), ", not \"", kShardSetFormat,
+                                       "\": not a csrnet-cpp shard set"));
+  }
   const auto version = FieldAs<int64_t>(impl_->manifest, "format_version", mpath, "");
   if (version != kShardFormatVersion) {
     throw Error(mpath.string(), StrCat("shard format version ", version, " is not supported (this build reads version ",
@@ -707,6 +836,7 @@ ShardSet::ShardSet(const fs::path& dir) : impl_(std::make_unique<Impl>()) {
   const nlohmann::json& splits = Field(impl_->manifest, "splits", mpath, "");
   if (!splits.is_object()) throw Error(mpath.string(), "'splits' is not an object");
   for (const auto& [name, js] : splits.items()) impl_->LoadSplit(name, js, mpath);
+  impl_->CheckTotals(mpath);
   // JSON objects are unordered: list train, then test, then any others by name.
   auto rank = [](const std::string& n) { return n == "train" ? 0 : n == "test" ? 1 : 2; };
   std::stable_sort(impl_->splits.begin(), impl_->splits.end(), [&](const SplitData& a, const SplitData& b) {
@@ -747,13 +877,15 @@ ShardRecord ShardSet::Read(const std::string& split, int64_t index) const {
   RawArray image, target;
   int64_t crc = -1;
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    h5::Lock lock;
     h5::Init();
     const hid_t fid = impl_->FileFor(sh);
     Hid g(CheckId(H5Gopen2(fid, group.c_str(), H5P_DEFAULT), sh.path, StrCat("cannot open ", what, " (corrupt shard?)")),
           H5Gclose);
-    image = FetchArray(g.get(), "image", H5T_STD_U8LE, CV_8U, sh.path);
-    target = FetchArray(g.get(), "target", H5T_IEEE_F32LE, CV_32F, sh.path);
+    const RecordInfo& in = s.info[i];
+    const auto rows = static_cast<uint64_t>(in.height), cols = static_cast<uint64_t>(in.width);
+    image = FetchArray(g.get(), "image", H5T_STD_U8LE, CV_8U, rows, cols, sh.path);
+    target = FetchArray(g.get(), "target", H5T_IEEE_F32LE, CV_32F, rows, cols, sh.path);
     if (!ReadAttrInt(g.get(), "crc32", &crc)) crc = -1;
   }
   ShardRecord r;

@@ -18,6 +18,8 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
+#include "common/fs.h"
+
 namespace csr {
 
 namespace fs = std::filesystem;
@@ -85,8 +87,7 @@ class ShardSet {
 // checksum and optional deflate compression, no HDF5 calls) and written by one
 // ShardWriter per split from a single thread.
 
-// zlib's CRC-32 (the same value as Python's zlib.crc32), chainable via `crc`.
-uint32_t Crc32(const void* data, size_t size, uint32_t crc = 0);
+// Crc32 (zlib's, the same value as Python's zlib.crc32) is in common/fs.h.
 // CRC-32 of a whole file's bytes; throws csr::Error naming the file.
 uint32_t FileCrc32(const fs::path& path);
 
@@ -163,6 +164,9 @@ class ShardWriter {
 
 // The manifest's file name inside a shard set folder.
 constexpr const char* kManifestName = "manifest.json";
+// The manifest's "format" marker (each shard file's own root attribute is
+// "csrnet-shard"); a manifest with another marker is refused.
+constexpr const char* kShardSetFormat = "csrnet-shards";
 
 // A split's entry in the manifest as the reader expects it:
 // {"records": N, "bytes": B, "shards": [{"file", "records", "bytes", "crc32"}, ...]}.

@@ -7,8 +7,10 @@ set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libopencv-dev libeigen3-dev libnanoflann-dev libhdf5-dev
             libtbb-dev nlohmann-json3-dev libtorch-dev doctest-dev libmatio-dev)
 # Interop tests compare against Debian's scipy/h5py/OpenCV/PyTorch; the HTML
-# report test renders in headless Chromium.
-test_pkgs=(python3 python3-numpy python3-scipy python3-h5py python3-opencv python3-torch chromium)
+# report test renders in headless Chromium; the fuzz stage needs clang with
+# its libFuzzer/sanitizer runtimes; the tmpfs tests need util-linux's mount.
+test_pkgs=(python3 python3-numpy python3-scipy python3-h5py python3-opencv python3-torch chromium
+           clang libclang-rt-14-dev)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-build}" == "test" ]]; then want+=("${test_pkgs[@]}"); fi

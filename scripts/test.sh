@@ -1,10 +1,49 @@
 #!/usr/bin/env bash
-# Sets up everything the tests need (packages, build) and runs the whole
-# suite with ctest. `scripts/test.sh --quick` skips tests labelled slow.
+# Sets up everything the tests need (packages, builds) and runs every test
+# stage, then prints how long each took:
+#   release  Release build, the whole ctest suite (slow tests included)
+#   asan     AddressSanitizer + UBSan build, the quick tests   (scripts/sanitize.sh asan)
+#   tsan     ThreadSanitizer build, the multi-threaded tests   (scripts/sanitize.sh tsan)
+#   fuzz     libFuzzer build, each fuzz target FUZZ_SECONDS    (scripts/sanitize.sh fuzz)
+# `scripts/test.sh --quick`: the release stage without slow tests, nothing else.
+# `scripts/test.sh --stages "release fuzz"`: only those stages.
+# Under CI (CI=true) a test that needs chromium, Debian's Python packages,
+# ../shared/data or root fails instead of skipping (CSR_REQUIRE, tests/test_skip.h).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+stages="release asan tsan fuzz" quick=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) quick=1; stages=release; shift ;;
+    --stages) stages=$2; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+if [[ "${CI:-}" == "true" ]]; then export CSR_REQUIRE=${CSR_REQUIRE:-chromium,python,shared,root}; fi
+
 scripts/deps.sh test
-scripts/build.sh
-ctest_args=(--test-dir "${BUILD_DIR:-build}" --output-on-failure -j"$(nproc)")
-if [[ "${1:-}" == "--quick" ]]; then ctest_args+=(-LE slow); fi
-ctest "${ctest_args[@]}"
+summary=()
+run_stage() {
+  local name=$1; shift
+  local start=$SECONDS
+  echo "== test.sh: stage $name" >&2
+  "$@"
+  summary+=("$(printf '%-8s %5d s' "$name" $((SECONDS - start)))")
+}
+release() {
+  scripts/build.sh
+  local args=(--test-dir "${BUILD_DIR:-build}" --output-on-failure -j"$(nproc)")
+  if [[ $quick -eq 1 ]]; then args+=(-LE slow); fi
+  ctest "${args[@]}"
+}
+for s in $stages; do
+  case "$s" in
+    release) run_stage release release ;;
+    asan|tsan|fuzz) run_stage "$s" scripts/sanitize.sh "$s" ;;
+    *) echo "test.sh: unknown stage '$s'" >&2; exit 2 ;;
+  esac
+done
+echo "== test.sh: all stages passed"
+printf '   %s\n' "${summary[@]}"

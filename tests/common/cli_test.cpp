@@ -2,6 +2,13 @@
 
 #include <doctest/doctest.h>
 
+#include <H5Cpp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
 #include <initializer_list>
 #include <iostream>
 #include <sstream>
@@ -9,6 +16,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/log.h"
 
 #include "tests/test_expect.h"
 
@@ -287,6 +295,85 @@ TEST_CASE("cli: RunTool returns 2 for a UsageError, 1 for other errors and the b
           Parsed r = ParseArgs({"--part", "Z"});
           return r.ok ? 0 : 5;
         }) == 2);
+}
+
+}  // namespace
+}  // namespace csr
+
+namespace csr {
+namespace {
+
+// Runs `fn` in a child process with stderr captured: its exit status (or
+// 128 + the signal that ended it) and what it printed.
+struct ChildResult {
+  int status = -1;
+  std::string stderr_text;
+};
+
+template <typename Fn>
+ChildResult InChild(Fn&& fn) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    const int rc = fn();
+    std::fflush(nullptr);
+    ::_exit(rc);
+  }
+  ::close(fds[1]);
+  ChildResult r;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) r.stderr_text.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+TEST_CASE("cli: RunTool turns an escaping H5::Exception or a non-standard exception into one line, exit 1") {
+  ChildResult r = InChild([] {
+    return RunTool("cli_test", []() -> int { throw H5::FileIException("H5File::openFile", "unable to open file"); });
+  });
+  CHECK(r.status == 1);
+  CHECK(r.stderr_text == "cli_test: error: HDF5: H5File::openFile: unable to open file\n");
+  r = InChild([] { return RunTool("cli_test", []() -> int { throw 42; }); });
+  CHECK(r.status == 1);
+  CHECK(r.stderr_text.find("cli_test: error: unexpected non-standard exception") == 0);
+  CHECK(std::count(r.stderr_text.begin(), r.stderr_text.end(), '\n') == 1);
+}
+
+TEST_CASE("cli: RunTool prints only the first line of a message (LibTorch appends a backtrace)") {
+  const ChildResult r = InChild([] {
+    return RunTool("cli_test", []() -> int {
+      throw std::runtime_error("weights.pt: bad tensor\nException raised from load at x.cpp:1\nframe #0: ...");
+    });
+  });
+  CHECK(r.status == 1);
+  CHECK(r.stderr_text == "cli_test: error: weights.pt: bad tensor\n");
+}
+
+TEST_CASE("CSR_ASSERT aborts with file:line and the condition in every build type, and is quiet when it holds") {
+  const ChildResult r = InChild([] {
+    log::SetProgram("cli_test");
+    const int rows = 3;
+    CSR_ASSERT(rows == 4, "rows is ", rows);
+    return 0;
+  });
+  CHECK(r.status == 128 + SIGABRT);
+  CHECK(r.stderr_text.find("cli_test: internal error at ") == 0);
+  CHECK(r.stderr_text.find("cli_test.cpp:") != std::string::npos);
+  CHECK(r.stderr_text.find("`rows == 4` does not hold: rows is 3") != std::string::npos);
+  CHECK(InChild([] {
+          CSR_ASSERT(1 + 1 == 2, "arithmetic");
+          return 0;
+        }).status == 0);
 }
 
 }  // namespace

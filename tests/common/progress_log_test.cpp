@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/progress.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -172,13 +173,12 @@ TEST_CASE("progress: a log message between progress lines stays on its own line"
   CHECK(Contains(lines[2], "maps: 2/2 done"));
 }
 
-TEST_CASE("progress: on a terminal the bar redraws in place and a log message erases it first") {
+TEST_CASE("progress: on a terminal the bar redraws in place and a log message erases it first" *
+          doctest::test_suite("optional")) {
   const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
-  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) {
-    MESSAGE("skipped: no pseudo-terminal available");
-    if (master >= 0) ::close(master);
-    return;
-  }
+  const bool have_pty = master >= 0 && ::grantpt(master) == 0 && ::unlockpt(master) == 0;
+  if (!have_pty && master >= 0) ::close(master);
+  CSR_SKIP_UNLESS(have_pty, test::kNeedPty, "no pseudo-terminal available");
   const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
   REQUIRE(slave >= 0);
   log::SetProgram("gt_gen");

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -169,11 +170,8 @@ std::vector<std::string> ConsoleLines(const fs::path& log) {
   return lines;
 }
 
-TEST_CASE("The report renders in headless Chromium with every section and no console errors") {
-  if (!HaveChromium()) {
-    MESSAGE("chromium not installed (scripts/deps.sh test installs it): skipping");
-    return;
-  }
+TEST_CASE("The report renders in headless Chromium with every section and no console errors" * doctest::test_suite("optional")) {
+  CSR_SKIP_UNLESS(HaveChromium(), test::kNeedChromium, "chromium not installed (scripts/deps.sh test installs it)");
   test::TempDir dir;
   const fs::path page = dir / "report.html";
   WriteReport(page.string(), SampleReport(40));
@@ -201,11 +199,8 @@ TEST_CASE("The report renders in headless Chromium with every section and no con
   if (const char* keep = std::getenv("CSR_KEEP_REPORT_SHOT")) fs::copy_file(shot, keep, fs::copy_options::overwrite_existing);
 }
 
-TEST_CASE("The Chromium check notices an image that does not decode") {
-  if (!HaveChromium()) {
-    MESSAGE("chromium not installed (scripts/deps.sh test installs it): skipping");
-    return;
-  }
+TEST_CASE("The Chromium check notices an image that does not decode" * doctest::test_suite("optional")) {
+  CSR_SKIP_UNLESS(HaveChromium(), test::kNeedChromium, "chromium not installed (scripts/deps.sh test installs it)");
   test::TempDir dir;
   ReportData d = SampleReport(3);
   d.worst[1].png = "not a png";

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "tests/test_expect.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -255,11 +256,78 @@ TEST_CASE("an unfinished writer leaves no temporary and no partial shard") {
   CHECK(names == std::vector<std::string>{"shard-00000.h5"});
 }
 
-TEST_CASE("shards are readable from Python's h5py as documented") {
-  if (!fs::exists("/usr/bin/python3") || test::Run("/usr/bin/python3 -c 'import h5py, numpy'") != 0) {
-    MESSAGE("skipped: /usr/bin/python3 with h5py not available");
-    return;
+// Edits one field of a written set's manifest, as a user (or a bad copy) might.
+void EditManifest(const fs::path& dir, const std::function<void(nlohmann::json&)>& edit) {
+  auto m = nlohmann::json::parse(ReadTextFile(dir / kManifestName));
+  edit(m);
+  WriteTextFileAtomic(dir / kManifestName, m.dump());
+}
+
+TEST_CASE("a manifest whose totals disagree with its shards is refused, naming the field") {
+  test::TempDir tmp;
+  WriteSet(tmp.path(), SomeRecords(5), 2);
+  EditManifest(tmp.path(), [](nlohmann::json& m) { m["splits"]["train"]["records"] = 6; });
+  std::string msg = ErrorOf([&] { ShardSet set(tmp.path()); });
+  CHECK(msg.find("manifest.json") != std::string::npos);
+  CHECK(msg.find("'splits.train.records' says 6 but its shards hold 5") != std::string::npos);
+
+  WriteSet(tmp.path(), SomeRecords(5), 2);
+  EditManifest(tmp.path(), [](nlohmann::json& m) { m["splits"]["train"]["bytes"] = 1; });
+  CHECK(ErrorOf([&] { ShardSet set(tmp.path()); }).find("'splits.train.bytes' says 1") != std::string::npos);
+
+  WriteSet(tmp.path(), SomeRecords(5), 2);
+  EditManifest(tmp.path(), [](nlohmann::json& m) { m["totals"] = {{"records", 7}, {"shards", 3}}; });
+  CHECK(ErrorOf([&] { ShardSet set(tmp.path()); }).find("'totals.records' says 7") != std::string::npos);
+  EditManifest(tmp.path(), [](nlohmann::json& m) { m["totals"] = {{"records", 5}, {"shards", 3}}; });
+  ShardSet ok(tmp.path());  // consistent totals pass
+  CHECK(ok.size("train") == 5);
+}
+
+TEST_CASE("a shard's record count in the manifest must match the shard itself") {
+  test::TempDir tmp;
+  WriteSet(tmp.path(), SomeRecords(4), 2);
+  EditManifest(tmp.path(), [](nlohmann::json& m) {
+    m["splits"]["train"]["shards"][0]["records"] = 1;  // and keep the split total consistent
+    m["splits"]["train"]["records"] = 3;
+  });
+  const std::string msg = ErrorOf([&] { ShardSet set(tmp.path()); });
+  CHECK(msg.find("shard-00000.h5") != std::string::npos);
+  CHECK(msg.find("holds 2 records but manifest.json says 1") != std::string::npos);
+}
+
+TEST_CASE("absurd or escaping manifest entries are refused before any file is opened") {
+  test::TempDir tmp;
+  WriteSet(tmp.path(), SomeRecords(2), 2);
+  EditManifest(tmp.path(), [](nlohmann::json& m) { m["splits"]["train"]["shards"][0]["records"] = -5; });
+  CHECK(ErrorOf([&] { ShardSet set(tmp.path()); }).find("records' is -5") != std::string::npos);
+  EditManifest(tmp.path(), [](nlohmann::json& m) { m["splits"]["train"]["shards"][0]["records"] = 1ll << 40; });
+  CHECK(ErrorOf([&] { ShardSet set(tmp.path()); }).find("outside 0..") != std::string::npos);
+  for (const char* bad : {"../train/shard-00000.h5", "/etc/passwd", ""}) {
+    WriteSet(tmp.path(), SomeRecords(2), 2);
+    EditManifest(tmp.path(), [&](nlohmann::json& m) { m["splits"]["train"]["shards"][0]["file"] = bad; });
+    CHECK(ErrorOf([&] { ShardSet set(tmp.path()); }).find("is not a path inside the set") != std::string::npos);
   }
+}
+
+TEST_CASE("a shard listed under the wrong split, or another format marker, is refused") {
+  test::TempDir tmp;
+  WriteSet(tmp.path(), SomeRecords(2), 2);
+  EditManifest(tmp.path(), [](nlohmann::json& m) {
+    m["splits"]["test"] = m["splits"]["train"];
+    m["splits"].erase("train");
+  });
+  CHECK(ErrorOf([&] { ShardSet set(tmp.path()); }).find("belongs to split 'train'") != std::string::npos);
+  WriteSet(tmp.path(), SomeRecords(2), 2);
+  EditManifest(tmp.path(), [](nlohmann::json& m) { m["format"] = "something-else"; });
+  CHECK(ErrorOf([&] { ShardSet set(tmp.path()); }).find("not a csrnet-cpp shard set") != std::string::npos);
+  EditManifest(tmp.path(), [](nlohmann::json& m) { m["format"] = kShardSetFormat; });
+  ShardSet ok(tmp.path());
+  CHECK(ok.size("train") == 2);
+}
+
+TEST_CASE("shards are readable from Python's h5py as documented" * doctest::test_suite("optional")) {
+  CSR_SKIP_UNLESS(fs::exists("/usr/bin/python3") && test::Run("/usr/bin/python3 -c 'import h5py, numpy'") == 0,
+                  test::kNeedPython, "/usr/bin/python3 with h5py not available");
   test::TempDir tmp;
   const auto records = SomeRecords(3, true);
   WriteSet(tmp.path(), records, 2, 4);

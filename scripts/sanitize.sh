@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The fault-finding builds, each in its own folder, each followed by its tests:
+#   scripts/sanitize.sh asan   AddressSanitizer + UBSan build (gcc, LibTorch tools included), quick tests
+#   scripts/sanitize.sh tsan   ThreadSanitizer build (gcc, no LibTorch), the multi-threaded tests
+#   scripts/sanitize.sh fuzz   libFuzzer + ASan + UBSan build (clang), each fuzz target for
+#                              FUZZ_SECONDS (default 20) from the seed corpus
+# Build folders: build-asan, build-tsan, build-fuzz (override with BUILD_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stage=${1:?usage: scripts/sanitize.sh asan|tsan|fuzz}
+jobs=$(nproc)
+supp=$PWD/tests/sanitizers
+
+# Dependencies are Debian's uninstrumented builds: LeakSanitizer reports
+# their process-lifetime allocations (HDF5's per-thread error stacks,
+# LibTorch's registries), which the suppressions name; anything of ours fails.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_odr_violation=0:allocator_may_return_null=1
+export LSAN_OPTIONS=suppressions=$supp/lsan.supp:print_suppressions=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS=suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1
+
+case "$stage" in
+  asan)
+    dir=${BUILD_DIR:-build-asan}
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCSR_SANITIZE=ON >/dev/null
+    cmake --build "$dir" -j"$jobs"
+    ctest --test-dir "$dir" --output-on-failure -j"$jobs" -L quick
+    ;;
+  tsan)
+    dir=${BUILD_DIR:-build-tsan}
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCSR_TSAN=ON -DCSR_BUILD_TRAIN=OFF >/dev/null
+    # The code that runs threads: gt_gen and crop_shards (oneTBB pipelines),
+    # the shard reader (concurrent reads), HDF5 and matio under the lock, the
+    # progress bar and the logger.
+    tsan_tests='^(preprocess_gt_gen_test|preprocess_crop_shards_test|preprocess_density_test|common_shards_test|common_mat_io_test|common_h5_test|common_progress_log_test)$'
+    cmake --build "$dir" -j"$jobs" --target gt_gen crop_shards make_synthetic preprocess_gt_gen_test \
+      preprocess_crop_shards_test preprocess_density_test common_shards_test common_mat_io_test common_h5_test \
+      common_progress_log_test
+    ctest --test-dir "$dir" --output-on-failure -j"$jobs" -R "$tsan_tests"
+    ;;
+  fuzz)
+    dir=${BUILD_DIR:-build-fuzz}
+    CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCSR_BUILD_TRAIN=OFF -DCSR_FUZZ=ON \
+      -DCSR_FUZZ_SECONDS="${FUZZ_SECONDS:-20}" >/dev/null
+    targets=$(sed -n 's/^tests\/fuzz\/\(.*\)_fuzz\.cpp$/fuzz_\1/p' < <(ls tests/fuzz/*_fuzz.cpp))
+    cmake --build "$dir" -j"$jobs" --target fuzz_seeds $targets
+    # One at a time: each target uses the whole machine for its seconds.
+    ctest --test-dir "$dir" --output-on-failure -L fuzz
+    ;;
+  *) echo "sanitize.sh: unknown stage '$stage' (asan, tsan or fuzz)" >&2; exit 2 ;;
+esac

@@ -1,0 +1,16 @@
+// Fuzz target: the ShanghaiTech annotation reader (MATLAB 5 and v7.3 .mat).
+#include "common/mat_io.h"
+#include "tests/fuzz/fuzz_util.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace csr::fuzz;
+  const fs::path path = Scratch() / "GT_IMG_1.mat";
+  WriteBytes(path, data, size);
+  Expect([&] {
+    const csr::Annotation a = csr::ReadAnnotation(path.string());
+    // Values come back as stored (NaN checks are the caller's); the count of
+    // points cannot exceed what the file's bytes can hold.
+    if (a.points.size() > size) std::abort();
+  });
+  return 0;
+}
