@@ -39,6 +39,35 @@ bool JpegReachesEnd(const std::vector<unsigned char>& d) {
   return false;
 }
 
+// A size read from a header: positive and within the limits, so that no
+// decoder or density map is ever asked for gigabytes by a few forged bytes.
+void CheckSize(const std::string& path, const char* format, int64_t width, int64_t height) {
+  if (width <= 0 || height <= 0) throw Error(path, StrCat("corrupt ", format, " (size ", width, "x", height, ")"));
+  if (width > kMaxImageSide || height > kMaxImageSide || width * height > kMaxImagePixels) {
+    throw Error(path, StrCat(format, " header says ", width, "x", height, ", larger than the supported ",
+                             kMaxImageSide, " px a side and ", kMaxImagePixels, " pixels"));
+  }
+}
+
+// BMP (BITMAPINFOHEADER or later): width and height at bytes 18 and 22,
+// little-endian int32, a negative height meaning top-down rows.
+bool BmpSize(const std::string& path, const std::vector<unsigned char>& d, ImageSize* out) {
+  if (d.size() < 2 || d[0] != 'B' || d[1] != 'M') return false;
+  if (d.size() < 26) throw Error(path, "truncated BMP");
+  const auto le32 = [&](size_t i) {
+    return static_cast<int32_t>(static_cast<uint32_t>(d[i]) | (static_cast<uint32_t>(d[i + 1]) << 8) |
+                                (static_cast<uint32_t>(d[i + 2]) << 16) | (static_cast<uint32_t>(d[i + 3]) << 24));
+  };
+  // An OS/2 core header (12 bytes) has 16-bit sizes at 18 and 20.
+  const bool core = le32(14) == 12;
+  const int64_t w = core ? (d[18] | (d[19] << 8)) : le32(18);
+  const int64_t h = core ? (d[20] | (d[21] << 8)) : le32(22);
+  CheckSize(path, "BMP", w, h < 0 ? -h : h);
+  out->width = static_cast<int>(w);
+  out->height = static_cast<int>(h < 0 ? -h : h);
+  return true;
+}
+
 bool JpegSize(const std::string& path, const std::vector<unsigned char>& d, ImageSize* out) {
   if (d.size() < 4 || d[0] != 0xFF || d[1] != 0xD8) return false;
   if (!JpegReachesEnd(d)) throw Error(path, "truncated JPEG (no end-of-image marker)");
@@ -54,7 +83,7 @@ bool JpegSize(const std::string& path, const std::vector<unsigned char>& d, Imag
       if (i + 9 > d.size()) break;
       out->height = (d[i + 5] << 8) | d[i + 6];
       out->width = (d[i + 7] << 8) | d[i + 8];
-      if (out->width <= 0 || out->height <= 0) throw Error(path, "corrupt JPEG (zero size)");
+      CheckSize(path, "JPEG", out->width, out->height);
       return true;
     }
     if (marker == 0xDA || len < 2) break;  // scan data before a frame header
@@ -67,11 +96,16 @@ bool PngSize(const std::string& path, const std::vector<unsigned char>& d, Image
   static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
   if (d.size() < 8 || !std::equal(sig, sig + 8, d.begin())) return false;
   if (d.size() < 24 + 12) throw Error(path, "truncated PNG");
-  out->width = static_cast<int>((d[16] << 24) | (d[17] << 16) | (d[18] << 8) | d[19]);
-  out->height = static_cast<int>((d[20] << 24) | (d[21] << 16) | (d[22] << 8) | d[23]);
+  // Big-endian uint32 (PNG allows up to 2^31 - 1): read wide, never into a negative int.
+  const auto be32 = [&](size_t i) {
+    return (static_cast<int64_t>(d[i]) << 24) | (d[i + 1] << 16) | (d[i + 2] << 8) | d[i + 3];
+  };
+  const int64_t w = be32(16), h = be32(20);
   static const unsigned char iend[8] = {0, 0, 0, 0, 'I', 'E', 'N', 'D'};
   if (!std::equal(iend, iend + 8, d.end() - 12)) throw Error(path, "truncated PNG (no IEND chunk)");
-  if (out->width <= 0 || out->height <= 0) throw Error(path, "corrupt PNG (zero size)");
+  CheckSize(path, "PNG", w, h);
+  out->width = static_cast<int>(w);
+  out->height = static_cast<int>(h);
   return true;
 }
 
@@ -80,17 +114,18 @@ bool PngSize(const std::string& path, const std::vector<unsigned char>& d, Image
 ImageSize ReadImageSize(const std::string& path) {
   const std::vector<unsigned char> data = ReadAll(path);
   ImageSize size;
-  if (JpegSize(path, data, &size) || PngSize(path, data, &size)) return size;
+  if (JpegSize(path, data, &size) || PngSize(path, data, &size) || BmpSize(path, data, &size)) return size;
   const cv::Mat img = cv::imdecode(data, cv::IMREAD_UNCHANGED);
   if (img.empty()) throw Error(path, "not a readable image");
+  CheckSize(path, "image", img.cols, img.rows);
   return {img.cols, img.rows};
 }
 
 cv::Mat ReadImageRGB(const std::string& path) {
   const std::vector<unsigned char> data = ReadAll(path);
   ImageSize header;
-  JpegSize(path, data, &header);  // detects truncation that libjpeg only warns about
-  PngSize(path, data, &header);
+  // Detect truncation that libjpeg only warns about, and forged sizes before the decoder allocates.
+  if (!JpegSize(path, data, &header) && !PngSize(path, data, &header)) BmpSize(path, data, &header);
   cv::Mat img = cv::imdecode(data, cv::IMREAD_UNCHANGED);
   if (img.empty()) throw Error(path, "not a readable image (corrupt or unsupported format)");
   if (img.depth() != CV_8U) throw Error(path, "only 8-bit images are supported");

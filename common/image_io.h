@@ -1,6 +1,7 @@
 // Image reading with one clear error per bad file.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include <opencv2/core.hpp>
@@ -12,10 +13,17 @@ struct ImageSize {
   int height = 0;
 };
 
+// The largest image the tools accept: a side of 65535 (JPEG's own limit) and
+// 2^27 pixels (a 512 MB float density map; ShanghaiTech's largest is 1024 x
+// 1024). A header claiming more is refused before anything is allocated.
+inline constexpr int kMaxImageSide = 65535;
+inline constexpr int64_t kMaxImagePixels = int64_t{1} << 27;
+
 // The size of a JPEG or PNG from its header alone (no decoding), after
 // checking that the file is complete (JPEG: ends with the EOI marker; PNG:
 // ends with the IEND chunk). Other formats are decoded. Throws csr::Error
-// naming the file when it is missing, unreadable, truncated or not an image.
+// naming the file when it is missing, unreadable, truncated, not an image, or
+// larger than the limits above.
 ImageSize ReadImageSize(const std::string& path);
 
 // Decodes an image as 8-bit RGB (grayscale replicated to three channels,

@@ -307,6 +307,24 @@ bool HasVariable(mat_t* mat, const char* name) {
 }
 
 
+// matio allocates what a variable's header claims before reading its data:
+// a forged 1e9 x 2 location took 16 GB and a minute. Read the headers alone
+// first (Mat_VarReadInfo) and refuse an impossible point count.
+void CheckClaimedPoints(mat_t* mat, const std::string& path, const MatioSession& session) {
+  MatVarPtr peek(Mat_VarReadInfo(mat, "image_info"));
+  if (!peek || session.HasLog()) return;  // the full read below reports it
+  matvar_t* s = InfoStruct(peek.get(), path);
+  matvar_t* loc = Mat_VarGetStructFieldByName(s, "location", 0);
+  if (loc == nullptr) return;
+  size_t n = 1;
+  for (int i = 0; i < loc->rank; ++i) {
+    if (loc->dims[i] > static_cast<size_t>(2 * kMaxAnnotationPoints) || (n *= loc->dims[i]) > 2 * kMaxAnnotationPoints) {
+      throw Error(path, StrCat("location claims ", DimsText(loc), " values, more than the ", kMaxAnnotationPoints,
+                               " points supported (corrupt file?)"));
+    }
+  }
+}
+
 // ---- MATLAB v7.3 read directly with the HDF5 C API (under h5::Lock) ----
 // matio's v7.3 reader only understands attributes exactly as MATLAB writes
 // them; h5py (NULLPAD fixed strings) and others lay out the same structure
@@ -377,7 +395,8 @@ std::vector<double> ReadDoubles73(hid_t ds, const std::string& what, const std::
   if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims->data(), nullptr);
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
   // The data must fit the file (a corrupt header can claim any size).
-  if (n < 0 || static_cast<uintmax_t>(n) > fs::file_size(path) / std::max<size_t>(1, H5Tget_size(type.get()))) {
+  if (n < 0 || n > 2 * kMaxAnnotationPoints ||
+      static_cast<uintmax_t>(n) > fs::file_size(path) / std::max<size_t>(1, H5Tget_size(type.get()))) {
     throw Error(path, StrCat(what, " claims ", n, " elements, more than the file holds (corrupt file)"));
   }
   std::vector<double> v(static_cast<size_t>(n));
@@ -475,6 +494,7 @@ Annotation ReadAnnotation(const std::string& path) {
     if (kind == MatKind::kMat73) throw Error(path, kV73Unreadable);
     throw Error(path, StrCat("not a readable MAT-file", session.HasLog() ? ": " + session.FirstLog() : ""));
   }
+  CheckClaimedPoints(mat.get(), path, session);
   MatVarPtr info(Mat_VarRead(mat.get(), "image_info"));
   if (!info || session.HasLog()) {
     const std::string first = session.FirstLog();

@@ -11,6 +11,10 @@
 
 namespace csr {
 
+// The most points an annotation may hold (ShanghaiTech's densest image has
+// 3138): a header claiming more is refused before anything is allocated.
+inline constexpr int64_t kMaxAnnotationPoints = int64_t{1} << 24;
+
 struct Annotation {
   std::vector<std::array<double, 2>> points;  // (x, y), continuous image coordinates
   int64_t number = -1;  // the file's `number` field; -1 when absent

@@ -9,7 +9,9 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "tests/test_expect.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -186,13 +188,11 @@ TEST_CASE("image_io: a 16-bit PNG is rejected by ReadImageRGB with an Error nami
   ExpectError([&] { ReadImageRGB(p.string()); }, {p.string(), "8-bit"});
 }
 
-TEST_CASE("image_io: the real samples decode at their header size; IMG_40 is a grayscale JPEG") {
+TEST_CASE("image_io: the real samples decode at their header size; IMG_40 is a grayscale JPEG" *
+          doctest::test_suite("optional")) {
   const fs::path data = test::SharedData();
   const fs::path img40 = data / "ShanghaiTech/part_A_final/train_data/images/IMG_40.jpg";
-  if (data.empty() || !fs::exists(img40)) {
-    MESSAGE("skipped: shared ShanghaiTech samples not present");
-    return;
-  }
+  CSR_SKIP_UNLESS(!data.empty() && fs::exists(img40), csr::test::kNeedShared, "shared ShanghaiTech samples not present");
   const cv::Mat raw = cv::imread(img40.string(), cv::IMREAD_UNCHANGED);
   REQUIRE(raw.channels() == 1);
   const cv::Mat rgb = ReadImageRGB(img40.string());
@@ -217,6 +217,40 @@ TEST_CASE("image_io: the real samples decode at their header size; IMG_40 is a g
     ++checked;
   }
   CHECK(checked >= 12);
+}
+
+// Overwrites bytes of `path` at `at`.
+void Patch(const fs::path& path, size_t at, const std::vector<unsigned char>& bytes) {
+  std::string d = ReadTextFile(path);
+  REQUIRE(at + bytes.size() <= d.size());
+  for (size_t i = 0; i < bytes.size(); ++i) d[at + i] = static_cast<char>(bytes[i]);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << d;
+}
+
+TEST_CASE("image_io: forged headers claiming huge sizes are refused before anything is allocated") {
+  test::TempDir dir;
+  const fs::path jpg = Write(dir, "big.jpg", Noise(16, 16, CV_8UC3, 1));
+  const std::string bytes = ReadTextFile(jpg);
+  size_t sof = bytes.find("\xFF\xC0");
+  REQUIRE(sof != std::string::npos);
+  Patch(jpg, sof + 5, {0xFF, 0xFF, 0xFF, 0xFF});  // 65535 x 65535: 4 Gpixel
+  ExpectError([&] { ReadImageSize(jpg.string()); }, {jpg.string(), "65535x65535", "larger than the supported"});
+  ExpectError([&] { ReadImageRGB(jpg.string()); }, {jpg.string(), "larger than the supported"});
+
+  const fs::path png = Write(dir, "big.png", Noise(16, 16, CV_8UC3, 2));
+  Patch(png, 16, {0x80, 0x00, 0x00, 0x00});  // 2^31: was read into a negative int
+  ExpectError([&] { ReadImageSize(png.string()); }, {png.string(), "2147483648x16"});
+  Patch(png, 16, {0x00, 0x00, 0xFF, 0xFF});
+  Patch(png, 20, {0x00, 0x00, 0xFF, 0xFF});
+  ExpectError([&] { ReadImageRGB(png.string()); }, {png.string(), "larger than the supported"});
+  Patch(png, 16, {0x00, 0x00, 0x00, 0x00});
+  ExpectError([&] { ReadImageSize(png.string()); }, {png.string(), "corrupt PNG (size 0x65535)"});
+
+  const fs::path bmp = Write(dir, "big.bmp", Noise(16, 16, CV_8UC3, 3));
+  CHECK(ReadImageSize(bmp.string()).width == 16);
+  Patch(bmp, 18, {0xFF, 0xFF, 0xFF, 0x7F});
+  ExpectError([&] { ReadImageSize(bmp.string()); }, {bmp.string(), "larger than the supported"});
+  ExpectError([&] { ReadImageRGB(bmp.string()); }, {bmp.string(), "larger than the supported"});
 }
 
 }  // namespace

@@ -460,4 +460,35 @@ print('ok')
   CHECK(rc == 0);
 }
 
+// A MAT5 file whose location claims `rows` x 2 points but holds three: the
+// dimensions are patched in an uncompressed file (a compressed one is the
+// same once inflated).
+static void WriteForgedRows(const fs::path& path, int32_t rows) {
+  mat_t* mat = Mat_CreateVer(path.c_str(), nullptr, MAT_FT_MAT5);
+  REQUIRE(mat != nullptr);
+  matvar_t* v = Cell("image_info", {Struct({Numeric("location", 3, 2, {1, 2, 3, 4, 5, 6}), Numeric("number", 1, 1, {3})})});
+  REQUIRE(Mat_VarWrite(mat, v, MAT_COMPRESSION_NONE) == 0);
+  Mat_VarFree(v);
+  Mat_Close(mat);
+  std::string bytes = ReadBytes(path);
+  // The dimensions subelement of location: miINT32 (5), 8 bytes, then 3 and 2.
+  const int32_t want[4] = {5, 8, 3, 2};
+  const std::string pattern(reinterpret_cast<const char*>(want), sizeof(want));
+  const size_t at = bytes.find(pattern);
+  REQUIRE(at != std::string::npos);
+  std::memcpy(&bytes[at + 8], &rows, 4);
+  WriteBytes(path, bytes);
+}
+
+TEST_CASE("a .mat claiming billions of points is refused without allocating them") {
+  test::TempDir dir;
+  WriteForgedRows(dir / "ok.mat", 3);
+  CHECK(ReadAnnotation((dir / "ok.mat").string()).points.size() == 3);
+  for (int32_t rows : {1000000000, 2147483647, -5}) {
+    CAPTURE(rows);
+    WriteForgedRows(dir / "big.mat", rows);
+    ExpectError([&] { ReadAnnotation((dir / "big.mat").string()); }, {(dir / "big.mat").string(), "points supported"});
+  }
+}
+
 }  // namespace csr
