@@ -310,9 +310,11 @@ void MakeRecords(Job& job, const CropShardsOptions& o) {
 
 void CheckOptions(const CropShardsOptions& o) {
   if (o.part != "A" && o.part != "B") throw UsageError("--part", StrCat("expected A or B, got '", o.part, "'"));
-  if (o.threads < 0) throw UsageError("--threads", "must be >= 0 (0 = all cores)");
+  if (o.threads < 0 || o.threads > 1024) throw UsageError("--threads", "must be 0..1024 (0 = all cores)");
   if (o.random_crops < 0 || o.random_crops > 1000) throw UsageError("--random-crops", "must be 0..1000");
-  if (o.records_per_shard < 1) throw UsageError("--records-per-shard", "must be >= 1");
+  if (o.records_per_shard < 1 || o.records_per_shard > 1000000) {
+    throw UsageError("--records-per-shard", "must be 1..1000000");
+  }
   if (o.compress < 0 || o.compress > 9) throw UsageError("--compress", "must be a zlib level 0..9");
   if (o.target != "sum8" && o.target != "cubic") throw UsageError("--target", "expected sum8 or cubic");
   if (o.out.empty()) throw UsageError("--out", "must name a folder");
@@ -482,7 +484,14 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
   const Discovery found = DiscoverPart(o.root, o.part, "all");
   if (found.samples.empty()) throw Error(o.root, StrCat("no annotated images in part ", o.part));
   if (found.stray_files > 0) log::Info("ignoring ", found.stray_files, " stray file(s) in ", found.part_dir.string());
-  for (const auto& p : found.unannotated_images) log::Warn(p.string(), ": image has no annotation; skipped");
+  // As in gt_gen: an image without annotation leaves the set incomplete (an
+  // error); an annotation without image has nothing to crop (a warning).
+  if (!found.unannotated_images.empty()) {
+    const fs::path& first = found.unannotated_images.front();
+    throw Error(first.string(), StrCat("image has no annotation (GT_", first.stem().string(), ".mat); ",
+                                       found.unannotated_images.size(),
+                                       " such image(s) would leave the shard set incomplete"));
+  }
   for (const auto& p : found.orphan_annotations) log::Warn(p.string(), ": annotation has no image; skipped");
   CheckDensityMapsExist(found, o);
   PrepareOutput(o);

@@ -538,6 +538,41 @@ TEST_CASE("bad input gives one error line naming the file, a non-zero exit and n
   CHECK(ShardSet(tmp / "s").size("train") == 18);
 }
 
+TEST_CASE("an image without annotation is an error, an annotation without image a warning, as in gt_gen") {
+  test::TempDir tmp;
+  test::MakeFixture(tmp / "data", {{"train", 96, 80, 8}, {"test", 64, 64, 5}});
+  const fs::path gt = PartDir(tmp) / "train_data" / "ground_truth";
+  fs::copy(gt / "GT_IMG_1.mat", gt / "GT_IMG_7.mat");  // orphan
+  const std::string args = "--root " + (tmp / "data").string() + " --out " + (tmp / "s").string();
+  std::vector<std::string> err;
+  CHECK(RunTool(args, &err, tmp) == 0);
+  bool warned = false;
+  for (const auto& line : err) warned |= line.find("GT_IMG_7.mat: annotation has no image") != std::string::npos;
+  CHECK(warned);
+  fs::copy(ImagePath(tmp, "train", "IMG_1.jpg"), ImagePath(tmp, "train", "IMG_5.jpg"));  // no GT_IMG_5.mat
+  CHECK(RunTool(args + " --overwrite", &err, tmp) == 1);
+  CheckOneErrorLine(err, "IMG_5.jpg", "image has no annotation");
+}
+
+TEST_CASE("an empty images folder is one error line and exit 1") {
+  test::TempDir tmp;
+  test::MakeFixture(tmp / "data", {{"train", 96, 80, 8}});
+  fs::remove(ImagePath(tmp, "train", "IMG_1.jpg"));
+  std::vector<std::string> err;
+  CHECK(RunTool("--root " + (tmp / "data").string() + " --out " + (tmp / "s").string(), &err, tmp) == 1);
+  CheckOneErrorLine(err, "part_A_final", "no images");
+}
+
+TEST_CASE("out-of-range options are usage errors") {
+  test::TempDir tmp;
+  std::vector<std::string> err;
+  for (const char* bad : {"--threads 100000", "--threads -1", "--records-per-shard 0", "--records-per-shard 2000000000",
+                          "--random-crops 1001", "--compress 10"}) {
+    CAPTURE(bad);
+    CHECK(RunTool(std::string(bad) + " --root " + (tmp / "none").string(), &err, tmp) == 2);
+  }
+}
+
 TEST_CASE("an interrupted run's leftovers are cleared and the rerun starts clean") {
   test::TempDir tmp;
   test::MakeFixture(tmp / "data", {{"train", 96, 80, 8}, {"test", 64, 64, 5}});
