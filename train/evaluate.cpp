@@ -68,8 +68,12 @@ class DatasetSource : public EvalSource {
     if (!fs::exists(s.density)) {
       throw Error(density_path, "no ground-truth density map (run gt_gen on this dataset first)");
     }
-    const H5::H5File f = h5::OpenRead(density_path);
-    const cv::Mat density = h5::ReadMat2f(f, "density", density_path);
+    cv::Mat density;
+    {
+      h5::Lock lock;  // HDF5 is not thread-safe; held for the file's whole life
+      const H5::H5File f = h5::OpenRead(density_path);
+      density = h5::ReadMat2f(f, "density", density_path);
+    }
     if (density.rows != out.rgb.rows || density.cols != out.rgb.cols) {
       throw Error(density_path, StrCat("density map is ", density.cols, "x", density.rows, " but the image is ",
                                        out.rgb.cols, "x", out.rgb.rows, " (stale: rerun gt_gen)"));
@@ -291,6 +295,9 @@ int RunEvaluate(int argc, const char* const* argv) {
         try {
           const EvalSample s = source->Load(i);
           const cv::Mat density = predictor.Density(s.rgb);
+          if (!std::isfinite(cv::sum(density)[0])) {
+            throw Error(s.name, "the network's count is not finite (weights too large for this image?)");
+          }
           const ImageMetrics m = MeasureImage(density, s.truth_map, s.count);
           result.rows.push_back({s.name, s.rgb.cols, s.rgb.rows, m});
           metrics.push_back(m);
@@ -303,9 +310,12 @@ int RunEvaluate(int argc, const char* const* argv) {
       }
     }
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // No table when nothing was scored: a table of zeros reads as MAE 0.000.
+    if (result.rows.empty()) {
+      throw Error(source->Describe(), StrCat("none of the ", result.failed, " image(s) could be evaluated (errors above)"));
+    }
     result.summary = Summarize(metrics);
     PrintSummary(result);
-    if (result.rows.empty()) throw Error(source->Describe(), "no image could be evaluated");
 
     const nlohmann::json context = {{"weights", o.model.weights}, {"data", source->Describe()},
                                     {"model", predictor.Describe()}, {"precision", o.model.precision},

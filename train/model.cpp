@@ -1,7 +1,10 @@
 #include "train/model.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include <torch/nn/init.h>
@@ -13,6 +16,7 @@
 #include "common/fs.h"
 #include "common/h5.h"
 #include "common/log.h"
+#include "common/zip_check.h"
 
 namespace csr {
 namespace {
@@ -23,31 +27,64 @@ namespace nn = torch::nn;
 constexpr int kFrontend[] = {64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512};
 constexpr int kBackend[] = {512, 512, 512, 256, 128, 64};
 
+// c10::Error messages can run over several lines; tools print one.
+std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 std::string ShapeText(c10::IntArrayRef shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
   return s + "]";
 }
 
-// Checks `value` against the parameter it should fill, then copies it in.
-void Assign(torch::Tensor& param, const torch::Tensor& value, const std::string& name, const std::string& file) {
-  if (value.sizes() != param.sizes()) {
-    throw Error(file, StrCat("tensor '", name, "' has shape ", ShapeText(value.sizes()), ", expected ",
-                             ShapeText(param.sizes()), " (weights of another architecture?)"));
+void CheckShape(c10::IntArrayRef shape, const torch::Tensor& param, const std::string& name, const std::string& file) {
+  if (shape != param.sizes()) {
+    throw Error(file, StrCat("tensor '", name, "' has shape ", ShapeText(shape), ", expected ", ShapeText(param.sizes()),
+                             " (weights of another architecture?)"));
   }
+}
+
+// Checks `value` against the parameter it should fill, then copies it in.
+// NaN or Inf weights (a diverged run, a corrupt file) are refused here:
+// otherwise every count would silently come out NaN.
+void Assign(torch::Tensor& param, const torch::Tensor& value, const std::string& name, const std::string& file) {
+  CheckShape(value.sizes(), param, name, file);
   torch::NoGradGuard no_grad;
-  param.copy_(value.to(param.dtype()));
+  const torch::Tensor v = value.to(param.device(), param.dtype());
+  if (!torch::isfinite(v).all().item<bool>()) {
+    throw Error(file, StrCat("tensor '", name, "' holds NaN or infinite values (diverged or corrupt weights)"));
+  }
+  param.copy_(v);
+}
+
+// The shape of a dataset, read before its data: a hostile file may declare a
+// dataset far larger than memory.
+std::vector<int64_t> DatasetShape(const H5::H5File& file, const std::string& name, const std::string& path) {
+  h5::Lock lock;
+  try {
+    H5::DataSet ds = file.openDataSet(name);
+    H5::DataSpace space = ds.getSpace();
+    const int rank = space.getSimpleExtentNdims();
+    std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
+    if (rank > 0) space.getSimpleExtentDims(dims.data());
+    std::vector<int64_t> shape;
+    for (hsize_t d : dims) shape.push_back(d > static_cast<hsize_t>(INT64_MAX) ? -1 : static_cast<int64_t>(d));
+    return shape;
+  } catch (const H5::Exception&) {
+    throw Error(path, StrCat("cannot read dataset '", name, "' (not a dataset, or a corrupt file)"));
+  }
 }
 
 // Fills parameters from root datasets of an HDF5 file. `targets` maps a
 // dataset name to the parameter it fills.
 void LoadH5Tensors(const std::string& path, std::vector<std::pair<std::string, torch::Tensor>> targets,
                    bool warn_extras) {
+  h5::Lock lock;
   H5::H5File file = h5::OpenRead(path);
   for (auto& [name, param] : targets) {
     if (!h5::Exists(file, name)) {
       throw Error(path, StrCat("missing tensor '", name, "' (expected CSRNet weights in the original layout)"));
     }
+    CheckShape(DatasetShape(file, name, path), param, name, path);
     std::vector<hsize_t> shape;
     std::vector<float> data = h5::ReadFloats(file, name, path, &shape);
     std::vector<int64_t> sizes(shape.begin(), shape.end());
@@ -59,6 +96,30 @@ void LoadH5Tensors(const std::string& path, std::vector<std::pair<std::string, t
   for (hsize_t i = 0; i < file.getNumObjs(); ++i) {
     const std::string name = file.getObjnameByIdx(i);
     if (!known.count(name)) log::Warn(path, ": ignoring unexpected dataset '", name, "'");
+  }
+}
+
+// A back end named inside a file: a bad name is the file's fault, not a usage error.
+Backend FileBackend(const std::string& text, const std::string& file) {
+  try {
+    return ParseBackend(text, file);
+  } catch (const UsageError&) {
+    throw Error(file, StrCat("records an unknown CSRNet back end '", text, "' (corrupt file?)"));
+  }
+}
+
+// The variant recorded in an HDF5 weights file (none in the original layout).
+std::optional<Backend> RecordedBackendH5(const std::string& path) {
+  h5::Lock lock;
+  H5::H5File file = h5::OpenRead(path);
+  if (!h5::HasAttr(file, "backend")) return std::nullopt;
+  return FileBackend(h5::GetAttrString(file, "backend", path), path);
+}
+
+void CheckVariant(Backend recorded, CSRNet& model, const std::string& file) {
+  if (recorded != model->backend_variant()) {
+    throw Error(file, StrCat("holds back end ", BackendName(recorded), " weights, not ", BackendName(model->backend_variant()),
+                             " (same shapes, different network: build the model the file names)"));
   }
 }
 
@@ -165,6 +226,7 @@ at::MemoryFormat ModelMemoryFormat(CSRNet& model) {
 }
 
 void LoadWeightsH5(CSRNet& model, const std::string& path) {
+  if (const auto recorded = RecordedBackendH5(path)) CheckVariant(*recorded, model, path);
   std::vector<std::pair<std::string, torch::Tensor>> targets;
   for (auto& item : model->named_parameters()) targets.emplace_back(item.key(), item.value());
   LoadH5Tensors(path, std::move(targets), /*warn_extras=*/true);
@@ -173,6 +235,7 @@ void LoadWeightsH5(CSRNet& model, const std::string& path) {
 void SaveWeightsH5(CSRNet& model, const std::string& path) {
   AtomicFile out(path);
   {
+    h5::Lock lock;
     H5::H5File file = h5::Create(out.temp_path().string());
     for (const auto& item : model->named_parameters()) {
       const torch::Tensor t = item.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
@@ -204,6 +267,9 @@ void WriteModelArchive(CSRNet& model, const ModelFileInfo& info, torch::serializ
 
 torch::serialize::InputArchive OpenArchive(const std::string& path, c10::Device device) {
   if (!fs::exists(path)) throw Error(path, "no such file");
+  // LibTorch 1.13 never checks the records' CRC-32s: flipped bytes in a
+  // tensor would load silently. Verify the whole archive first.
+  VerifyZipFile(path);
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path, device);
@@ -214,42 +280,58 @@ torch::serialize::InputArchive OpenArchive(const std::string& path, c10::Device 
 }
 
 ModelFileInfo ReadModelInfo(torch::serialize::InputArchive& archive, const std::string& file) {
-  c10::IValue format;
-  if (!archive.try_read("format", format) || !format.isString() || format.toStringRef() != "csrnet-cpp") {
-    throw Error(file, "not a csrnet-cpp model or checkpoint (no 'format' marker)");
+  try {
+    c10::IValue format;
+    if (!archive.try_read("format", format) || !format.isString() || format.toStringRef() != "csrnet-cpp") {
+      throw Error(file, "not a csrnet-cpp model or checkpoint (no 'format' marker)");
+    }
+    ModelFileInfo info;
+    c10::IValue v;
+    if (archive.try_read("backend", v) && v.isString()) info.backend = FileBackend(v.toStringRef(), file);
+    if (archive.try_read("epoch", v) && v.isInt()) info.epoch = v.toInt();
+    if (archive.try_read("mae", v) && v.isDouble()) info.mae = v.toDouble();
+    return info;
+  } catch (const c10::Error& e) {
+    throw Error(file, StrCat("corrupt .pt file: ", FirstLine(e.what_without_backtrace())));
   }
-  ModelFileInfo info;
-  c10::IValue v;
-  if (archive.try_read("backend", v) && v.isString()) info.backend = ParseBackend(v.toStringRef(), file);
-  if (archive.try_read("epoch", v) && v.isInt()) info.epoch = v.toInt();
-  if (archive.try_read("mae", v) && v.isDouble()) info.mae = v.toDouble();
-  return info;
 }
 
+namespace {
+
+// One parameter of a Module::save archive, which nests one archive per
+// submodule: "frontend.0.weight" is frontend -> 0 -> weight.
+torch::Tensor ReadNested(torch::serialize::InputArchive& weights, const std::string& name, const std::string& file) {
+  std::vector<std::string> parts;
+  for (size_t start = 0;;) {
+    const size_t dot = name.find('.', start);
+    parts.push_back(name.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  std::vector<torch::serialize::InputArchive> chain(parts.size());
+  torch::serialize::InputArchive* level = &weights;
+  bool found = true;
+  for (size_t i = 0; i + 1 < parts.size() && found; ++i) {
+    found = level->try_read(parts[i], chain[i]);
+    level = &chain[i];
+  }
+  torch::Tensor value;
+  if (!found || !level->try_read(parts.back(), value)) throw Error(file, StrCat("missing tensor '", name, "'"));
+  return value;
+}
+
+}  // namespace
+
 void ReadModelArchive(CSRNet& model, torch::serialize::InputArchive& archive, const std::string& file) {
-  ReadModelInfo(archive, file);
-  torch::serialize::InputArchive weights;
-  if (!archive.try_read("model", weights)) throw Error(file, "no model weights in this file");
-  for (auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    // Module::save nests one archive per submodule: walk "frontend" -> "0".
-    std::vector<std::string> parts;
-    for (size_t start = 0;;) {
-      const size_t dot = name.find('.', start);
-      parts.push_back(name.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
-      if (dot == std::string::npos) break;
-      start = dot + 1;
+  CheckVariant(ReadModelInfo(archive, file).backend, model, file);
+  try {
+    torch::serialize::InputArchive weights;
+    if (!archive.try_read("model", weights)) throw Error(file, "no model weights in this file");
+    for (auto& item : model->named_parameters()) {
+      Assign(item.value(), ReadNested(weights, item.key(), file), item.key(), file);
     }
-    std::vector<torch::serialize::InputArchive> chain(parts.size());
-    torch::serialize::InputArchive* level = &weights;
-    bool found = true;
-    for (size_t i = 0; i + 1 < parts.size() && found; ++i) {
-      found = level->try_read(parts[i], chain[i]);
-      level = &chain[i];
-    }
-    torch::Tensor value;
-    if (!found || !level->try_read(parts.back(), value)) throw Error(file, StrCat("missing tensor '", name, "'"));
-    Assign(item.value(), value, name, file);
+  } catch (const c10::Error& e) {
+    throw Error(file, StrCat("corrupt .pt file: ", FirstLine(e.what_without_backtrace())));
   }
 }
 
@@ -272,16 +354,14 @@ bool IsHdf5File(const std::string& path) {
   return f && std::string(magic, 8) == std::string("\x89HDF\r\n\x1a\n", 8);
 }
 
-Backend ReadWeightsBackend(const std::string& path) {
+std::optional<Backend> RecordedBackend(const std::string& path) {
   if (!fs::exists(path)) throw Error(path, "no such file");
-  if (IsHdf5File(path)) {
-    H5::H5File file = h5::OpenRead(path);
-    if (!h5::HasAttr(file, "backend")) return Backend::kB;
-    return ParseBackend(h5::GetAttrString(file, "backend", path), path);
-  }
+  if (IsHdf5File(path)) return RecordedBackendH5(path);
   torch::serialize::InputArchive archive = OpenArchive(path);
   return ReadModelInfo(archive, path).backend;
 }
+
+Backend ReadWeightsBackend(const std::string& path) { return RecordedBackend(path).value_or(Backend::kB); }
 
 void LoadWeights(CSRNet& model, const std::string& path) {
   if (!fs::exists(path)) throw Error(path, "no such file");
@@ -294,8 +374,16 @@ void LoadWeights(CSRNet& model, const std::string& path) {
 }
 
 CSRNet LoadModel(const std::string& path) {
-  CSRNet model(ReadWeightsBackend(path));
-  LoadWeights(model, path);
+  if (!fs::exists(path)) throw Error(path, "no such file");
+  if (IsHdf5File(path)) {
+    CSRNet model(ReadWeightsBackend(path));
+    LoadWeightsH5(model, path);
+    return model;
+  }
+  // One verification and one archive load for both the variant and the weights.
+  torch::serialize::InputArchive archive = OpenArchive(path);
+  CSRNet model(ReadModelInfo(archive, path).backend);
+  ReadModelArchive(model, archive, path);
   return model;
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -99,7 +100,12 @@ torch::serialize::InputArchive OpenArchive(const std::string& path, c10::Device 
 
 // Reads weights from any supported file: the original .h5 layout, a model .pt
 // or a trainer checkpoint .pt (detected from the content, not the name).
-// Returns the back end recorded in the file (B when the file has none).
+// Every .pt is verified in full first (common/zip_check.h: CRC-32 of every
+// record), every tensor must be finite. RecordedBackend: the variant the file
+// records (.pt always; .h5 written by this project; none for the original
+// layout). ReadWeightsBackend: that, or B. LoadWeights refuses a file whose
+// recorded variant differs from the model's (same shapes, another network).
+std::optional<Backend> RecordedBackend(const std::string& path);
 Backend ReadWeightsBackend(const std::string& path);
 void LoadWeights(CSRNet& model, const std::string& path);
 // Builds a model with the file's back end and loads its weights.

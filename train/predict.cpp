@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <torch/nn/modules/pooling.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/videoio.hpp>
 #include <torch/utils.h>
 
@@ -313,6 +315,7 @@ void WriteDensityH5(const std::string& path, const cv::Mat& density, const std::
                     int height) {
   AtomicFile out(path);
   {
+    h5::Lock lock;  // HDF5 is not thread-safe; held for the file's whole life
     H5::H5File f = h5::Create(out.temp_path().string());
     h5::WriteMat(f, "density", density);
     h5::SetAttr(f, "count", cv::sum(density)[0]);
@@ -417,14 +420,66 @@ class OutputNames {
   std::map<std::string, int> used_;
 };
 
+// Redirects the process's stderr to /dev/null while it lives: FFmpeg and
+// GStreamer print their own diagnostics straight to fd 2 (seven lines for a
+// file that is not a video), before the one line this tool prints itself.
+class SilenceStderr {
+ public:
+  SilenceStderr() {
+    std::fflush(stderr);
+    saved_ = ::dup(STDERR_FILENO);
+    const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (saved_ >= 0 && null >= 0) ::dup2(null, STDERR_FILENO);
+    if (null >= 0) ::close(null);
+  }
+  ~SilenceStderr() {
+    std::fflush(stderr);
+    if (saved_ >= 0) {
+      ::dup2(saved_, STDERR_FILENO);
+      ::close(saved_);
+    }
+  }
+  SilenceStderr(const SilenceStderr&) = delete;
+  SilenceStderr& operator=(const SilenceStderr&) = delete;
+
+ private:
+  int saved_ = -1;
+};
+
+// Opens a video with OpenCV's and its back ends' logging silenced; our own
+// error names the file instead.
+bool OpenQuietly(cv::VideoCapture& cap, const std::string& path) {
+  const auto level = cv::utils::logging::getLogLevel();
+  cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+  bool opened = false;
+  {
+    SilenceStderr quiet;
+    opened = cap.open(path) && cap.isOpened();
+  }
+  cv::utils::logging::setLogLevel(level);
+  return opened;
+}
+
+// The count of a density map; a non-finite one (activations overflowing
+// with extreme but finite weights) is an error naming the image, never
+// printed as "-nan".
+double FiniteCount(const cv::Mat& density, const std::string& image) {
+  const double count = cv::sum(density)[0];
+  if (!std::isfinite(count)) {
+    throw Error(image, "the network's count is not finite (weights too large for this image? check --weights)");
+  }
+  return count;
+}
+
 int PredictImages(const PredictOptions& o, const std::vector<std::string>& inputs) {
   std::vector<std::string> problems;
   const std::vector<std::string> images = CollectImages(inputs, &problems);
-  for (const std::string& p : problems) log::Error(p);
   if (images.empty()) {
-    log::Error("no images to count");
-    return 1;
+    // Nothing to count: one line per input that gave nothing, the last as the error.
+    for (size_t i = 0; i + 1 < problems.size(); ++i) log::Error(problems[i]);
+    throw Error("", problems.empty() ? std::string("no images to count") : problems.back());
   }
+  for (const std::string& p : problems) log::Error(p);
   if (!o.out.empty()) CheckWritableDir(o.out);
   Predictor predictor(o.model);
   log::Info(images.size(), " image(s); ", predictor.Describe());
@@ -434,7 +489,7 @@ int PredictImages(const PredictOptions& o, const std::vector<std::string>& input
     try {
       const cv::Mat rgb = ReadImageRGB(path);
       const cv::Mat density = predictor.Density(rgb);
-      const double count = cv::sum(density)[0];
+      const double count = FiniteCount(density, path);
       std::cout << path << '\t' << Fixed6(count) << '\n' << std::flush;
       if (!o.out.empty()) {
         const std::string base = (fs::path(o.out) / names.Next(path)).string();
@@ -460,8 +515,10 @@ int PredictVideo(const PredictOptions& o) {
   if (!csv_path.empty()) CheckWritableFile(csv_path);
   if (!o.annotate.empty()) CheckWritableFile(o.annotate);
 
-  cv::VideoCapture cap(o.video);
-  if (!cap.isOpened()) throw Error(o.video, "cannot open video (not a video, or a format OpenCV cannot read)");
+  cv::VideoCapture cap;
+  if (!OpenQuietly(cap, o.video)) {
+    throw Error(o.video, "cannot open video (not a video, or a format OpenCV cannot read)");
+  }
   const double fps = cap.get(cv::CAP_PROP_FPS);
   Predictor predictor(o.model);
   log::Info(o.video, ": every ", o.every, " frame(s) at ", fps > 0 ? Fixed6(fps) : std::string("unknown"),
@@ -490,7 +547,7 @@ int PredictVideo(const PredictOptions& o) {
     if (!cap.retrieve(bgr) || bgr.empty()) throw Error(o.video, StrCat("cannot decode frame ", frame));
     cv::cvtColor(bgr, rgb, bgr.channels() == 1 ? cv::COLOR_GRAY2RGB : cv::COLOR_BGR2RGB);
     const cv::Mat density = predictor.Density(rgb);
-    const double count = cv::sum(density)[0];
+    const double count = FiniteCount(density, StrCat(o.video, " frame ", frame));
     const std::string time = fps > 0 ? Fixed6(static_cast<double>(frame) / fps) : std::string();
     const std::string line = StrCat(frame, ",", time, ",", Fixed6(count), "\n");
     csv << line;

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -41,6 +42,10 @@ void RegisterTrainOptions(ArgParser& p, TrainOptions* o) {
   p.Add("weight-decay", &o->weight_decay, "L2 weight decay");
   p.Add("batch-size", &o->batch_size, "Patches per step; a batch only groups records of equal size");
   p.Add("max-steps", &o->max_steps, "Stop after this many steps in total, checkpointed (0 = no limit)");
+  p.Add("checkpoint-every", &o->checkpoint_every,
+        "Also write the checkpoint every N steps within an epoch (0 = only by --checkpoint-minutes)");
+  p.Add("checkpoint-minutes", &o->checkpoint_minutes,
+        "Also write the checkpoint mid-epoch when this many minutes have passed since the last (0 = never)");
   p.Add("seed", &o->seed, "Seeds the initialisation and every epoch's data order");
   p.Add("workers", &o->workers, "Background threads that decode batches ahead of the step (0 = in the step)");
   p.Add("prefetch", &o->prefetch, "Batches prepared ahead");
@@ -132,6 +137,51 @@ torch::serialize::InputArchive OpenCheckpoint(const std::string& path, c10::Devi
 
 c10::Device ModelDevice(CSRNet& model) { return model->parameters().front().device(); }
 
+std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+std::string ShapeText(c10::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// A corrupt or hand-made checkpoint can carry momentum buffers that are NaN,
+// infinite or of the wrong shape; any of them poisons every later step (the
+// update would go on silently with a momentum off by orders of magnitude).
+void CheckMomentum(CSRNet& model, torch::optim::Optimizer& optimizer, const std::string& path) {
+  const auto named = model->named_parameters();
+  size_t i = 0;
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) {
+      const std::string name = i < named.size() ? named[i].key() : StrCat("#", i);
+      ++i;
+      const auto it = optimizer.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it == optimizer.state().end()) continue;
+      const torch::Tensor& buf = static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer();
+      if (!buf.defined()) continue;
+      if (buf.sizes() != p.sizes()) {
+        throw Error(path, StrCat("momentum buffer of '", name, "' has shape ", ShapeText(buf.sizes()), ", expected ",
+                                 ShapeText(p.sizes()), " (corrupt checkpoint)"));
+      }
+      if (!torch::isfinite(buf).all().item<bool>()) {
+        throw Error(path, StrCat("momentum buffer of '", name, "' holds NaN or infinite values (corrupt checkpoint)"));
+      }
+    }
+  }
+}
+
+// Counters that index the epoch's plan must be sane before they are used.
+void CheckState(const TrainState& s, const std::string& path) {
+  const std::pair<const char*, int64_t> counts[] = {
+      {"state_epoch", s.epoch}, {"state_batch", s.batch}, {"state_step", s.step}, {"patches", s.patches}, {"best_epoch", s.best_epoch}};
+  for (const auto& [key, v] : counts) {
+    if (v < 0) throw Error(path, StrCat("checkpoint field '", key, "' is negative (corrupt checkpoint)"));
+  }
+  for (double v : {s.best_mae, s.loss_sum, s.seconds, s.wait_seconds}) {
+    if (!std::isfinite(v)) throw Error(path, "checkpoint holds a non-finite statistic (corrupt checkpoint)");
+  }
+}
+
 }  // namespace
 
 void SaveCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimizer& optimizer,
@@ -170,7 +220,8 @@ void SaveCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimi
   out.Commit();
 }
 
-TrainState LoadCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimizer& optimizer) {
+namespace {
+TrainState ReadCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimizer& optimizer) {
   torch::serialize::InputArchive archive = OpenCheckpoint(path, ModelDevice(model));
   const ModelFileInfo info = ReadModelInfo(archive, path);
   if (info.backend != model->backend_variant()) {
@@ -183,8 +234,9 @@ TrainState LoadCheckpoint(const std::string& path, CSRNet& model, torch::optim::
   try {
     optimizer.load(opt);
   } catch (const c10::Error& e) {
-    throw Error(path, StrCat("optimizer state does not fit the model: ", e.what_without_backtrace()));
+    throw Error(path, StrCat("optimizer state does not fit the model: ", FirstLine(e.what_without_backtrace())));
   }
+  CheckMomentum(model, optimizer, path);
   TrainState s;
   s.epoch = ReadInt(archive, "state_epoch", path);
   s.batch = ReadInt(archive, "state_batch", path);
@@ -195,6 +247,7 @@ TrainState LoadCheckpoint(const std::string& path, CSRNet& model, torch::optim::
   s.patches = ReadInt(archive, "patches", path);
   s.seconds = ReadDouble(archive, "seconds", path);
   s.wait_seconds = ReadDouble(archive, "wait_seconds", path);
+  CheckState(s, path);
   torch::Tensor rng;
   if (!archive.try_read("rng_cpu", rng)) throw Error(path, "checkpoint has no RNG state");
   at::Generator gen = at::detail::getDefaultCPUGenerator();
@@ -206,11 +259,24 @@ TrainState LoadCheckpoint(const std::string& path, CSRNet& model, torch::optim::
   }
   return s;
 }
+}  // namespace
+
+TrainState LoadCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimizer& optimizer) {
+  try {
+    return ReadCheckpoint(path, model, optimizer);
+  } catch (const c10::Error& e) {  // a well-formed archive holding ill-formed values
+    throw Error(path, StrCat("corrupt checkpoint: ", FirstLine(e.what_without_backtrace())));
+  }
+}
 
 nlohmann::json ReadCheckpointConfig(const std::string& path) {
   torch::serialize::InputArchive archive = OpenCheckpoint(path, c10::Device(c10::kCPU));
   c10::IValue v;
-  if (!archive.try_read("config", v) || !v.isString()) throw Error(path, "checkpoint has no configuration");
+  try {
+    if (!archive.try_read("config", v) || !v.isString()) throw Error(path, "checkpoint has no configuration");
+  } catch (const c10::Error& e) {
+    throw Error(path, StrCat("corrupt checkpoint: ", FirstLine(e.what_without_backtrace())));
+  }
   try {
     return nlohmann::json::parse(v.toStringRef());
   } catch (const nlohmann::json::exception&) {
@@ -419,19 +485,30 @@ std::string DefaultRunFolder() {
   return std::string("runs/") + buf;
 }
 
+// Comparisons are written so that NaN fails them: every bound also refuses NaN.
+// The upper bounds stop values that would only exhaust memory or threads.
 void CheckOptions(const TrainOptions& o) {
   if (o.shards.empty()) throw UsageError("SHARDS", "no shard set given (trainer SHARDS [options], see --help)");
   if (o.epochs < 1) throw UsageError("--epochs", "must be >= 1");
-  if (!(o.lr > 0)) throw UsageError("--lr", "must be > 0");
-  if (o.momentum < 0 || o.momentum >= 1) throw UsageError("--momentum", "must be in [0, 1)");
-  if (o.weight_decay < 0) throw UsageError("--weight-decay", "must be >= 0");
-  if (!(o.lr_gamma > 0)) throw UsageError("--lr-gamma", "must be > 0");
-  if (o.batch_size < 1) throw UsageError("--batch-size", "must be >= 1");
+  if (!(o.lr > 0 && std::isfinite(o.lr))) throw UsageError("--lr", "must be a finite number > 0");
+  if (!(o.momentum >= 0 && o.momentum < 1)) throw UsageError("--momentum", "must be in [0, 1)");
+  if (!(o.weight_decay >= 0 && std::isfinite(o.weight_decay))) throw UsageError("--weight-decay", "must be a finite number >= 0");
+  if (!(o.lr_gamma > 0 && std::isfinite(o.lr_gamma))) throw UsageError("--lr-gamma", "must be a finite number > 0");
+  for (double e : o.lr_steps) {
+    if (!(e >= 1 && e < 1e9)) throw UsageError("--lr-steps", "epochs must be numbers >= 1");
+  }
+  if (o.batch_size < 1 || o.batch_size > 4096) throw UsageError("--batch-size", "must be between 1 and 4096");
   if (o.max_steps < 0) throw UsageError("--max-steps", "must be >= 0");
-  if (o.workers < 0) throw UsageError("--workers", "must be >= 0");
-  if (o.prefetch < 1) throw UsageError("--prefetch", "must be >= 1");
-  if (o.threads < 0) throw UsageError("--threads", "must be >= 0 (0 = every core)");
-  if (o.eval_tile < 0) throw UsageError("--eval-tile", "must be >= 0 (0 = never tile)");
+  if (o.checkpoint_every < 0) throw UsageError("--checkpoint-every", "must be >= 0 (0 = only by time)");
+  if (!(o.checkpoint_minutes >= 0 && std::isfinite(o.checkpoint_minutes))) {
+    throw UsageError("--checkpoint-minutes", "must be a finite number >= 0 (0 = never by time)");
+  }
+  if (o.workers < 0 || o.workers > 256) throw UsageError("--workers", "must be between 0 and 256");
+  if (o.prefetch < 1 || o.prefetch > 1024) throw UsageError("--prefetch", "must be between 1 and 1024");
+  if (o.threads < 0 || o.threads > 1024) throw UsageError("--threads", "must be between 0 (every core) and 1024");
+  if (o.eval_tile != 0 && (o.eval_tile < 64 || o.eval_tile > 1 << 20)) {
+    throw UsageError("--eval-tile", "must be 0 (never tile) or between 64 and 1048576 pixels");
+  }
   if (o.eval_every < 0) throw UsageError("--eval-every", "must be >= 0");
 }
 
@@ -464,12 +541,16 @@ void ResolveOptions(ArgParser& parser, TrainOptions& opts, const std::vector<std
 
 class Trainer {
  public:
-  Trainer(TrainOptions opts, nlohmann::json config) : opts_(std::move(opts)), config_(std::move(config)) {}
+  Trainer(TrainOptions opts, nlohmann::json config, bool backend_given)
+      : opts_(std::move(opts)), config_(std::move(config)), backend_given_(backend_given) {}
   int Run();
 
  private:
   enum class Stop { kNone, kSignal, kMaxSteps };
   void Setup();
+  void FollowWeightsBackend();
+  bool CheckpointDue() const;
+  void Checkpoint(const TrainState& state);
   void PrepareRunFolder();
   Stop TrainEpoch();
   void FinishEpoch(const EvalResult* eval, bool complete, double eval_seconds);
@@ -478,6 +559,8 @@ class Trainer {
 
   TrainOptions opts_;
   nlohmann::json config_;
+  bool backend_given_ = false;  // --backend on the command line or in --config
+  std::chrono::steady_clock::time_point last_checkpoint_ = std::chrono::steady_clock::now();
   c10::Device device_ = c10::Device(c10::kCPU);
   Precision precision_ = Precision::kFp32;
   std::shared_ptr<const ShardSet> shards_;
@@ -504,6 +587,7 @@ void Trainer::Setup() {
   if (test_->records() == 0) log::Warn(opts_.shards, ": no test split: no validation, no model_best files");
   sizes_ = ExampleSizes(*train_);
 
+  if (opts_.resume.empty() && !opts_.weights.empty()) FollowWeightsBackend();
   torch::manual_seed(static_cast<uint64_t>(opts_.seed));
   model_ = CSRNet(ParseBackend(opts_.backend));
   InitWeights(model_);
@@ -526,6 +610,33 @@ void Trainer::Setup() {
   log::Info("CSRNet back end ", opts_.backend, ", ", ParameterCount(*model_), " parameters; ", train_->size().value(),
             " training patches (", train_->records(), " crops, mirrored), ", test_->records(), " test images; ",
             device_.str(), ", ", threads, " threads, ", opts_.precision, "; run folder ", opts_.out);
+}
+
+// A --weights file names its variant (ModelFileInfo, or the .h5's attribute);
+// back ends A..D have the same shapes, so without this a back end A file
+// would load into a B network without any error.
+void Trainer::FollowWeightsBackend() {
+  const std::optional<Backend> recorded = RecordedBackend(opts_.weights);
+  if (!recorded || BackendName(*recorded) == opts_.backend) return;
+  if (backend_given_) {
+    throw Error(opts_.weights, StrCat("holds back end ", BackendName(*recorded), " weights, but --backend ",
+                                      opts_.backend, " was asked for (omit --backend to follow the file)"));
+  }
+  opts_.backend = BackendName(*recorded);
+  config_["backend"] = opts_.backend;
+  log::Info(opts_.weights, ": back end ", opts_.backend, " (recorded in the file)");
+}
+
+bool Trainer::CheckpointDue() const {
+  if (opts_.max_steps > 0 && state_.step >= opts_.max_steps) return false;  // the stop writes one anyway
+  if (state_.batch >= epoch_batches_) return false;                          // so does the epoch's end
+  return (opts_.checkpoint_every > 0 && state_.step % opts_.checkpoint_every == 0) ||
+         (opts_.checkpoint_minutes > 0 && Seconds(last_checkpoint_) >= 60.0 * opts_.checkpoint_minutes);
+}
+
+void Trainer::Checkpoint(const TrainState& state) {
+  SaveCheckpoint(Path(kCheckpoint), model_, *optimizer_, state, config_);
+  last_checkpoint_ = std::chrono::steady_clock::now();
 }
 
 void Trainer::PrepareRunFolder() {
@@ -556,6 +667,10 @@ Trainer::Stop Trainer::TrainEpoch() {
   std::vector<std::vector<size_t>> plan =
       PlanEpoch(sizes_, opts_.batch_size, static_cast<uint64_t>(opts_.seed), state_.epoch);
   epoch_batches_ = static_cast<int64_t>(plan.size());
+  if (state_.batch > epoch_batches_) {
+    throw Error(opts_.resume, StrCat("checkpoint position (batch ", state_.batch, ") lies beyond the epoch's ",
+                                     epoch_batches_, " batches (was --batch-size changed?)"));
+  }
   BatchLoader loader(*train_, std::move(plan), static_cast<size_t>(state_.batch), opts_.workers, opts_.prefetch);
   std::unique_ptr<Progress> progress;
   if (::isatty(STDERR_FILENO)) {
@@ -587,6 +702,14 @@ Trainer::Stop Trainer::TrainEpoch() {
     ++state_.batch;
     ++state_.step;
     if (progress) progress->Tick();
+    if (CheckpointDue()) {
+      // The state a SIGTERM would save here, with the epoch's time so far:
+      // resuming from it is exact, and kill -9 loses at most one interval.
+      TrainState now = state_;
+      now.seconds += Seconds(start);
+      now.wait_seconds += loader.wait_seconds();
+      Checkpoint(now);
+    }
   }
   if (progress) progress->Finish();
   state_.seconds += Seconds(start);
@@ -630,7 +753,7 @@ void Trainer::FinishEpoch(const EvalResult* eval, bool complete, double eval_sec
     ++run_epochs_;
     state_ = TrainState{state_.epoch + 1, 0, state_.step, state_.best_mae, state_.best_epoch};
   }
-  SaveCheckpoint(Path(kCheckpoint), model_, *optimizer_, state_, config_);
+  Checkpoint(state_);
 
   std::ostringstream line;
   line.setf(std::ios::fixed);
@@ -650,7 +773,7 @@ void Trainer::FinishEpoch(const EvalResult* eval, bool complete, double eval_sec
 
 int Trainer::Interrupted() {
   const int sig = g_signal.load();
-  SaveCheckpoint(Path(kCheckpoint), model_, *optimizer_, state_, config_);
+  Checkpoint(state_);
   log::Info("stopped by ", SignalName(sig), " at epoch ", state_.epoch + 1, ", batch ", state_.batch, "/",
             epoch_batches_, "; checkpoint written to ", Path(kCheckpoint), ". Resume with: ", log::Program(),
             " --resume ", Path(kCheckpoint));
@@ -720,7 +843,7 @@ int RunTrainer(int argc, const char* const* argv) {
     ResolveOptions(parser, opts, positional);
     CheckOptions(opts);
     ParseBackend(opts.backend);
-    Trainer trainer(opts, parser.ToJson());
+    Trainer trainer(opts, parser.ToJson(), parser.IsSet("backend"));
     return trainer.Run();
   });
 }

@@ -36,6 +36,8 @@ struct TrainOptions {
   double weight_decay = 5e-4;    // L2 weight decay
   int batch_size = 1;            // patches per step; a batch only groups records of equal size
   int64_t max_steps = 0;         // stop after this many steps in total (0 = no limit): smoke runs, benchmarks
+  int64_t checkpoint_every = 0;  // also checkpoint every N steps within an epoch (0 = only by time)
+  double checkpoint_minutes = 10;  // also checkpoint when this long has passed since the last one (0 = never)
   int64_t seed = 1;              // seeds the initialisation and each epoch's data order
   int workers = 2;               // background threads decoding batches
   int prefetch = 4;              // batches prepared ahead of the step

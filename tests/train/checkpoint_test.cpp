@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "tests/test_expect.h"
 #include "tests/test_util.h"
 #include "train/trainer.h"
 
@@ -104,6 +105,37 @@ TEST_CASE("a corrupt, truncated or foreign checkpoint is refused naming the file
   CSRNet other(Backend::kD);
   FusedSGD opt_other = MakeOptimizer(other, opts);
   CHECK_THROWS_AS(LoadCheckpoint(good, other, opt_other), Error);
+}
+
+TEST_CASE("a checkpoint with flipped bytes or a NaN momentum buffer is refused naming the file") {
+  TempDir tmp;
+  TrainOptions opts;
+  opts.lr = 1e-4;
+  CSRNet model;
+  test::HeInit(model, 2);
+  FusedSGD opt = MakeOptimizer(model, opts);
+  TakeSteps(model, opt, 1);
+  const std::string path = (tmp / "checkpoint.pt").string();
+  SaveCheckpoint(path, model, opt, TrainState{}, nlohmann::json::object());
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(path) / 2));
+    f.write(std::string(256, '\x5a').data(), 256);
+  }
+  CSRNet other;
+  FusedSGD opt_other = MakeOptimizer(other, opts);
+  test::ExpectError([&] { LoadCheckpoint(path, other, opt_other); }, {path, "checksum mismatch in "});
+  test::ExpectError([&] { ReadCheckpointConfig(path); }, {path, "checksum mismatch"});
+  test::ExpectError([&] { LoadModel(path); }, {path, "checksum mismatch"});
+
+  // A well-formed file whose momentum is NaN (a diverged run saved by hand, a buggy writer).
+  const auto& p3 = opt.param_groups()[0].params()[3];
+  static_cast<torch::optim::SGDParamState&>(*opt.state().at(c10::guts::to_string(p3.unsafeGetTensorImpl())))
+      .momentum_buffer()
+      .view(-1)[7] = std::nan("");
+  SaveCheckpoint(path, model, opt, TrainState{}, nlohmann::json::object());
+  test::ExpectError([&] { LoadCheckpoint(path, other, opt_other); },
+                    {path, "momentum buffer of 'frontend.2.bias' holds NaN or infinite values"});
 }
 
 TEST_CASE("killing a checkpoint write at any moment leaves the previous checkpoint loadable") {

@@ -178,6 +178,31 @@ TEST_CASE("A missing density map says to run gt_gen") {
   CHECK(o.err.find("IMG_1.h5: no ground-truth density map (run gt_gen") != std::string::npos);
 }
 
+TEST_CASE("When every image fails there is no table, a clear error and exit code 1") {
+  TempDir dir;
+  test::WriteTinyDataset(dir / "ds", 2);
+  for (const char* name : {"IMG_1.h5", "IMG_2.h5"}) {
+    fs::remove(dir / "ds" / "part_A_final" / "test_data" / "ground_truth" / name);
+  }
+  const Outcome o = Evaluate(dir, W() + "--root " + (dir / "ds").string() + " --json " + (dir / "r.json").string());
+  CHECK(o.rc == 1);
+  CHECK(o.out.empty());  // no summary table of zeros
+  CHECK(o.err.find("MAE") == std::string::npos);
+  CHECK(o.err.find("none of the 2 image(s) could be evaluated") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "r.json"));
+}
+
+TEST_CASE("NaN weights are refused before any image, naming the file and the tensor") {
+  TempDir dir;
+  test::WriteTestShards(dir / "shards", 1);
+  test::WriteRandomWeights(dir / "nan.h5", 3, "", "", "output_layer.weight");
+  const Outcome o = Evaluate(dir, "--weights " + (dir / "nan.h5").string() + " " + (dir / "shards").string());
+  CHECK(o.rc == 1);
+  CHECK(o.out.empty());
+  CHECK(Lines(o.err).size() == 1);
+  CHECK(o.err.find("nan.h5: tensor 'output_layer.weight' holds NaN or infinite values") != std::string::npos);
+}
+
 TEST_CASE("A folder that is not a shard set, or a missing split, is a clear error") {
   TempDir dir;
   fs::create_directories(dir / "plain");

@@ -2,11 +2,14 @@
 #include "tests/train/train_test_util.h"
 
 #include <fstream>
+#include <limits>
 
 
 #include "common/error.h"
 #include "common/h5.h"
+#include "common/zip_check.h"
 #include "tests/test_expect.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 #include "train/model.h"
 
@@ -31,6 +34,7 @@ bool SameWeights(CSRNet& a, CSRNet& b) {
 void WriteH5(CSRNet& model, const std::string& path, const std::string& skip = "",
              const std::string& reshape = "", const std::string& prefix_from = "",
              const std::string& prefix_to = "") {
+  h5::Lock h5_lock;
   H5::H5File f = h5::Create(path);
   for (const auto& item : model->named_parameters()) {
     std::string name = item.key();
@@ -92,16 +96,14 @@ TEST_CASE("the initialisation is the original's: conv weights N(0, 0.01), biases
   CHECK(model->frontend[0]->as<torch::nn::Conv2d>()->bias.abs().max().item<double>() == 0.0);
 }
 
-TEST_CASE("the forward pass matches PyTorch's reference vector within 1e-4") {
+TEST_CASE("the forward pass matches PyTorch's reference vector within 1e-4" * doctest::test_suite("optional")) {
   const auto data = test::SharedData();
-  if (data.empty()) {
-    MESSAGE("../shared/data absent: skipped");
-    return;
-  }
+  CSR_SKIP_UNLESS(!data.empty(), test::kNeedShared, "../shared/data absent");
   const std::string weights = (data / "reference/csrnet_weights.h5").string();
   const std::string forward = (data / "reference/csrnet_forward.h5").string();
   CSRNet model;
   LoadWeightsH5(model, weights);
+  h5::Lock h5_lock;
   H5::H5File f = h5::OpenRead(forward);
   std::vector<hsize_t> in_shape, out_shape;
   std::vector<float> in = h5::ReadFloats(f, "input", forward, &in_shape);
@@ -156,6 +158,7 @@ TEST_CASE("the written .h5 has exactly one float32 OIHW dataset per parameter") 
   CSRNet a;
   test::HeInit(a, 5);
   SaveWeightsH5(a, (tmp / "w.h5").string());
+  h5::Lock h5_lock;
   H5::H5File f = h5::OpenRead((tmp / "w.h5").string());
   CHECK(f.getNumObjs() == 34);
   std::vector<hsize_t> shape;
@@ -215,12 +218,104 @@ TEST_CASE("--vgg16 weights with torchvision names fill the front end only") {
 
   const std::string partial = (tmp / "partial.h5").string();
   {
+    h5::Lock h5_lock;
     H5::H5File f = h5::Create(partial);
     const torch::Tensor w = source->frontend[0]->as<torch::nn::Conv2d>()->weight.contiguous();
     h5::WriteFloats(f, "features.0.weight", w.data_ptr<float>(), {64, 3, 3, 3});
   }
   const std::string msg = ErrorOf([&] { LoadVgg16H5(model, partial); });
   CHECK(msg.find("features.0.bias") != std::string::npos);
+}
+
+// Flips `n` bytes in the middle of a file, as a bad disk or a bad copy would.
+void FlipMiddle(const std::string& path, size_t n = 256) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  const auto size = static_cast<std::streamoff>(fs::file_size(path));
+  std::string bytes(n, '\0');
+  f.seekg(size / 2);
+  f.read(&bytes[0], static_cast<std::streamsize>(n));
+  for (char& c : bytes) c = static_cast<char>(~c);
+  f.seekp(size / 2);
+  f.write(bytes.data(), static_cast<std::streamsize>(n));
+}
+
+TEST_CASE("a .pt with flipped bytes in the middle is refused naming the file; intact ones pass the check") {
+  TempDir tmp;
+  CSRNet a;
+  test::HeInit(a, 3);
+  const std::string path = (tmp / "model_best.pt").string();
+  SaveModelPt(a, path, {});
+  CHECK_NOTHROW(VerifyZipFile(path));  // torch's own output passes
+  FlipMiddle(path);
+  std::string msg = ErrorOf([&] { LoadModel(path); });
+  CHECK(msg.find(path + ": checksum mismatch in ") != std::string::npos);
+  CHECK(msg.find("(corrupt file)") != std::string::npos);
+  msg = ErrorOf([&] { CSRNet m; LoadWeights(m, path); });
+  CHECK(msg.find("checksum mismatch") != std::string::npos);
+  CHECK(ErrorOf([&] { ReadWeightsBackend(path); }).find("checksum mismatch") != std::string::npos);
+}
+
+TEST_CASE("weights of another back end are refused, LoadModel follows the file") {
+  TempDir tmp;
+  CSRNet a(Backend::kA);
+  test::HeInit(a, 4);
+  const std::string pt = (tmp / "a.pt").string(), h5 = (tmp / "a.h5").string(), plain = (tmp / "plain.h5").string();
+  SaveModelPt(a, pt, {Backend::kA, 1, 2.0});
+  SaveWeightsH5(a, h5);
+  WriteH5(a, plain);  // the original layout records no variant
+  for (const std::string& path : {pt, h5}) {
+    const std::string msg = ErrorOf([&] { CSRNet b(Backend::kB); LoadWeights(b, path); });
+    INFO(msg);
+    CHECK(msg.find(path + ": holds back end A weights, not B") != std::string::npos);
+    CHECK(RecordedBackend(path) == Backend::kA);
+    CSRNet c = LoadModel(path);
+    CHECK(c->backend_variant() == Backend::kA);
+    CHECK(SameWeights(a, c));
+  }
+  CHECK_FALSE(RecordedBackend(plain).has_value());
+  CSRNet d(Backend::kD);
+  CHECK_NOTHROW(LoadWeights(d, plain));
+}
+
+TEST_CASE("NaN or infinite weights are refused naming the file and the parameter") {
+  TempDir tmp;
+  CSRNet a;
+  test::HeInit(a, 6);
+  {
+    torch::NoGradGuard no_grad;
+    a->backend[4]->as<torch::nn::Conv2d>()->weight[0][1][2][0] = std::numeric_limits<float>::quiet_NaN();
+    a->output_layer->bias.fill_(std::numeric_limits<float>::infinity());
+  }
+  const std::string pt = (tmp / "nan.pt").string(), h5 = (tmp / "nan.h5").string();
+  SaveModelPt(a, pt, {});
+  SaveWeightsH5(a, h5);
+  for (const std::string& path : {pt, h5}) {
+    const std::string msg = ErrorOf([&] { LoadModel(path); });
+    INFO(msg);
+    CHECK(msg.find(path + ": tensor 'backend.4.weight' holds NaN or infinite values") != std::string::npos);
+  }
+}
+
+TEST_CASE("an .h5 dataset of the wrong rank is refused before its data is read") {
+  TempDir tmp;
+  CSRNet a;
+  const std::string path = (tmp / "rank.h5").string();
+  {
+    h5::Lock h5_lock;
+    H5::H5File f = h5::Create(path);
+    for (const auto& item : a->named_parameters()) {
+      const torch::Tensor t = item.value().detach().contiguous();
+      std::vector<hsize_t> shape(t.sizes().begin(), t.sizes().end());
+      if (item.key() == "frontend.2.weight") shape = {static_cast<hsize_t>(t.numel())};  // flattened
+      if (item.key() == "frontend.2.bias") continue;
+      h5::WriteFloats(f, item.key(), t.data_ptr<float>(), shape);
+    }
+    const float x = 1.0f;
+    h5::WriteFloats(f, "frontend.2.bias", &x, {});  // a scalar
+  }
+  const std::string msg = ErrorOf([&] { CSRNet m; LoadWeights(m, path); });
+  INFO(msg);
+  CHECK(msg.find("rank.h5: tensor 'frontend.2.weight' has shape [36864], expected [64,64,3,3]") != std::string::npos);
 }
 
 }  // namespace

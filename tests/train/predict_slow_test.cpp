@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "tests/test_skip.h"
 #include "tests/train/predict_test_util.h"
 #include "train/predict.h"
 
@@ -94,16 +95,12 @@ TEST_CASE("A 3072 x 2304 image counts within 2.5 GB of peak memory (fp32, defaul
   CHECK(peak < 2500L * 1000 * 1000);
 }
 
-TEST_CASE("Counts on real images equal a PyTorch CSRNet's within 1e-4 in fp32") {
+TEST_CASE("Counts on real images equal a PyTorch CSRNet's within 1e-4 in fp32" * doctest::test_suite("optional")) {
   const fs::path data = test::SharedData();
-  if (data.empty() || !fs::exists(data / "reference" / "csrnet_weights.h5")) {
-    MESSAGE("no ../shared/data: skipping");
-    return;
-  }
-  if (!test::HavePythonTorch()) {
-    MESSAGE("Debian's python3-torch/h5py/opencv not installed (scripts/deps.sh test): skipping");
-    return;
-  }
+  CSR_SKIP_UNLESS(!data.empty() && fs::exists(data / "reference" / "csrnet_weights.h5"), test::kNeedShared,
+                  "no ../shared/data");
+  CSR_SKIP_UNLESS(test::HavePythonTorch(), test::kNeedPython,
+                  "Debian's python3-torch/h5py/opencv not installed (scripts/deps.sh test)");
   TempDir dir;
   const fs::path a = data / "ShanghaiTech" / "part_A_final", b = data / "ShanghaiTech" / "part_B_final";
   const std::string images = (a / "test_data" / "images" / "IMG_34.jpg").string() + " " +
@@ -126,11 +123,10 @@ TEST_CASE("Counts on real images equal a PyTorch CSRNet's within 1e-4 in fp32") 
 }
 
 
-TEST_CASE("A CSRNet-pytorch checkpoint converted by tools/convert_checkpoint.py counts as in PyTorch, both ways") {
-  if (!test::HavePythonTorch()) {
-    MESSAGE("Debian's python3-torch/h5py/opencv not installed (scripts/deps.sh test): skipping");
-    return;
-  }
+TEST_CASE("A CSRNet-pytorch checkpoint converted by tools/convert_checkpoint.py counts as in PyTorch, both ways" *
+          doctest::test_suite("optional")) {
+  CSR_SKIP_UNLESS(test::HavePythonTorch(), test::kNeedPython,
+                  "Debian's python3-torch/h5py/opencv not installed (scripts/deps.sh test)");
   TempDir dir;
   // A checkpoint as CSRNet-pytorch saves it, from nn.DataParallel ("module." keys),
   // and a broken one without the output layer's bias.

@@ -6,6 +6,7 @@
 #include "train/trainer.h"
 
 #include <cmath>
+#include <fstream>
 #include <cstdio>
 #include <sstream>
 
@@ -13,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/h5.h"
+#include "tests/test_skip.h"
 #include "tests/train/predict_test_util.h"
 #include "train/predict.h"
 
@@ -117,6 +119,7 @@ TEST_CASE("--out writes a heatmap overlay PNG of the image's size and the 1/8 de
   // The count box in the top-left corner is black with white text.
   CHECK(heat.at<cv::Vec3b>(1, 1) == cv::Vec3b(0, 0, 0));
   const std::string h5path = (dir / "out" / "IMG_7_density.h5").string();
+  h5::Lock h5_lock;
   const H5::H5File f = h5::OpenRead(h5path);
   const cv::Mat d = h5::ReadMat2f(f, "density", h5path);
   CHECK(d.cols == 130 / 8);
@@ -166,14 +169,13 @@ TEST_CASE(".h5, model .pt and checkpoint .pt weights give the same counts") {
   CHECK(cv::sum(Predictor(Settings(dir / "checkpoint.pt")).Density(rgb))[0] == doctest::Approx(h5).epsilon(1e-6));
 }
 
-TEST_CASE("The forward pass equals PyTorch's on the reference vectors") {
+TEST_CASE("The forward pass equals PyTorch's on the reference vectors" * doctest::test_suite("optional")) {
   const fs::path ref = test::SharedData() / "reference";
-  if (test::SharedData().empty() || !fs::exists(ref / "csrnet_forward.h5")) {
-    MESSAGE("no ../shared/data/reference/csrnet_forward.h5: skipping");
-    return;
-  }
+  CSR_SKIP_UNLESS(!test::SharedData().empty() && fs::exists(ref / "csrnet_forward.h5"), test::kNeedShared,
+                  "no ../shared/data/reference/csrnet_forward.h5");
   Predictor p(Settings(ref / "csrnet_weights.h5"));
   const std::string file = (ref / "csrnet_forward.h5").string();
+  h5::Lock h5_lock;
   const H5::H5File f = h5::OpenRead(file);
   std::vector<hsize_t> in_shape, out_shape;
   const std::vector<float> input = h5::ReadFloats(f, "input", file, &in_shape);
@@ -281,21 +283,78 @@ TEST_CASE("Unreadable and truncated images are reported, the others counted, and
   CHECK(o.err.find("3 input(s) failed") != std::string::npos);
 }
 
-TEST_CASE("An empty folder is an error") {
+TEST_CASE("An empty folder is a one-line error") {
   TempDir dir;
   fs::create_directories(dir / "empty");
+  std::ofstream(dir / "empty" / "notes.txt") << "no pictures here";
   const Outcome o = Predict(dir, "--weights " + Weights().string() + " " + (dir / "empty").string());
   CHECK(o.rc == 1);
   CHECK(o.out.empty());
+  CHECK(Lines(o.err).size() == 1);
   CHECK(o.err.find("empty: no images in this folder") != std::string::npos);
+}
+
+TEST_CASE("NaN weights, and a corrupt .pt, are one-line errors naming the file; no count is printed") {
+  TempDir dir;
+  test::WriteRgb(dir / "a.png", test::CrowdImage(64, 48, 17));
+  const std::string image = (dir / "a.png").string();
+  test::WriteRandomWeights(dir / "nan.h5", 2, "", "", "backend.2.weight");
+  Outcome o = Predict(dir, "--weights " + (dir / "nan.h5").string() + " " + image);
+  CHECK(o.rc == 1);
+  CHECK(o.out.empty());
+  CHECK(Lines(o.err).size() == 1);
+  CHECK(o.err.find("nan.h5: tensor 'backend.2.weight' holds NaN or infinite values") != std::string::npos);
+
+  // A .pt with 256 bytes flipped in the middle.
+  CSRNet model = LoadModel(Weights().string());
+  const fs::path pt = dir / "model_best.pt";
+  SaveModelPt(model, pt.string(), {});
+  {
+    std::fstream f(pt, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(pt) / 2));
+    f.write(std::string(256, '\x33').data(), 256);
+  }
+  o = Predict(dir, "--weights " + pt.string() + " " + image);
+  CHECK(o.rc == 1);
+  CHECK(o.out.empty());
+  CHECK(Lines(o.err).size() == 1);
+  CHECK(o.err.find(pt.string() + ": checksum mismatch in ") != std::string::npos);
+}
+
+TEST_CASE("Images of 1x1, 7x9, 1x60000 and 60000x1 pixels count 0 (no 8x8 cell); 100000x1 is a clean error") {
+  TempDir dir;
+  std::vector<std::string> paths;
+  for (auto [w, h] : {std::pair{1, 1}, {7, 9}, {1, 60000}, {60000, 1}, {100000, 1}, {9, 3000}}) {
+    const fs::path p = dir / ("img_" + std::to_string(w) + "x" + std::to_string(h) + ".png");
+    test::WriteRgb(p, cv::Mat(h, w, CV_8UC3, cv::Scalar(90, 120, 200)));
+    paths.push_back(p.string());
+  }
+  std::string args = "--threads 2 --weights " + Weights().string() + " --out " + (dir / "out").string();
+  for (const auto& p : paths) args += " " + p;
+  const Outcome o = Predict(dir, args);
+  INFO(o.err);
+  CHECK(o.rc == 1);  // the 100000 px one
+  CHECK(o.err.find("img_100000x1.png: PNG header says 100000x1, larger than the supported") != std::string::npos);
+  const std::vector<std::string> lines = Lines(o.out);
+  REQUIRE(lines.size() == paths.size() - 1);
+  for (size_t i = 0; i < 4; ++i) CHECK(lines[i] == paths[i] + "\t0.000000");
+  CHECK(lines[4].rfind(paths[5] + "\t", 0) == 0);
+  CHECK(fs::exists(dir / "out" / "img_60000x1_heatmap.png"));
+  CHECK(fs::exists(dir / "out" / "img_1x1_density.h5"));
 }
 
 TEST_CASE("A video that cannot be opened is a one-line error") {
   TempDir dir;
   std::ofstream(dir / "fake.avi") << "not a video at all";
+  std::ofstream(dir / "fake.mp4") << std::string(4096, 'm');
   Outcome o = Predict(dir, "--weights " + Weights().string() + " --video " + (dir / "fake.avi").string());
   CHECK(o.rc == 1);
   CHECK(o.err.find("fake.avi: ") != std::string::npos);
+  CHECK(Lines(o.err).size() == 1);  // no FFmpeg/GStreamer/OpenCV chatter before it
+  o = Predict(dir, "--weights " + Weights().string() + " --video " + (dir / "fake.mp4").string());
+  CHECK(o.rc == 1);
+  INFO(o.err);
+  CHECK(Lines(o.err).size() == 1);
   o = Predict(dir, "--weights " + Weights().string() + " --video " + (dir / "none.avi").string());
   CHECK(o.rc == 1);
   CHECK(o.err.find("none.avi: no such video file") != std::string::npos);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -57,10 +58,12 @@ inline std::vector<ParamShape> CsrnetShapes() {
 // He-initialised CSRNet weights (activations keep their scale through the
 // 17 convs, so outputs are not trivially zero), written as the original
 // layout. `skip` leaves one tensor out; `reshape` gives one tensor a wrong
-// first dimension (weights of another architecture).
+// first dimension (weights of another architecture); `nan` puts a NaN into
+// one tensor (a diverged run's weights).
 inline void WriteRandomWeights(const fs::path& path, unsigned seed = 1, const std::string& skip = "",
-                               const std::string& reshape = "") {
+                               const std::string& reshape = "", const std::string& nan = "") {
   std::mt19937 rng(seed);
+  h5::Lock h5_lock;
   H5::H5File f = h5::Create(path.string());
   for (ParamShape p : CsrnetShapes()) {
     if (p.name == skip) continue;
@@ -72,6 +75,7 @@ inline void WriteRandomWeights(const fs::path& path, unsigned seed = 1, const st
     std::vector<float> v(n);
     for (float& x : v) x = dist(rng);
     if (p.name == "output_layer.bias") v[0] = 0.05f;  // a positive count on typical inputs
+    if (p.name == nan) v[n / 2] = std::numeric_limits<float>::quiet_NaN();
     h5::WriteFloats(f, p.name, v.data(), p.shape);
   }
 }
@@ -152,6 +156,7 @@ inline std::vector<int> WriteTinyDataset(const fs::path& root, int n) {
       density(cv::Rect(x - 1, y - 1, 3, 3)) += 1.0f / 9.0f;
     }
     WriteAnnotation((part / "ground_truth" / ("GT_IMG_" + std::to_string(i) + ".mat")).string(), points);
+    h5::Lock h5_lock;
     H5::H5File f = h5::Create((part / "ground_truth" / ("IMG_" + std::to_string(i) + ".h5")).string());
     h5::WriteMat(f, "density", density);
     counts.push_back(heads);

@@ -5,6 +5,7 @@
 
 #include "common/fs.h"
 #include "common/h5.h"
+#include "tests/test_skip.h"
 #include "tests/test_util.h"
 #include "train/trainer.h"
 
@@ -39,7 +40,7 @@ TEST_CASE("--help lists every option with its default") {
   const std::string help = Read(tmp / "help.txt");
   for (const char* name : {"--shards", "--config", "--out", "--resume", "--pre", "--vgg16", "--weights", "--backend",
                            "--epochs", "--lr", "--lr-steps", "--lr-gamma", "--momentum", "--weight-decay",
-                           "--batch-size", "--max-steps", "--seed", "--workers", "--prefetch", "--threads",
+                           "--batch-size", "--max-steps", "--checkpoint-every", "--checkpoint-minutes", "--seed", "--workers", "--prefetch", "--threads",
                            "--precision", "--device", "--eval-tile", "--eval-every"}) {
     CHECK_MESSAGE(help.find(name) != std::string::npos, name);
   }
@@ -143,6 +144,7 @@ TEST_CASE("bad inputs: a shard set without manifest, a corrupt checkpoint, mis-s
   CSRNet model;
   const fs::path vgg = f.tmp / "vgg16.h5";
   {
+    h5::Lock h5_lock;
     H5::H5File file = h5::Create(vgg.string());
     for (const auto& item : model->frontend->named_parameters()) {
       const torch::Tensor t = item.value().detach().contiguous();
@@ -156,12 +158,10 @@ TEST_CASE("bad inputs: a shard set without manifest, a corrupt checkpoint, mis-s
   CHECK(Read(f.log).find("vgg16.h5") != std::string::npos);
 }
 
-TEST_CASE("tools/export_vgg16.py writes a front end the trainer loads") {
+TEST_CASE("tools/export_vgg16.py writes a front end the trainer loads" * doctest::test_suite("optional")) {
   TempDir tmp;
-  if (test::Run("/usr/bin/python3 -c 'import torch, h5py'", tmp / "probe.txt") != 0) {
-    MESSAGE("Debian's python3-torch / python3-h5py absent: skipped");
-    return;
-  }
+  CSR_SKIP_UNLESS(test::Run("/usr/bin/python3 -c 'import torch, h5py'", tmp / "probe.txt") == 0,
+                  test::kNeedPython, "Debian's python3-torch / python3-h5py absent (scripts/deps.sh test)");
   // A stand-in torchvision checkpoint: every tensor of conv i filled with i / 1000.
   const fs::path pth = tmp / "vgg16.pth", broken = tmp / "broken.pth", h5 = tmp / "vgg16.h5";
   const std::string make =
@@ -193,6 +193,81 @@ TEST_CASE("tools/export_vgg16.py writes a front end the trainer loads") {
                   tmp / "broken.txt") != 0);
   CHECK(Read(tmp / "broken.txt").find("features.17.bias") != std::string::npos);
   CHECK_FALSE(fs::exists(tmp / "x.h5"));
+}
+
+// Flips 256 bytes in the middle of a file (a bad disk, a bad copy).
+void FlipMiddle(const fs::path& path) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  const auto middle = static_cast<std::streamoff>(fs::file_size(path) / 2);
+  std::string bytes(256, '\0');
+  f.seekg(middle);
+  f.read(&bytes[0], 256);
+  for (char& c : bytes) c = static_cast<char>(~c);
+  f.seekp(middle);
+  f.write(bytes.data(), 256);
+}
+
+bool OneLine(const std::string& text) { return !text.empty() && text.find('\n') == text.size() - 1; }
+
+TEST_CASE("--resume of a checkpoint with flipped bytes is refused in one line naming the file") {
+  Fixture f;
+  REQUIRE(f.Quick("run") == 0);
+  const fs::path ckpt = f.tmp / "run" / "checkpoint.pt";
+  FlipMiddle(ckpt);
+  const std::string corrupted = Read(ckpt);
+  CHECK(Trainer("--resume " + ckpt.string() + " --max-steps 2", f.log) == 1);
+  const std::string text = Read(f.log);
+  INFO(text);
+  CHECK(OneLine(text));
+  CHECK(text.find(ckpt.string() + ": checksum mismatch in ") != std::string::npos);
+  CHECK(Read(ckpt) == corrupted);  // nothing was written over it
+}
+
+TEST_CASE("--weights of another back end: followed by default, refused against an explicit --backend") {
+  Fixture f;
+  REQUIRE(f.Quick("a", "--backend A") == 0);
+  const fs::path weights = f.tmp / "a" / "model_best.pt";
+  REQUIRE(fs::exists(weights));
+  REQUIRE(f.Quick("b", "--weights " + weights.string()) == 0);
+  CHECK(nlohmann::json::parse(Read(f.tmp / "b" / "config.json"))["backend"] == "A");
+  CHECK(Read(f.log).find("back end A (recorded in the file)") != std::string::npos);
+  CHECK(f.Quick("c", "--weights " + weights.string() + " --backend B") == 1);
+  const std::string text = Read(f.log);
+  INFO(text);
+  CHECK(OneLine(text));
+  CHECK(text.find(weights.string() + ": holds back end A weights, but --backend B was asked for") != std::string::npos);
+  // The .h5 twin records its variant too.
+  CHECK(f.Quick("d", "--weights " + (f.tmp / "a" / "model_best.h5").string() + " --backend C") == 1);
+  CHECK(Read(f.log).find("holds back end A weights") != std::string::npos);
+}
+
+TEST_CASE("hostile option values are usage errors, never a crash") {
+  Fixture f;
+  for (const char* bad : {"--lr nan", "--lr inf", "--momentum nan", "--weight-decay nan", "--lr-gamma inf",
+                          "--lr-steps nan", "--batch-size 2147483647", "--batch-size -1", "--workers 100000",
+                          "--prefetch 99999999", "--threads 1000000", "--eval-tile 1", "--epochs 99999999999",
+                          "--checkpoint-every -3", "--checkpoint-minutes nan", "--max-steps -1"}) {
+    INFO(std::string(bad));
+    CHECK(f.Quick("x", bad) == 2);
+    CHECK(OneLine(Read(f.log)));
+    CHECK(Read(f.log).find(std::string(bad).substr(0, std::string(bad).find(' '))) != std::string::npos);
+  }
+}
+
+TEST_CASE("configs with values of the wrong type are one-line errors naming the file") {
+  Fixture f;
+  int n = 0;
+  for (const char* json : {R"({"momentum": "fast"})", R"({"lr-steps": "x"})", R"({"backend": 3})", R"([1, 2])",
+                           R"({"epochs": 1.5})", R"({"epochs": null})", R"({"seed": {"a": 1}})", R"("text")",
+                           R"({"batch_size": 1e300})"}) {
+    INFO(std::string(json));
+    const fs::path config = f.tmp / ("cfg" + std::to_string(++n) + ".json");
+    std::ofstream(config) << json;
+    const int rc = f.Quick("x" + std::to_string(n), "--config " + config.string());
+    CHECK((rc == 1 || rc == 2));
+    CHECK(OneLine(Read(f.log)));
+    CHECK(Read(f.log).find(config.string()) != std::string::npos);
+  }
 }
 
 }  // namespace
