@@ -196,8 +196,9 @@ void CheckOptions(const SyntheticOptions& o) {
   if (o.layout != "official" && o.layout != "mirrored") {
     throw UsageError("--layout", StrCat("expected official or mirrored, got '", o.layout, "'"));
   }
-  if (o.train_images < 0 || o.test_images < 0 || o.train_images + o.test_images < 1 ||
-      o.train_images + o.test_images > 100000) {
+  // Summed in 64 bits: INT_MAX + INT_MAX wrapped negative and passed, then ran forever.
+  const int64_t images = static_cast<int64_t>(o.train_images) + o.test_images;
+  if (o.train_images < 0 || o.test_images < 0 || images < 1 || images > 100000) {
     throw UsageError("--images", "need 0..100000 train and test images, at least one in all");
   }
   if (o.min_size != 0 || o.max_size != 0) {

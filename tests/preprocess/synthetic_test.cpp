@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <limits>
+
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -218,6 +220,9 @@ TEST_CASE("bad options are usage errors") {
   CHECK_THROWS_AS(GenerateSynthetic(o), UsageError);
   o = Small(dir.path());
   o.out = "";
+  CHECK_THROWS_AS(GenerateSynthetic(o), UsageError);
+  o = Small(dir.path());
+  o.train_images = o.test_images = std::numeric_limits<int>::max();  // the sum used to wrap negative
   CHECK_THROWS_AS(GenerateSynthetic(o), UsageError);
 }
 
