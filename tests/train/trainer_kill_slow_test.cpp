@@ -1,4 +1,4 @@
-// The kill campaign: the trainer is killed with SIGKILL at seeded random
+// The kill campaign (docs/training.md): the trainer is killed with SIGKILL at seeded random
 // moments (between steps, during checkpoint writes, during validation or
 // start-up), resumed each time, and must end exactly where a run straight
 // through ends: bitwise equal weights, momentum, RNG state and log, and no
@@ -68,7 +68,7 @@ TEST_CASE("killed with SIGKILL at random moments and resumed each time, training
   test::WriteSyntheticShards(shards, {/*train=*/3, /*test=*/1});  // 6 patches per epoch
   auto args = [&](const std::string& out) {
     return shards.string() + " --out " + (tmp / out).string() +
-           " --epochs 3 --threads 1 --workers 1 --seed 5 --lr 1e-5 --checkpoint-every 1";
+           " --epochs 2 --threads 1 --workers 1 --seed 5 --lr 1e-5 --checkpoint-every 1";
   };
   const auto t0 = std::chrono::steady_clock::now();
   REQUIRE(Wait(Spawn(args("straight"), log)) == 0);
@@ -76,8 +76,9 @@ TEST_CASE("killed with SIGKILL at random moments and resumed each time, training
 
   const fs::path run = tmp / "killed", ckpt = run / "checkpoint.pt";
   std::mt19937 rng(20240611);
-  // Kill moments spread over a whole run's length, start-up included.
-  std::uniform_real_distribution<double> moment(0.2, std::max(1.0, straight_s * 0.6));
+  // Kill moments from start-up to a few steps in (a step with its checkpoint
+  // takes about a second here), so that most processes die before the end.
+  std::uniform_real_distribution<double> moment(0.3, std::max(1.0, straight_s / 5));
   int kills = 0, finished_early = 0, resumed = 0;
   for (int round = 0; round < 7; ++round) {
     const bool resume = fs::exists(ckpt);
@@ -104,8 +105,8 @@ TEST_CASE("killed with SIGKILL at random moments and resumed each time, training
 
   Loaded a(tmp / "straight" / "checkpoint.pt");
   Loaded b(ckpt);
-  CHECK(a.state.epoch == 3);
-  CHECK(b.state.epoch == 3);
+  CHECK(a.state.epoch == 2);
+  CHECK(b.state.epoch == 2);
   CHECK(b.state.step == a.state.step);
   CHECK(b.state.batch == 0);
   CHECK(b.state.best_mae == a.state.best_mae);  // bitwise: same doubles
@@ -128,7 +129,7 @@ TEST_CASE("killed with SIGKILL at random moments and resumed each time, training
     CHECK(ja["mae"] == jb["mae"]);
     CHECK(ja["steps"] == jb["steps"]);
   }
-  CHECK(lines == 3);
+  CHECK(lines == 2);
   // Nothing but the run's files: no temporaries of killed writes.
   const std::set<std::string> expected = {"config.json", "train_log.jsonl", "checkpoint.pt", "model_best.pt",
                                           "model_best.h5"};
