@@ -17,9 +17,26 @@
 namespace csr::h5 {
 namespace {
 
+// The system error HDF5 recorded on this thread's error stack, if any: its
+// file driver logs "errno = 28, error message = 'No space left on device'"
+// deep in the stack, while the exception only says "H5Fcreate failed".
+herr_t FindSystemError(unsigned, const H5E_error2_t* err, void* out) {
+  const char* key = "error message = '";
+  const char* at = err->desc != nullptr ? std::strstr(err->desc, key) : nullptr;
+  auto* reason = static_cast<std::string*>(out);
+  if (at != nullptr && reason->empty()) {
+    const std::string rest = at + std::strlen(key);
+    *reason = rest.substr(0, rest.find('\''));
+  }
+  return 0;
+}
+
 std::string Describe(const H5::Exception& e) {
   std::string msg = e.getDetailMsg();
-  return msg.empty() ? "HDF5 error" : msg;
+  if (msg.empty()) msg = "HDF5 error";
+  std::string system;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, FindSystemError, &system);
+  return system.empty() ? msg : msg + ": " + system;
 }
 
 H5::PredType FileTypeFor(int depth) {

@@ -1,6 +1,7 @@
 #include "preprocess/gt_gen.h"
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -58,7 +59,18 @@ bool UpToDate(const Sample& s, const std::string& settings) {
 
 // Why writing into `dir` failed, when the file system can tell: HDF5's own
 // message ("H5Fcreate failed", "write failed") names neither the cause nor the map.
+// The system's reason comes first (h5 appends errno's text to HDF5's
+// message); the folder's state is the fallback, checked after the fact, when
+// another thread may already have freed space.
 std::string WriteFailureReason(const fs::path& dir, const std::string& hdf5_reason) {
+  for (const char* known : {"No space left on device", "Read-only file system", "Permission denied",
+                            "Disk quota exceeded", "No such file or directory"}) {
+    if (hdf5_reason.find(known) != std::string::npos) {
+      std::string r = known;
+      r[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(r[0])));
+      return r;
+    }
+  }
   struct statvfs st {};
   if (::statvfs(dir.c_str(), &st) == 0) {
     if (st.f_flag & ST_RDONLY) return "read-only file system";

@@ -429,6 +429,13 @@ TEST_CASE("h5: an attribute that cannot be written throws csr::Error naming the 
   CHECK_MESSAGE(err.empty(), "stderr: " << err);
 }
 
+TEST_CASE("h5: Create says why it cannot create the file, from errno") {
+  h5::Lock lock;
+  test::TempDir dir;
+  const std::string path = (dir / "missing" / "x.h5").string();
+  ExpectError([&] { h5::Create(path); }, {path, "No such file or directory"});
+}
+
 TEST_CASE("h5: a helper called without h5::Lock aborts with an internal error, in Release too") {
   test::TempDir dir;
   const fs::path p = [&] {
