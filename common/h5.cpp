@@ -80,6 +80,10 @@ void WriteAttr(H5::H5Object& obj, const std::string& name, const H5::DataType& f
   }
 }
 
+// Limits of ReadMat: sides up to 2^20 and 2^29 elements (2 GB of float32).
+constexpr hsize_t kMaxSide = hsize_t{1} << 20;
+constexpr hsize_t kMaxElements = hsize_t{1} << 29;
+
 H5::DataSet OpenDataset(const H5::Group& loc, const std::string& name, const std::string& file) {
   if (!Exists(loc, name)) throw Error(file, StrCat("missing dataset '", name, "'"));
   try {
@@ -195,8 +199,15 @@ cv::Mat ReadMat(const H5::Group& loc, const std::string& name, const std::string
     } else {
       throw Error(file, StrCat("dataset '", name, "' has an unsupported element type"));
     }
-    const int channels = rank == 3 ? static_cast<int>(dims[2]) : 1;
-    if (channels < 1 || channels > 4) throw Error(file, StrCat("dataset '", name, "' has ", channels, " channels"));
+    if (dims[2] < 1 || dims[2] > 4) throw Error(file, StrCat("dataset '", name, "' has ", dims[2], " channels"));
+    const int channels = static_cast<int>(dims[2]);
+    // A dataset's shape costs nothing to forge (an unwritten chunked dataset
+    // of any size is a few hundred bytes): refuse one no image can have
+    // before cv::Mat allocates it.
+    if (dims[0] > kMaxSide || dims[1] > kMaxSide || dims[0] * dims[1] * dims[2] > kMaxElements) {
+      throw Error(file, StrCat("dataset '", name, "' claims ", dims[0], " x ", dims[1], " x ", dims[2],
+                               " elements, more than any supported image (corrupt file?)"));
+    }
     cv::Mat m(static_cast<int>(dims[0]), static_cast<int>(dims[1]), CV_MAKETYPE(depth, channels));
     if (m.total() > 0) ds.read(m.data, MemTypeFor(depth));
     return m;

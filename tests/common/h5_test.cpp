@@ -436,6 +436,21 @@ TEST_CASE("h5: Create says why it cannot create the file, from errno") {
   ExpectError([&] { h5::Create(path); }, {path, "No such file or directory"});
 }
 
+TEST_CASE("h5: a dataset whose shape claims more than any image is refused before allocating it") {
+  h5::Lock lock;
+  test::TempDir dir;
+  const std::string path = (dir / "forged.h5").string();
+  {
+    H5::H5File f = h5::Create(path);
+    const hsize_t dims[2] = {200000, 200000}, chunk[2] = {64, 64};  // 160 GB of float32, never written
+    H5::DSetCreatPropList props;
+    props.setChunk(2, chunk);
+    f.createDataSet("density", H5::PredType::IEEE_F32LE, H5::DataSpace(2, dims), props);
+  }
+  CHECK(fs::file_size(path) < 100000);
+  ExpectError([&] { h5::ReadMat2f(h5::OpenRead(path), "density", path); }, {path, "200000 x 200000"});
+}
+
 TEST_CASE("h5: a helper called without h5::Lock aborts with an internal error, in Release too") {
   test::TempDir dir;
   const fs::path p = [&] {
