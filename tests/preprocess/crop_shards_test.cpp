@@ -395,6 +395,36 @@ TEST_CASE("maps from an older gt_gen (density_sum but no density_crc32) still lo
   ExpectError([&] { BuildShards(o); }, {p.string(), "density_sum"});
 }
 
+TEST_CASE("the original's scipy maps (reference vectors) pass the density checks" * doctest::test_suite("optional")) {
+  const fs::path data = test::SharedData();
+  CSR_SKIP_UNLESS(!data.empty(), csr::test::kNeedShared, "../shared/data not present");
+  test::TempDir tmp;
+  fs::copy(data / "ShanghaiTech", tmp / "data", fs::copy_options::recursive);
+  for (const std::string part : {"A", "B"}) {
+    CAPTURE(part);
+    GtGenOptions g;
+    g.root = (tmp / "data").string();
+    g.part = part;
+    g.quiet = true;
+    REQUIRE(GenerateGroundTruth(g).failures.empty());
+    int replaced = 0;
+    for (const auto& e : fs::recursive_directory_iterator(data / "reference" / ("part_" + part + "_final"))) {
+      if (e.path().extension() != ".h5") continue;
+      const fs::path split = e.path().parent_path().filename();  // train_data / test_data
+      const fs::path dst = tmp / "data" / ("part_" + part + "_final") / split / "ground_truth" / e.path().filename();
+      fs::copy_file(e.path(), dst, fs::copy_options::overwrite_existing);
+      ++replaced;
+    }
+    REQUIRE(replaced > 0);
+    CropShardsOptions o;
+    o.root = (tmp / "data").string();
+    o.part = part;
+    o.out = (tmp / ("shards_" + part)).string();
+    o.quiet = true;
+    CHECK_NOTHROW(BuildShards(o));
+  }
+}
+
 // ------------------------------------------------------------------ the tool
 
 TEST_CASE("--help lists every option") {
@@ -655,12 +685,11 @@ TEST_CASE("a corrupted shard is reported with a clear error by --inspect --verif
   CheckOneErrorLine(err, "shard-00000.h5", "checksum mismatch");
 }
 
-TEST_CASE("the h5py snippet in docs/shard_format.md reads a shard set") {
+TEST_CASE("the h5py snippet in docs/shard_format.md reads a shard set" * doctest::test_suite("optional")) {
   const fs::path doc = fs::path(CSR_SOURCE_DIR) / "docs" / "shard_format.md";
-  if (!fs::exists(doc) || test::Run("/usr/bin/python3 -c 'import h5py, numpy'") != 0) {
-    MESSAGE("skipped: docs/shard_format.md or /usr/bin/python3 with h5py not available");
-    return;
-  }
+  REQUIRE(fs::exists(doc));
+  CSR_SKIP_UNLESS(test::Run("/usr/bin/python3 -c 'import h5py, numpy'") == 0, csr::test::kNeedPython,
+                  "needs /usr/bin/python3 with h5py");
   test::TempDir tmp;
   test::MakeFixture(tmp / "data", {{"train", 96, 80, 8}, {"test", 64, 64, 5}});
   CropShardsOptions o = OptionsFor(tmp);
