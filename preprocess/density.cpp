@@ -153,6 +153,9 @@ HeadPixels ToHeadPixels(const std::vector<std::array<double, 2>>& points, int wi
 }
 
 std::vector<double> GaussianKernel1D(double sigma, double truncate) {
+  // The whole kernel as a vector: only for kernels that fit (RenderDensity
+  // never builds it, so any sigma renders).
+  CSR_ASSERT(sigma > 0 && truncate * sigma < 1e8, "GaussianKernel1D: sigma ", sigma, " too wide to store");
   const int radius = static_cast<int>(truncate * sigma + 0.5);
   std::vector<double> w(static_cast<size_t>(2 * radius + 1));
   const double k = -0.5 / (sigma * sigma);
