@@ -276,7 +276,7 @@ int RunEvaluate(int argc, const char* const* argv) {
     }
     if (o.model.weights.empty()) throw UsageError("--weights", "required (a .pt or .h5 CSRNet weights file)");
     if (o.worst < 0) throw UsageError("--worst", "must be >= 0");
-    if (o.alpha < 0 || o.alpha > 1) throw UsageError("--alpha", "must be between 0 and 1");
+    if (!(o.alpha >= 0 && o.alpha <= 1)) throw UsageError("--alpha", "must be between 0 and 1");  // NaN too
     const std::unique_ptr<EvalSource> source = OpenSource(o);
     for (const std::string* out : {&o.csv, &o.json, &o.report}) {
       if (!out->empty()) CheckWritableFile(*out);

@@ -42,7 +42,8 @@ c10::Device ResolveDevice(const std::string& text, const std::string& where) {
 }
 
 int SetThreads(int threads) {
-  if (threads < 0) throw UsageError("--threads", "must be >= 0 (0 = every core)");
+  // A million threads would not fail cleanly: they exhaust the process first.
+  if (threads < 0 || threads > 1024) throw UsageError("--threads", "must be between 0 (every core) and 1024");
   const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
   return at::get_num_threads();

@@ -595,7 +595,7 @@ int RunPredict(int argc, const char* const* argv) {
     EnableMemoryReuse();
     if (o.model.weights.empty()) throw UsageError("--weights", "required (a .pt or .h5 CSRNet weights file)");
     if (o.every < 1) throw UsageError("--every", "must be at least 1");
-    if (o.alpha < 0 || o.alpha > 1) throw UsageError("--alpha", "must be between 0 and 1");
+    if (!(o.alpha >= 0 && o.alpha <= 1)) throw UsageError("--alpha", "must be between 0 and 1");  // NaN too
     if (!o.video.empty() && !inputs.empty()) throw UsageError("--video", "give either --video or images, not both");
     if (o.video.empty() && (!o.csv.empty() || !o.annotate.empty())) {
       throw UsageError(o.csv.empty() ? "--annotate" : "--csv", "only applies with --video");

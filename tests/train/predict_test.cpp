@@ -402,6 +402,9 @@ TEST_CASE("Bad options are usage errors (exit 2)") {
   CHECK(Predict(dir, w).rc == 2);                                      // nothing to count
   CHECK(Predict(dir, w + " --precision fp16 " + image).rc == 2);
   CHECK(Predict(dir, w + " --tile 20 " + image).rc == 2);
+  CHECK(Predict(dir, w + " --alpha nan " + image).rc == 2);
+  CHECK(Predict(dir, w + " --threads 1000000 " + image).rc == 2);
+  CHECK(Predict(dir, w + " --tile 99999999999 " + image).rc == 2);
   CHECK(Predict(dir, w + " --video x.avi --every 0").rc == 2);
   CHECK(Predict(dir, w + " --csv c.csv " + image).rc == 2);            // --csv needs --video
   CHECK(Predict(dir, "--help").rc == 0);

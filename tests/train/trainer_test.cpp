@@ -270,5 +270,25 @@ TEST_CASE("configs with values of the wrong type are one-line errors naming the 
   }
 }
 
+TEST_CASE("a checkpoint whose position lies outside the epoch is refused, not indexed") {
+  Fixture f;
+  REQUIRE(f.Quick("run") == 0);
+  const std::string ckpt = (f.tmp / "run" / "checkpoint.pt").string();
+  for (int64_t batch : {int64_t{1000}, int64_t{-5}}) {
+    TrainOptions opts;
+    CSRNet model;
+    FusedSGD opt = MakeOptimizer(model, opts);
+    TrainState state = LoadCheckpoint(ckpt, model, opt);
+    const nlohmann::json config = ReadCheckpointConfig(ckpt);
+    state.batch = batch;
+    SaveCheckpoint(ckpt, model, opt, state, config);
+    CHECK(Trainer("--resume " + ckpt + " --max-steps 3", f.log) == 1);
+    const std::string text = Read(f.log);
+    INFO(text);
+    CHECK(text.find(ckpt + ": ") != std::string::npos);
+    CHECK((text.find("lies beyond the epoch") != std::string::npos || text.find("is negative") != std::string::npos));
+  }
+}
+
 }  // namespace
 }  // namespace csr
