@@ -197,26 +197,25 @@ std::vector<double> HeadSigmas(const std::vector<HeadPixel>& pixels, int width, 
   return sigmas;
 }
 
-cv::Mat RenderDensity(const std::vector<HeadPixel>& pixels, const std::vector<double>& sigmas, int width,
-                      int height, const DensityOptions& options) {
-  cv::Mat density(height, width, CV_32F, cv::Scalar(0));
-  const size_t n = pixels.size();
-  if (n == 0) return density;
+namespace {
+
+// One head's separable profiles, clipped to the image.
+struct Kernel {
+  int row_lo = 0, row_hi = -1, col_lo = 0, col_hi = -1;
+  std::vector<float> rows, cols;
+};
+
+// Profiles of heads [begin, end), in parallel.
+std::vector<Kernel> MakeKernels(const std::vector<HeadPixel>& pixels, const std::vector<double>& sigmas, size_t begin,
+                                size_t end, int width, int height, const DensityOptions& options) {
   const bool reflect = options.border == "reflect";
   const bool exact = options.mode == "exact-count";
-
-  // Per-head separable profiles, computed once (in parallel) and shared by
-  // the row bands below.
-  struct Kernel {
-    int row_lo, row_hi, col_lo, col_hi;
-    std::vector<float> rows, cols;
-  };
-  std::vector<Kernel> kernels(n);
-  tbb::parallel_for(tbb::blocked_range<size_t>(0, n, 64), [&](const tbb::blocked_range<size_t>& r) {
+  std::vector<Kernel> kernels(end - begin);
+  tbb::parallel_for(tbb::blocked_range<size_t>(begin, end, 64), [&](const tbb::blocked_range<size_t>& r) {
     for (size_t i = r.begin(); i != r.end(); ++i) {
       CSR_ASSERT(sigmas[i] > 0 && std::isfinite(sigmas[i]), "head ", i, " has sigma ", sigmas[i]);
       const Weights w = MakeWeights(sigmas[i], options.truncate, std::max(width, height));
-      Kernel& k = kernels[i];
+      Kernel& k = kernels[i - begin];
       k.rows = Profile(w, pixels[i].row, height, reflect, exact, &k.row_lo, &k.row_hi);
       k.cols = Profile(w, pixels[i].col, width, reflect, exact, &k.col_lo, &k.col_hi);
       if (exact) {
@@ -225,9 +224,14 @@ cv::Mat RenderDensity(const std::vector<HeadPixel>& pixels, const std::vector<do
       }
     }
   });
+  return kernels;
+}
 
-  // Bands of rows are independent, so no two threads write the same pixel.
+// Adds the kernels to the map. Bands of rows are independent, so no two
+// threads write the same pixel, and each pixel adds its heads in head order.
+void AddKernels(const std::vector<Kernel>& kernels, cv::Mat& density) {
   constexpr int kBand = 16;
+  const int height = density.rows;
   const int bands = (height + kBand - 1) / kBand;
   tbb::parallel_for(tbb::blocked_range<int>(0, bands), [&](const tbb::blocked_range<int>& br) {
     for (int b = br.begin(); b != br.end(); ++b) {
@@ -244,6 +248,30 @@ cv::Mat RenderDensity(const std::vector<HeadPixel>& pixels, const std::vector<do
       }
     }
   });
+}
+
+}  // namespace
+
+cv::Mat RenderDensity(const std::vector<HeadPixel>& pixels, const std::vector<double>& sigmas, int width,
+                      int height, const DensityOptions& options) {
+  CSR_ASSERT(sigmas.size() == pixels.size(), "one sigma per head pixel");
+  cv::Mat density(height, width, CV_32F, cv::Scalar(0));
+  // Heads go in batches whose profiles fit in about 64 MB: millions of heads
+  // with image-wide kernels would otherwise need terabytes at once. Batching
+  // keeps every pixel's order of additions, so the map is the same bits.
+  constexpr double kBudget = 16.0 * 1024 * 1024;  // floats
+  const size_t n = pixels.size();
+  for (size_t begin = 0; begin < n;) {
+    double floats = 0;
+    size_t end = begin;
+    while (end < n && (end == begin || floats < kBudget)) {
+      const double span = 2.0 * options.truncate * sigmas[end] + 2.0;
+      floats += std::min<double>(span, height) + std::min<double>(span, width);
+      ++end;
+    }
+    AddKernels(MakeKernels(pixels, sigmas, begin, end, width, height, options), density);
+    begin = end;
+  }
   return density;
 }
 
