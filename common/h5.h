@@ -20,7 +20,7 @@ namespace csr::h5 {
 // libraries: no lock order to get wrong). Hold a Lock for the whole life of
 // any H5 object (H5::H5File, DataSet, ... close themselves in their
 // destructors, also while an exception unwinds): declare it before them in
-// the same scope. Every helper below CSR_ASSERTs that it is held.
+// the same scope. Every helper below but Init CSR_ASSERTs that it is held.
 class Lock {
  public:
   Lock();

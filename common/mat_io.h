@@ -23,12 +23,13 @@ struct Annotation {
 // Reads `image_info{1}.location` (and `number`). Throws csr::Error naming the
 // file for: a missing, empty, truncated or corrupt file, a file that is not a
 // MAT-file, a missing image_info/location, or a location that is not an N x 2
-// real numeric array. MATLAB v7.3 (HDF5-based) files are read too (matio's
-// HDF5 support). Tolerated: location of any real numeric class (converted to
+// real numeric array, or more than kMaxAnnotationPoints claimed. MATLAB v7.3
+// (HDF5-based) files are read too, directly with the HDF5 C API (MATLAB's and
+// h5py's layouts alike). Tolerated: location of any real numeric class (converted to
 // double), an empty location (no points), a missing `number` (-1), and a bare
 // 1x1 struct not wrapped in a cell. Values are returned as stored; NaN/negative
-// checks belong to the caller (it knows the image size). Thread-safe: all matio
-// calls in the process are serialised, and matio's own messages are captured
+// checks belong to the caller (it knows the image size). Thread-safe: every
+// matio and HDF5 call runs under h5::Lock, and matio's own messages are captured
 // (they become the reason of the csr::Error) instead of printed.
 Annotation ReadAnnotation(const std::string& path);
 
