@@ -38,7 +38,12 @@ struct Weights {
   int64_t reach = 0;      // offsets used: min(radius, cap)
   double sum = 1;         // sum of exp(k x^2) over [-radius, radius]
   bool truncated = false; // radius > cap: sum is analytic, reflect copies are cut
-  double operator()(int64_t x) const { return std::exp(k * static_cast<double>(x) * static_cast<double>(x)) / sum; }
+  std::vector<double> half;  // exp(k x^2) for x in [0, radius] when not truncated (exp dominates small kernels)
+  double operator()(int64_t x) const {
+    const int64_t a = x < 0 ? -x : x;  // exp(k x^2) is even, bit for bit
+    if (!half.empty()) return half[static_cast<size_t>(a)] / sum;
+    return std::exp(k * static_cast<double>(a) * static_cast<double>(a)) / sum;
+  }
 };
 
 // Above this radius the normalising sum is computed in closed form and the
@@ -58,8 +63,10 @@ Weights MakeWeights(double sigma, double truncate, int extent) {
   if (!w.truncated) {
     // The same terms in the same order as GaussianKernel1D, so the weights are
     // bit-identical to it.
+    w.half.resize(static_cast<size_t>(w.radius) + 1);
+    for (int64_t x = 0; x <= w.radius; ++x) w.half[static_cast<size_t>(x)] = std::exp(w.k * x * x);
     double sum = 0.0;
-    for (int64_t x = -w.radius; x <= w.radius; ++x) sum += std::exp(w.k * x * x);
+    for (int64_t x = -w.radius; x <= w.radius; ++x) sum += w.half[static_cast<size_t>(x < 0 ? -x : x)];
     w.sum = sum;
     return w;
   }
