@@ -1,0 +1,45 @@
+// Hand-off annotations for ThreadSanitizer. TSan sees only instrumented code,
+// and Debian's libtbb is not: a value passed from one oneTBB pipeline stage to
+// the next, or a parallel_for's tasks started and joined, synchronise inside
+// the library where TSan cannot see it, so it would report every such value
+// as a race. Each side of a hand-off names one sync object: Release after the
+// writes, Acquire before the reads. Outside TSan builds these are empty.
+#pragma once
+
+#if defined(__SANITIZE_THREAD__)
+#define CSR_TSAN_ENABLED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CSR_TSAN_ENABLED 1
+#endif
+#endif
+
+#ifdef CSR_TSAN_ENABLED
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#endif
+
+namespace csr::tsan {
+
+#ifdef CSR_TSAN_ENABLED
+inline void Acquire(const void* sync) { __tsan_acquire(const_cast<void*>(sync)); }
+inline void Release(const void* sync) { __tsan_release(const_cast<void*>(sync)); }
+#else
+inline void Acquire(const void*) {}
+inline void Release(const void*) {}
+#endif
+
+// Acquires on construction and releases on destruction: the body of one
+// pipeline stage or one parallel_for task, bracketed.
+class Handoff {
+ public:
+  explicit Handoff(const void* sync) : sync_(sync) { Acquire(sync_); }
+  ~Handoff() { Release(sync_); }
+  Handoff(const Handoff&) = delete;
+  Handoff& operator=(const Handoff&) = delete;
+
+ private:
+  const void* sync_;
+};
+
+}  // namespace csr::tsan
