@@ -476,6 +476,18 @@ void Record(Job& job, Summary* s) {
   }
 }
 
+// As in gt_gen: an image without annotation leaves the set incomplete (an
+// error); an annotation without image has nothing to crop (a warning).
+void CheckPairs(const Discovery& found) {
+  if (!found.unannotated_images.empty()) {
+    const fs::path& first = found.unannotated_images.front();
+    throw Error(first.string(), StrCat("image has no annotation (GT_", first.stem().string(), ".mat); ",
+                                       found.unannotated_images.size(),
+                                       " such image(s) would leave the shard set incomplete"));
+  }
+  for (const auto& p : found.orphan_annotations) log::Warn(p.string(), ": annotation has no image; skipped");
+}
+
 }  // namespace
 
 CropShardsReport BuildShards(const CropShardsOptions& o) {
@@ -484,15 +496,7 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
   const Discovery found = DiscoverPart(o.root, o.part, "all");
   if (found.samples.empty()) throw Error(o.root, StrCat("no annotated images in part ", o.part));
   if (found.stray_files > 0) log::Info("ignoring ", found.stray_files, " stray file(s) in ", found.part_dir.string());
-  // As in gt_gen: an image without annotation leaves the set incomplete (an
-  // error); an annotation without image has nothing to crop (a warning).
-  if (!found.unannotated_images.empty()) {
-    const fs::path& first = found.unannotated_images.front();
-    throw Error(first.string(), StrCat("image has no annotation (GT_", first.stem().string(), ".mat); ",
-                                       found.unannotated_images.size(),
-                                       " such image(s) would leave the shard set incomplete"));
-  }
-  for (const auto& p : found.orphan_annotations) log::Warn(p.string(), ": annotation has no image; skipped");
+  CheckPairs(found);
   CheckDensityMapsExist(found, o);
   PrepareOutput(o);
 
