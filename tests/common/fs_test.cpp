@@ -147,4 +147,11 @@ TEST_CASE("fs: MakeDirs below or onto a regular file throws an Error naming the 
 }
 
 }  // namespace
+TEST_CASE("fs: Crc32 is the standard CRC-32 (zlib.crc32), and continues across pieces") {
+  const std::string s = "123456789";
+  CHECK(Crc32(s.data(), s.size()) == 0xCBF43926u);
+  CHECK(Crc32(s.data() + 4, 5, Crc32(s.data(), 4)) == 0xCBF43926u);
+  CHECK(Crc32(nullptr, 0) == 0u);
+}
+
 }  // namespace csr
