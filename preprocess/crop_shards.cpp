@@ -26,6 +26,7 @@
 #include "common/mat_io.h"
 #include "common/progress.h"
 #include "common/shards.h"
+#include "common/tsan.h"
 
 namespace csr {
 
@@ -513,12 +514,13 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
   // destroy the items in flight, so they must not own anything.
   std::vector<std::unique_ptr<Job>> jobs(found.samples.size());
   size_t next = 0;
+  const char handoff = 0;  // jobs pass between stages inside libtbb: see common/tsan.h
   std::vector<ShardFileInfo> infos[2];
   try {
-    tbb::parallel_pipeline(
-        static_cast<size_t>(std::max(4, 2 * report.threads)),
+    const tbb::filter<void, void> chain =
         tbb::make_filter<void, Job*>(tbb::filter_mode::serial_in_order,
                                      [&](tbb::flow_control& fc) -> Job* {
+                                       tsan::Handoff h(&handoff);
                                        if (next >= found.samples.size()) {
                                          fc.stop();
                                          return nullptr;
@@ -528,21 +530,27 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
                                      }) &
             tbb::make_filter<Job*, Job*>(tbb::filter_mode::parallel,
                                          [&](Job* job) {
+                                           tsan::Handoff h(&handoff);
                                            MakeRecords(*job, o);
                                            return job;
                                          }) &
             tbb::make_filter<Job*, void>(tbb::filter_mode::serial_in_order, [&](Job* job) {
+              tsan::Handoff h(&handoff);
               ShardWriter& w = writers[job->train ? 0 : 1];
               for (const EncodedRecord& r : job->records) w.Add(r);
               Record(*job, &summary);
               if (progress) progress->Tick();
               jobs[static_cast<size_t>(job->sample - found.samples.data())].reset();  // frees its pixels
-            }));
+            });
+    tsan::Release(&handoff);  // after the stages' closures are built: the workers read them
+    tbb::parallel_pipeline(static_cast<size_t>(std::max(4, 2 * report.threads)), chain);
+    tsan::Acquire(&handoff);
     infos[0] = writers[0].Finish();
     infos[1] = writers[1].Finish();
     if (progress) progress->Finish();
     WriteTextFileAtomic(fs::path(o.out) / kManifestName, BuildManifest(o, found, summary, infos).dump(2) + "\n");
   } catch (...) {
+    tsan::Acquire(&handoff);
     // Leave no shard of a failed run behind.
     for (auto& w : writers) w.Abandon();
     throw;

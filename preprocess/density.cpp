@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/tsan.h"
 
 namespace csr {
 namespace {
@@ -218,7 +219,9 @@ std::vector<Kernel> MakeKernels(const std::vector<HeadPixel>& pixels, const std:
   const bool reflect = options.border == "reflect";
   const bool exact = options.mode == "exact-count";
   std::vector<Kernel> kernels(end - begin);
-  tbb::parallel_for(tbb::blocked_range<size_t>(begin, end, 64), [&](const tbb::blocked_range<size_t>& r) {
+  const char handoff = 0;  // tasks start and join inside libtbb: see common/tsan.h
+  const auto body = [&](const tbb::blocked_range<size_t>& r) {
+    tsan::Handoff h(&handoff);
     for (size_t i = r.begin(); i != r.end(); ++i) {
       CSR_ASSERT(sigmas[i] > 0 && std::isfinite(sigmas[i]), "head ", i, " has sigma ", sigmas[i]);
       const Weights w = MakeWeights(sigmas[i], options.truncate, std::max(width, height));
@@ -230,7 +233,10 @@ std::vector<Kernel> MakeKernels(const std::vector<HeadPixel>& pixels, const std:
         for (float& v : k.rows) v *= m;
       }
     }
-  });
+  };
+  tsan::Release(&handoff);
+  tbb::parallel_for(tbb::blocked_range<size_t>(begin, end, 64), body);
+  tsan::Acquire(&handoff);
   return kernels;
 }
 
@@ -240,7 +246,9 @@ void AddKernels(const std::vector<Kernel>& kernels, cv::Mat& density) {
   constexpr int kBand = 16;
   const int height = density.rows;
   const int bands = (height + kBand - 1) / kBand;
-  tbb::parallel_for(tbb::blocked_range<int>(0, bands), [&](const tbb::blocked_range<int>& br) {
+  const char handoff = 0;
+  const auto body = [&](const tbb::blocked_range<int>& br) {
+    tsan::Handoff h(&handoff);
     for (int b = br.begin(); b != br.end(); ++b) {
       const int lo = b * kBand, hi = std::min(height, lo + kBand) - 1;
       for (const Kernel& k : kernels) {
@@ -254,7 +262,10 @@ void AddKernels(const std::vector<Kernel>& kernels, cv::Mat& density) {
         }
       }
     }
-  });
+  };
+  tsan::Release(&handoff);
+  tbb::parallel_for(tbb::blocked_range<int>(0, bands), body);
+  tsan::Acquire(&handoff);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/mat_io.h"
 #include "common/progress.h"
+#include "common/tsan.h"
 
 namespace csr {
 namespace {
@@ -253,12 +254,13 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   std::set<std::string> failed_images;
   size_t next = 0;
   std::atomic<bool> stop{false};  // set by the output stage, read by the input stage (other threads)
+  const char handoff = 0;         // tokens pass between stages inside libtbb: see common/tsan.h
   // Two tokens per thread keep every core busy while bounding the maps in
   // flight (and so memory) whatever the dataset size.
-  tbb::parallel_pipeline(
-      static_cast<size_t>(2 * threads),
+  const tbb::filter<void, void> chain =
       tbb::make_filter<void, size_t>(tbb::filter_mode::serial_in_order,
                                             [&](tbb::flow_control& fc) -> size_t {
+                                              tsan::Handoff h(&handoff);
                                               if (stop || next >= found.samples.size()) {
                                                 fc.stop();
                                                 return 0;
@@ -267,8 +269,12 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
                                             }) &
           tbb::make_filter<size_t, ImageResult>(
               tbb::filter_mode::parallel,
-              [&](size_t i) { return ProcessImage(found.samples[i], dopt, settings, options.overwrite); }) &
+              [&](size_t i) {
+                tsan::Handoff h(&handoff);
+                return ProcessImage(found.samples[i], dopt, settings, options.overwrite);
+              }) &
           tbb::make_filter<ImageResult, void>(tbb::filter_mode::serial_in_order, [&](const ImageResult& r) {
+            tsan::Handoff h(&handoff);
             for (const auto& w : r.warnings) log::Warn(w);
             switch (r.outcome) {
               case Outcome::kWritten: ++report.written; break;
@@ -286,7 +292,10 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
             report.outside += r.heads.outside;
             report.pixels += r.pixels;
             if (progress) progress->Tick();
-          }));
+          });
+  tsan::Release(&handoff);  // after the stages' closures are built: the workers read them
+  tbb::parallel_pipeline(static_cast<size_t>(2 * threads), chain);
+  tsan::Acquire(&handoff);
   if (progress) progress->Finish();
   WriteImageLists(options.root, options.part, found.samples, failed_images);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
