@@ -243,8 +243,20 @@ void ArgParser::ApplyJson(const nlohmann::json& config, const std::string& sourc
   for (const auto& [key, value] : config.items()) {
     Option* opt = Find(key);
     if (!opt) throw Error(source, StrCat("unknown key '", key, "'"));
-    if (opt->set) continue;  // the command line wins
-    AssignJson(*opt, value, StrCat(source, ": key '", key, "'"));
+    const std::string where = StrCat(source, ": key '", key, "'");
+    if (opt->set) {
+      // The command line wins, but a wrong value in the config is still an
+      // error: check it by assigning, then put the command line's value back.
+      std::visit(
+          [&](auto* p) {
+            const auto given = *p;
+            AssignJson(*opt, value, where);
+            *p = given;
+          },
+          opt->target);
+      continue;
+    }
+    AssignJson(*opt, value, where);
   }
 }
 

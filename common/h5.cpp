@@ -237,8 +237,16 @@ std::vector<float> ReadFloats(const H5::Group& loc, const std::string& name, con
     const int rank = space.getSimpleExtentNdims();
     std::vector<hsize_t> dims(static_cast<size_t>(rank));
     if (rank > 0) space.getSimpleExtentDims(dims.data());
+    // A declared shape is data: bound it before allocating (the largest
+    // CSRNet tensor has 2.4 M elements; 2^28 floats is 1 GiB).
+    constexpr hsize_t kMaxElements = hsize_t{1} << 28;
     hsize_t n = 1;
-    for (hsize_t d : dims) n *= d;
+    for (hsize_t d : dims) {
+      if (d != 0 && n > kMaxElements / d) {
+        throw Error(file, StrCat("dataset '", name, "' declares more than ", kMaxElements, " elements (corrupt file?)"));
+      }
+      n *= d;
+    }
     std::vector<float> out(n);
     if (n > 0) ds.read(out.data(), H5::PredType::NATIVE_FLOAT);
     if (shape) *shape = dims;

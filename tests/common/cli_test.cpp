@@ -230,6 +230,17 @@ TEST_CASE("cli: ApplyJson fills options from a config, the command line wins") {
   CHECK(p.IsSet("seed"));
 }
 
+TEST_CASE("cli: a config value of the wrong type is an error even when the command line sets that option") {
+  Opts o;
+  ArgParser p("tool", "", "");
+  Bind(p, o);
+  const char* argv[] = {"tool", "--sigma", "2"};
+  REQUIRE(p.Parse(3, argv));
+  ExpectError([&] { p.ApplyJson(nlohmann::json::parse(R"({"sigma": "fast"})"), "cfg.json"); }, {"cfg.json", "sigma"});
+  p.ApplyJson(nlohmann::json::parse(R"({"sigma": 9})"), "cfg.json");
+  CHECK(o.sigma == 2.0);  // a valid config value still loses to the command line
+}
+
 TEST_CASE("cli: ApplyJson rejects an unknown key naming the file and the key") {
   Opts o;
   ArgParser p("tool", "", "");
