@@ -158,20 +158,25 @@ ImageResult ProcessImage(const Sample& s, const DensityOptions& o, const std::st
   return r;
 }
 
-void RemoveStaleTemporaries(const std::vector<Sample>& samples) {
+void RemoveTemporariesIn(const fs::path& dir, const std::string& prefix) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (IsAtomicTemp(e.path()) && e.path().filename().string().rfind(prefix, 0) == 0) {
+      log::Info("removing ", e.path().string(), " left by an interrupted run");
+      fs::remove(e.path(), ec);
+    }
+  }
+}
+
+// Temporaries of an interrupted run: beside the maps, and those of the image
+// lists in the dataset root (only ours: the root holds the user's files too).
+void RemoveStaleTemporaries(const fs::path& root, const std::string& part, const std::vector<Sample>& samples) {
   std::vector<fs::path> dirs;
   for (const auto& s : samples) {
     if (dirs.empty() || dirs.back() != s.density.parent_path()) dirs.push_back(s.density.parent_path());
   }
-  for (const auto& dir : dirs) {
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      if (IsAtomicTemp(e.path())) {
-        log::Info("removing ", e.path().string(), " left by an interrupted run");
-        fs::remove(e.path(), ec);
-      }
-    }
-  }
+  for (const auto& dir : dirs) RemoveTemporariesIn(dir, "");
+  RemoveTemporariesIn(root, StrCat("part_", part, "_"));
 }
 
 void WriteImageLists(const fs::path& root, const std::string& part, const std::vector<Sample>& samples,
@@ -242,7 +247,7 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   if (options.strict && !report.failures.empty()) {
     throw Error(report.failures.front().first, report.failures.front().second + " (--strict)");
   }
-  RemoveStaleTemporaries(found.samples);
+  RemoveStaleTemporaries(options.root, options.part, found.samples);
 
   const int threads = options.threads > 0 ? options.threads : tbb::info::default_concurrency();
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads));

@@ -211,8 +211,17 @@ TEST_CASE("a temporary left by an interrupted run is removed and never mistaken 
   d.Add("IMG_1", 32, 32, Grid(4, 5));
   const fs::path stale = d.Dir("ground_truth") / "IMG_1.h5.tmp-999-0";
   { std::ofstream(stale) << "half a file"; }
+  // A kill while the image lists were written leaves their temporary in the
+  // dataset root; other temporaries there are the user's and stay.
+  const fs::path stale_list = d.root / "part_A_train.json.tmp-999-3";
+  const fs::path users = d.root / "notes.txt.tmp-999-4";
+  { std::ofstream(stale_list) << "[\"half"; }
+  { std::ofstream(users) << "not ours"; }
   CHECK(GenerateGroundTruth(d.Options()).written == 1);
   CHECK(!fs::exists(stale));
+  CHECK(!fs::exists(stale_list));
+  CHECK(fs::exists(users));
+  CHECK(fs::exists(d.root / "part_A_train.json"));
   CHECK(cv::sum(d.Read("IMG_1"))[0] > 3.0);
 }
 
