@@ -368,7 +368,9 @@ void PrepareOutput(const CropShardsOptions& o) {
   } else if (fs::is_directory(out) && !fs::exists(manifest) && !o.overwrite) {
     for (const auto& e : fs::directory_iterator(out)) {
       const std::string name = e.path().filename().string();
-      bool ours = name == "train" || name == "test";
+      // A kill while the manifest was written leaves its temporary.
+      const bool manifest_temp = IsAtomicTemp(e.path()) && name.rfind(kManifestName, 0) == 0;
+      bool ours = name == "train" || name == "test" || manifest_temp;
       if (ours && e.is_directory()) {
         for (const auto& f : fs::directory_iterator(e.path())) ours = ours && IsOurs(f.path());
       }
@@ -381,6 +383,10 @@ void PrepareOutput(const CropShardsOptions& o) {
   MakeDirs(out);
   std::error_code ec;
   if (fs::remove(manifest, ec)) log::Info("replacing the shard set in ", out.string());
+  for (const auto& e : fs::directory_iterator(out, ec)) {
+    const std::string name = e.path().filename().string();
+    if (IsAtomicTemp(e.path()) && name.rfind(kManifestName, 0) == 0) fs::remove(e.path(), ec);
+  }
   for (const char* split : {"train", "test"}) {
     if (!fs::is_directory(out / split)) continue;
     for (const auto& f : fs::directory_iterator(out / split)) {

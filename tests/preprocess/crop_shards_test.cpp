@@ -611,10 +611,12 @@ TEST_CASE("an interrupted run's leftovers are cleared and the rerun starts clean
   // What a killed run leaves: a finished shard from its own numbering and a temporary.
   std::ofstream(out / "train" / "shard-00007.h5") << "stale";
   std::ofstream(out / "train" / "shard-00001.h5.tmp-123-0") << "partial";
+  std::ofstream(out / "manifest.json.tmp-123-1") << "{\"format\":";  // killed while writing the manifest
   CropShardsOptions o = OptionsFor(tmp, "s");
   BuildShards(o);
   CHECK_FALSE(fs::exists(out / "train" / "shard-00007.h5"));
   CHECK_FALSE(fs::exists(out / "train" / "shard-00001.h5.tmp-123-0"));
+  CHECK_FALSE(fs::exists(out / "manifest.json.tmp-123-1"));
   ShardSet set(out);
   CHECK(set.size("train") == 9);
   set.Verify();
