@@ -11,6 +11,11 @@ function(csr_target_flags target)
   if((CSR_SANITIZE OR CSR_TSAN) AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
     target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
   endif()
+  # Line tables only: reports keep file:line, the LibTorch-heavy files
+  # compile much faster than with full debug information.
+  if(CSR_SANITIZE OR CSR_TSAN OR CSR_FUZZ)
+    target_compile_options(${target} PRIVATE -g1)
+  endif()
   if(CSR_SANITIZE)
     target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=all
                                              -fno-omit-frame-pointer)

@@ -24,13 +24,13 @@ case "$stage" in
   asan)
     dir=${BUILD_DIR:-build-asan}
     # Benchmarks are timing tools, never run by tests: not worth instrumenting.
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCSR_SANITIZE=ON -DCSR_BUILD_BENCH=OFF >/dev/null
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCSR_SANITIZE=ON -DCSR_BUILD_BENCH=OFF >/dev/null
     cmake --build "$dir" -j"$jobs"
     ctest --test-dir "$dir" --output-on-failure -j"$jobs" -L quick
     ;;
   tsan)
     dir=${BUILD_DIR:-build-tsan}
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCSR_TSAN=ON -DCSR_BUILD_TRAIN=OFF >/dev/null
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCSR_TSAN=ON -DCSR_BUILD_TRAIN=OFF >/dev/null
     # The code that runs threads: gt_gen and crop_shards (oneTBB pipelines),
     # the shard reader (concurrent reads), HDF5 and matio under the lock, the
     # progress bar and the logger.
@@ -42,7 +42,7 @@ case "$stage" in
     ;;
   fuzz)
     dir=${BUILD_DIR:-build-fuzz}
-    CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCSR_BUILD_TRAIN=OFF -DCSR_FUZZ=ON \
+    CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCSR_BUILD_TRAIN=OFF -DCSR_FUZZ=ON \
       -DCSR_FUZZ_SECONDS="${FUZZ_SECONDS:-20}" >/dev/null
     targets=$(sed -n 's/^tests\/fuzz\/\(.*\)_fuzz\.cpp$/fuzz_\1/p' < <(ls tests/fuzz/*_fuzz.cpp))
     cmake --build "$dir" -j"$jobs" --target fuzz_seeds $targets
