@@ -446,15 +446,17 @@ class SilenceStderr {
   int saved_ = -1;
 };
 
-// Opens a video with OpenCV's and its back ends' logging silenced; our own
-// error names the file instead.
+// Opens a video through FFmpeg, with OpenCV's and FFmpeg's logging silenced;
+// our own error names the file instead. Only FFmpeg: OpenCV's other back ends
+// (GStreamer, camera probes through libusb) are tried in turn on a file they
+// cannot read, print their own lines and keep state they never free.
 bool OpenQuietly(cv::VideoCapture& cap, const std::string& path) {
   const auto level = cv::utils::logging::getLogLevel();
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
   bool opened = false;
   {
     SilenceStderr quiet;
-    opened = cap.open(path) && cap.isOpened();
+    opened = cap.open(path, cv::CAP_FFMPEG) && cap.isOpened();
   }
   cv::utils::logging::setLogLevel(level);
   return opened;
