@@ -10,10 +10,12 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/h5.h"
+#include "common/mat5_check.h"
 
 namespace csr {
 namespace {
@@ -157,6 +159,15 @@ MatKind ProbeFile(const std::string& path) {
   if (version == 0x0200) return CheckMat73Body(f, path);
   if (version != 0x0100) throw Error(path, StrCat("unknown MAT-file version 0x", std::hex, version));
   CheckMat5Elements(f, path, size, big);
+  // Then the structure inside every variable, before matio allocates what
+  // it claims.
+  std::vector<uint8_t> body(static_cast<size_t>(size - 128));
+  f.clear();
+  f.seekg(128);
+  if (!f.read(reinterpret_cast<char*>(body.data()), static_cast<std::streamsize>(body.size()))) {
+    throw Error(path, "cannot read (I/O error)");
+  }
+  VerifyMat5Body(body.data(), body.size(), big, path);
   return MatKind::kMat5;
 }
 

@@ -116,9 +116,16 @@ Hid UntimedPlist(hid_t cls) {
   return p;
 }
 
-Hid Utf8StringType() {
+// Strings are fixed-length (format version 2): a variable-length string
+// lives in HDF5's global heap, and libhdf5 1.10 loops forever on some damaged
+// heaps (found by the fuzz stage). A fixed-length string sits inside its
+// attribute message, which HDF5 bounds-checks.
+constexpr size_t kMaxAttrString = 4096;
+
+Hid Utf8StringType(size_t bytes) {
   Hid t(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(t.get(), H5T_VARIABLE);
+  H5Tset_size(t.get(), std::max<size_t>(bytes, 1));
+  H5Tset_strpad(t.get(), H5T_STR_NULLPAD);
   H5Tset_cset(t.get(), H5T_CSET_UTF8);
   return t;
 }
@@ -137,9 +144,11 @@ void WriteAttrInt(hid_t obj, const char* name, int64_t v, const fs::path& file) 
 }
 
 void WriteAttrString(hid_t obj, const char* name, const std::string& v, const fs::path& file) {
-  Hid type = Utf8StringType();
-  const char* p = v.c_str();
-  WriteAttr(obj, name, type.get(), type.get(), &p, {}, file);
+  if (v.size() > kMaxAttrString) Fail(file, StrCat("attribute '", name, "' is longer than ", kMaxAttrString, " bytes"));
+  Hid type = Utf8StringType(v.size());
+  std::vector<char> buf(std::max<size_t>(v.size(), 1), '\0');
+  std::copy(v.begin(), v.end(), buf.begin());
+  WriteAttr(obj, name, type.get(), type.get(), buf.data(), {}, file);
 }
 
 bool ReadAttrInt(hid_t obj, const char* name, int64_t* v) {
@@ -148,21 +157,25 @@ bool ReadAttrInt(hid_t obj, const char* name, int64_t* v) {
   return attr.valid() && H5Aread(attr.get(), H5T_NATIVE_INT64, v) >= 0;
 }
 
-// A scalar string attribute as ShardWriter writes it (variable length, UTF-8).
-bool ReadAttrString(hid_t obj, const char* name, std::string* v) {
+// A scalar string attribute as ShardWriter writes it (fixed length, UTF-8).
+// Absent: false. Present in any other form (a variable-length string, say,
+// whose bytes would come from the global heap): the shard is refused.
+bool ReadAttrString(hid_t obj, const char* name, std::string* v, const fs::path& file) {
   if (H5Aexists(obj, name) <= 0) return false;
   Hid attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
   Hid space(H5Aget_space(attr.get()), H5Sclose);
   Hid type(H5Aget_type(attr.get()), H5Tclose);
+  const size_t width = type.valid() ? H5Tget_size(type.get()) : 0;
   if (!attr.valid() || H5Sget_simple_extent_npoints(space.get()) != 1 || H5Tget_class(type.get()) != H5T_STRING ||
-      H5Tis_variable_str(type.get()) <= 0) {
-    return false;
+      H5Tis_variable_str(type.get()) != 0 || width == 0 || width > kMaxAttrString) {
+    throw Error(file.string(), StrCat("attribute '", name, "' is not a fixed-length string of at most ", kMaxAttrString,
+                                      " bytes (corrupt shard, or one written before format version ",
+                                      kShardFormatVersion, ")"));
   }
-  Hid mem = Utf8StringType();
-  char* text = nullptr;
-  if (H5Aread(attr.get(), mem.get(), &text) < 0 || text == nullptr) return false;
-  *v = text;
-  H5free_memory(text);
+  Hid mem(H5Tcopy(type.get()), H5Tclose);  // same width and padding: no conversion
+  std::vector<char> buf(width + 1, '\0');
+  CheckRc(H5Aread(attr.get(), mem.get(), buf.data()), file, StrCat("cannot read attribute '", name, "'"));
+  *v = std::string(buf.data(), strnlen(buf.data(), width));
   return true;
 }
 
@@ -408,7 +421,7 @@ void ShardWriter::Close() {
     WriteIndexArray(index.get(), "density_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, o.sums, {n}, file);
     WriteIndexArray(index.get(), "crop", H5T_STD_I32LE, H5T_NATIVE_INT32, o.crops, {n}, file);
   }
-  WriteAttrString(o.fid.get(), "format", "csrnet-shard", file);
+  WriteAttrString(o.fid.get(), "format", kShardSetFormat, file);
   WriteAttrInt(o.fid.get(), "format_version", kShardFormatVersion, file);
   WriteAttrString(o.fid.get(), "split", split_, file);
   WriteAttrInt(o.fid.get(), "shard", shards_ - 1, file);
@@ -731,7 +744,11 @@ void CheckShardAttributes(hid_t fid, const ShardFile& sh, const std::string& spl
                                          "--overwrite"));
   }
   std::string stored;
-  if (ReadAttrString(fid, "split", &stored) && stored != split) {
+  if (ReadAttrString(fid, "format", &stored, sh.path) && stored != kShardSetFormat) {
+    throw Error(sh.path.string(), StrCat("attribute 'format' is \"", stored, "\", not \"", kShardSetFormat,
+                                         "\": not a csrnet-cpp shard"));
+  }
+  if (ReadAttrString(fid, "split", &stored, sh.path) && stored != split) {
     throw Error(sh.path.string(), StrCat("shard belongs to split '", stored, "' but manifest.json lists it under '",
                                          split, "'"));
   }
@@ -831,7 +848,7 @@ ShardSet::ShardSet(const fs::path& dir) : impl_(std::make_unique<Impl>()) {
   const auto version = FieldAs<int64_t>(impl_->manifest, "format_version", mpath, "");
   if (version != kShardFormatVersion) {
     throw Error(mpath.string(), StrCat("shard format version ", version, " is not supported (this build reads version ",
-                                       kShardFormatVersion, ")"));
+                                       kShardFormatVersion, "): rebuild the set with crop_shards --overwrite"));
   }
   const nlohmann::json& splits = Field(impl_->manifest, "splits", mpath, "");
   if (!splits.is_object()) throw Error(mpath.string(), "'splits' is not an object");

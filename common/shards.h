@@ -24,7 +24,9 @@ namespace csr {
 
 namespace fs = std::filesystem;
 
-constexpr int kShardFormatVersion = 1;
+// Version 2 (2026-12): string attributes are fixed-length (version 1 used
+// variable-length ones, read through HDF5's global heap).
+constexpr int kShardFormatVersion = 2;
 
 struct ShardRecord {
   cv::Mat image;               // CV_8UC3, RGB, h x w
@@ -165,7 +167,7 @@ class ShardWriter {
 // The manifest's file name inside a shard set folder.
 constexpr const char* kManifestName = "manifest.json";
 // The manifest's "format" marker (each shard file's own root attribute is
-// "csrnet-shard"); a manifest with another marker is refused.
+// the same marker); a manifest or shard with another marker is refused.
 constexpr const char* kShardSetFormat = "csrnet-shards";
 
 // A split's entry in the manifest as the reader expects it:

@@ -3,7 +3,7 @@
 #   scripts/sanitize.sh asan   AddressSanitizer + UBSan build (gcc, LibTorch tools included), quick tests
 #   scripts/sanitize.sh tsan   ThreadSanitizer build (gcc, no LibTorch), the multi-threaded tests
 #   scripts/sanitize.sh fuzz   libFuzzer + ASan + UBSan build (clang), each fuzz target for
-#                              FUZZ_SECONDS (default 20) from the seed corpus
+#                              FUZZ_RUNS inputs (default 50000, seed FUZZ_SEED=1), at most FUZZ_SECONDS (60) each, from the seed corpus
 # Build folders: build-asan, build-tsan, build-fuzz (override with BUILD_DIR).
 # Warnings are not errors here: the Release stage enforces -Werror, and gcc's
 # warnings misfire on instrumented code.
@@ -45,7 +45,8 @@ case "$stage" in
   fuzz)
     dir=${BUILD_DIR:-build-fuzz}
     CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCSR_BUILD_TRAIN=OFF -DCSR_FUZZ=ON -DCSR_WERROR=OFF \
-      -DCSR_FUZZ_SECONDS="${FUZZ_SECONDS:-20}" >/dev/null
+      -DCSR_FUZZ_SECONDS="${FUZZ_SECONDS:-60}" \
+      -DCSR_FUZZ_RUNS="${FUZZ_RUNS:-50000}" -DCSR_FUZZ_SEED="${FUZZ_SEED:-1}" >/dev/null
     targets=$(sed -n 's/^tests\/fuzz\/\(.*\)_fuzz\.cpp$/fuzz_\1/p' < <(ls tests/fuzz/*_fuzz.cpp))
     cmake --build "$dir" -j"$jobs" --target fuzz_seeds $targets
     # One at a time: each target uses the whole machine for its seconds.

@@ -3,6 +3,7 @@
 #include "common/shards.h"
 
 #include <doctest/doctest.h>
+#include <hdf5.h>
 
 #include <atomic>
 #include <fstream>
@@ -11,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/h5.h"
 #include "tests/test_expect.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"
@@ -325,6 +327,59 @@ TEST_CASE("a shard listed under the wrong split, or another format marker, is re
   CHECK(ok.size("train") == 2);
 }
 
+// Replaces a root attribute of a shard with a string of the given kind, and
+// brings the manifest's size and checksum up to date, so that only the
+// attribute is wrong.
+void RewriteStringAttr(const fs::path& dir, const char* name, const std::string& value, bool variable) {
+  const fs::path shard = dir / "train" / "shard-00000.h5";
+  {
+    h5::Lock lock;
+    const hid_t f = H5Fopen(shard.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    REQUIRE(f >= 0);
+    H5Adelete(f, name);
+    const hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, variable ? H5T_VARIABLE : value.size());
+    const hid_t space = H5Screate(H5S_SCALAR);
+    const hid_t a = H5Acreate2(f, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    const char* p = value.c_str();
+    CHECK(H5Awrite(a, type, variable ? static_cast<const void*>(&p) : static_cast<const void*>(p)) >= 0);
+    H5Aclose(a);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Fclose(f);
+  }
+  const std::string bytes = ReadTextFile(shard);
+  EditManifest(dir, [&](nlohmann::json& m) {
+    auto& s = m["splits"]["train"];
+    s["shards"][0]["bytes"] = bytes.size();
+    s["shards"][0]["crc32"] = Crc32(bytes.data(), bytes.size());
+    s["bytes"] = bytes.size();
+  });
+}
+
+TEST_CASE("string attributes must be fixed-length: variable-length ones (global heap) are refused unread") {
+  test::TempDir tmp;
+  WriteSet(tmp.path(), SomeRecords(2), 2);
+  RewriteStringAttr(tmp.path(), "split", "train", false);
+  CHECK(ShardSet(tmp.path()).size("train") == 2);  // the rewrite itself keeps the set valid
+  RewriteStringAttr(tmp.path(), "split", "train", true);
+  const std::string msg = ErrorOf([&] { ShardSet set(tmp.path()); });
+  CHECK(msg.find("shard-00000.h5") != std::string::npos);
+  CHECK(msg.find("attribute 'split' is not a fixed-length string") != std::string::npos);
+  RewriteStringAttr(tmp.path(), "split", "train", false);
+  RewriteStringAttr(tmp.path(), "format", "csrnet-shard", false);
+  CHECK(ErrorOf([&] { ShardSet set(tmp.path()); }).find("attribute 'format' is \"csrnet-shard\"") != std::string::npos);
+}
+
+TEST_CASE("a version 1 shard set is refused with the way out") {
+  test::TempDir tmp;
+  WriteSet(tmp.path(), SomeRecords(2), 2);
+  EditManifest(tmp.path(), [](nlohmann::json& m) { m["format_version"] = 1; });
+  const std::string msg = ErrorOf([&] { ShardSet set(tmp.path()); });
+  CHECK(msg.find("version 1 is not supported") != std::string::npos);
+  CHECK(msg.find("crop_shards --overwrite") != std::string::npos);
+}
+
 TEST_CASE("shards are readable from Python's h5py as documented" * doctest::test_suite("optional")) {
   CSR_SKIP_UNLESS(fs::exists("/usr/bin/python3") && test::Run("/usr/bin/python3 -c 'import h5py, numpy'") == 0,
                   test::kNeedPython, "/usr/bin/python3 with h5py not available");
@@ -341,7 +396,7 @@ TEST_CASE("shards are readable from Python's h5py as documented" * doctest::test
                            "    r = f['records/000000']\n"
                            "    img, t = r['image'][()], r['target'][()]\n"
                            "    assert zlib.crc32(t.tobytes(), zlib.crc32(img.tobytes())) == r.attrs['crc32']\n"
-                           "    print(img.shape[0], img.shape[1], int(img[0, 0, 0]), r.attrs['source'],\n"
+                           "    print(img.shape[0], img.shape[1], int(img[0, 0, 0]), r.attrs['source'].decode(),\n"
                            "          list(r.attrs['box']), f['index/source'][0].decode())\n";
   const fs::path log = tmp / "out.txt";
   REQUIRE(test::Run("/usr/bin/python3 " + script.string() + " " + tmp.path().string(), log) == 0);
