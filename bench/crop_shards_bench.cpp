@@ -20,9 +20,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/cli.h"
-#include "common/fs.h"
-#include "common/shards.h"
+#include "common/base/cli.h"
+#include "common/base/fs.h"
+#include "common/shards/shards.h"
 #include "preprocess/gt_gen.h"
 #include "preprocess/synthetic.h"
 

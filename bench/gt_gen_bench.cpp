@@ -17,9 +17,9 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "common/cli.h"
-#include "common/fs.h"
-#include "common/mat_io.h"
+#include "common/base/cli.h"
+#include "common/base/fs.h"
+#include "common/io/mat_io.h"
 #include "preprocess/gt_gen.h"
 
 namespace {

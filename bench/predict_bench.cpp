@@ -27,8 +27,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "common/cli.h"
-#include "common/fs.h"
+#include "common/base/cli.h"
+#include "common/base/fs.h"
 #include "train/model.h"
 #include "train/predict.h"
 

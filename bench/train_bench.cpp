@@ -31,12 +31,12 @@
 #include <torch/nn/init.h>
 #include <torch/utils.h>
 
-#include "common/cli.h"
-#include "common/fs.h"
+#include "common/base/cli.h"
+#include "common/base/fs.h"
 #include "train/dataset.h"
 #include "train/inference.h"
 #include "train/model.h"
-#include "train/synthetic_shards.h"
+#include "tests/fixtures/synthetic_shards.h"
 #include "train/trainer.h"
 
 namespace {

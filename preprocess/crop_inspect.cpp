@@ -10,10 +10,10 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/log.h"
-#include "common/shards.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/base/log.h"
+#include "common/shards/shards.h"
 #include "preprocess/crop_shards.h"
 
 namespace csr {

@@ -16,17 +16,17 @@
 #include <tbb/info.h>
 #include <tbb/parallel_pipeline.h>
 
-#include "common/cli.h"
-#include "common/dataset.h"
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
-#include "common/image_io.h"
-#include "common/log.h"
-#include "common/mat_io.h"
-#include "common/progress.h"
-#include "common/shards.h"
-#include "common/tsan.h"
+#include "common/base/cli.h"
+#include "common/io/dataset.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
+#include "common/io/image_io.h"
+#include "common/base/log.h"
+#include "common/io/mat_io.h"
+#include "common/base/progress.h"
+#include "common/shards/shards.h"
+#include "common/base/tsan.h"
 
 namespace csr {
 
@@ -343,7 +343,7 @@ nlohmann::json IdentityOf(const nlohmann::json& m) {
 
 bool IsOurs(const fs::path& p) {
   const std::string name = p.filename().string();
-  return IsAtomicTemp(p) || (name.rfind("shard-", 0) == 0 && p.extension() == ".h5");
+  return IsAtomicTemp(p) || IsShardFileName(name);
 }
 
 // Refuses to touch a folder holding something else unless --overwrite, then
@@ -411,42 +411,36 @@ nlohmann::json GtManifest(const Summary& s) {
   return gt;
 }
 
-nlohmann::json BuildManifest(const CropShardsOptions& o, const Discovery& found, const Summary& s,
-                             const std::vector<ShardFileInfo> infos[2]) {
-  nlohmann::json splits = nlohmann::json::object();
-  int64_t records = 0;
-  uint64_t bytes = 0;
-  for (int k = 0; k < 2; ++k) {
-    nlohmann::json js = SplitManifest(infos[k]);
-    js["images"] = s.images[k];
-    js["skipped_images"] = s.skipped[k];
-    js["annotations"] = s.annotations[k];
-    js["target"] = k == 0 ? o.target : "sum8";
-    js["crops"] = k == 0 ? StrCat("4 quarters + ", o.random_crops, " random per image, each half the image rounded "
-                                  "down to a multiple of 8; mirroring left to the trainer")
-                         : std::string("whole image");
-    records += js["records"].get<int64_t>();
-    bytes += js["bytes"].get<uint64_t>();
-    splits[k == 0 ? "train" : "test"] = js;
-  }
+// What crop_shards adds to the manifest the ShardSetWriter writes: where the
+// set came from, its settings, the ground truth used, and per split the
+// images behind the records.
+nlohmann::json ManifestExtra(const CropShardsOptions& o, const Discovery& found, const Summary& s) {
   const nlohmann::json id = Identity(o);
-  return {{"format", "csrnet-shards"},
-          {"format_version", kShardFormatVersion},
-          {"created_by", StrCat("csrnet-cpp crop_shards ", CSR_VERSION)},
+  return {{"created_by", StrCat("csrnet-cpp crop_shards ", CSR_VERSION)},
           {"source", {{"root", id["root"]}, {"part", o.part}, {"part_dir", fs::absolute(found.part_dir).string()}}},
           {"settings",
            {{"seed", o.seed}, {"random_crops", o.random_crops}, {"target", o.target},
             {"records_per_shard", o.records_per_shard}, {"compress", o.compress}}},
           {"ground_truth", GtManifest(s)},
           {"checksum", "crc32 of the whole file (zlib.crc32)"},
-          {"splits", splits},
-          {"totals",
-           {{"images", s.images[0] + s.images[1]},
-            {"skipped_images", s.skipped[0] + s.skipped[1]},
-            {"records", records},
-            {"shards", infos[0].size() + infos[1].size()},
-            {"bytes", bytes}}}};
+          {"totals", {{"images", s.images[0] + s.images[1]}, {"skipped_images", s.skipped[0] + s.skipped[1]}}}};
 }
+
+nlohmann::json SplitExtra(const CropShardsOptions& o, const Summary& s) {
+  nlohmann::json out = nlohmann::json::object();
+  for (int k = 0; k < 2; ++k) {
+    out[k == 0 ? "train" : "test"] = {
+        {"images", s.images[k]},
+        {"skipped_images", s.skipped[k]},
+        {"annotations", s.annotations[k]},
+        {"target", k == 0 ? o.target : "sum8"},
+        {"crops", k == 0 ? StrCat("4 quarters + ", o.random_crops, " random per image, each half the image rounded "
+                                  "down to a multiple of 8; mirroring left to the trainer")
+                         : std::string("whole image")}};
+  }
+  return out;
+}
+
 
 void CheckDensityMapsExist(const Discovery& found, const CropShardsOptions& o) {
   int64_t missing = 0;
@@ -510,8 +504,8 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
   CropShardsReport report;
   report.threads = o.threads > 0 ? o.threads : tbb::info::default_concurrency();
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(report.threads));
-  ShardWriter writers[2] = {ShardWriter(o.out, "train", o.records_per_shard, o.compress),
-                            ShardWriter(o.out, "test", o.records_per_shard, o.compress)};
+  // Removes the shards of a failed run when it goes out of scope unfinished.
+  ShardSetWriter set(o.out, {"train", "test"}, o.records_per_shard, o.compress);
   Summary summary;
   std::unique_ptr<Progress> progress;
   if (!o.quiet) progress = std::make_unique<Progress>("crop_shards", static_cast<int64_t>(found.samples.size()));
@@ -520,54 +514,48 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
   // destroy the items in flight, so they must not own anything.
   std::vector<std::unique_ptr<Job>> jobs(found.samples.size());
   size_t next = 0;
-  const char handoff = 0;  // jobs pass between stages inside libtbb: see common/tsan.h
-  std::vector<ShardFileInfo> infos[2];
+  const char handoff = 0;  // jobs pass between stages inside libtbb: see common/base/tsan.h
   try {
     const tbb::filter<void, void> chain =
         tbb::make_filter<void, Job*>(tbb::filter_mode::serial_in_order,
-                                     [&](tbb::flow_control& fc) -> Job* {
-                                       tsan::Handoff h(&handoff);
-                                       if (next >= found.samples.size()) {
-                                         fc.stop();
-                                         return nullptr;
-                                       }
-                                       jobs[next] = ReadInputs(found.samples[next]);
-                                       return jobs[next++].get();
-                                     }) &
-            tbb::make_filter<Job*, Job*>(tbb::filter_mode::parallel,
-                                         [&](Job* job) {
-                                           tsan::Handoff h(&handoff);
-                                           MakeRecords(*job, o);
-                                           return job;
-                                         }) &
-            tbb::make_filter<Job*, void>(tbb::filter_mode::serial_in_order, [&](Job* job) {
-              tsan::Handoff h(&handoff);
-              ShardWriter& w = writers[job->train ? 0 : 1];
-              for (const EncodedRecord& r : job->records) w.Add(r);
-              Record(*job, &summary);
-              if (progress) progress->Tick();
-              jobs[static_cast<size_t>(job->sample - found.samples.data())].reset();  // frees its pixels
-            });
-    tsan::Release(&handoff);  // after the stages' closures are built: the workers read them
+                                     tsan::Task(&handoff,
+                                                [&](tbb::flow_control& fc) -> Job* {
+                                                  if (next >= found.samples.size()) {
+                                                    fc.stop();
+                                                    return nullptr;
+                                                  }
+                                                  jobs[next] = ReadInputs(found.samples[next]);
+                                                  return jobs[next++].get();
+                                                })) &
+        tbb::make_filter<Job*, Job*>(tbb::filter_mode::parallel, tsan::Task(&handoff,
+                                                                            [&](Job* job) {
+                                                                              MakeRecords(*job, o);
+                                                                              return job;
+                                                                            })) &
+        tbb::make_filter<Job*, void>(tbb::filter_mode::serial_in_order, tsan::Task(&handoff, [&](Job* job) {
+          ShardWriter& w = set.split(job->train ? "train" : "test");
+          for (const EncodedRecord& r : job->records) w.Add(r);
+          Record(*job, &summary);
+          if (progress) progress->Tick();
+          jobs[static_cast<size_t>(job->sample - found.samples.data())].reset();  // frees its pixels
+        }));
+    tsan::Release(&handoff);
     tbb::parallel_pipeline(static_cast<size_t>(std::max(4, 2 * report.threads)), chain);
     tsan::Acquire(&handoff);
-    infos[0] = writers[0].Finish();
-    infos[1] = writers[1].Finish();
+    set.Finish(ManifestExtra(o, found, summary), SplitExtra(o, summary));
     if (progress) progress->Finish();
-    WriteTextFileAtomic(fs::path(o.out) / kManifestName, BuildManifest(o, found, summary, infos).dump(2) + "\n");
   } catch (...) {
     tsan::Acquire(&handoff);
-    // Leave no shard of a failed run behind.
-    for (auto& w : writers) w.Abandon();
+    set.Abandon();  // leave no shard of a failed run behind
     throw;
   }
 
   report.images = summary.images[0] + summary.images[1];
   report.skipped_images = summary.skipped[0] + summary.skipped[1];
-  report.train_records = writers[0].records();
-  report.test_records = writers[1].records();
-  for (const auto& list : infos) {
-    for (const auto& f : list) {
+  report.train_records = set.split("train").records();
+  report.test_records = set.split("test").records();
+  for (const char* split : {"train", "test"}) {
+    for (const auto& f : set.shards(split)) {
       ++report.shards;
       report.bytes += f.bytes;
     }

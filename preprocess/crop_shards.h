@@ -1,7 +1,7 @@
 // crop_shards: the CSRNet paper's nine crops per training image (four
 // quarters + random ones, a quarter of the image each) and the whole test
 // images, with their 1/8-resolution targets, written once into HDF5 shards
-// (common/shards.h, docs/shard_format.md) by a oneTBB pipeline:
+// (common/shards/shards.h, docs/shard_format.md) by a oneTBB pipeline:
 // serial reader (density maps, annotations) -> parallel decode, crop, target,
 // checksum, compression -> serial in-order writer.
 #pragma once

@@ -8,9 +8,9 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/tsan.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/base/tsan.h"
 
 namespace csr {
 namespace {
@@ -219,9 +219,8 @@ std::vector<Kernel> MakeKernels(const std::vector<HeadPixel>& pixels, const std:
   const bool reflect = options.border == "reflect";
   const bool exact = options.mode == "exact-count";
   std::vector<Kernel> kernels(end - begin);
-  const char handoff = 0;  // tasks start and join inside libtbb: see common/tsan.h
-  const auto body = [&](const tbb::blocked_range<size_t>& r) {
-    tsan::Handoff h(&handoff);
+  const char handoff = 0;  // tasks start and join inside libtbb: see common/base/tsan.h
+  const auto body = tsan::Task(&handoff, [&](const tbb::blocked_range<size_t>& r) {
     for (size_t i = r.begin(); i != r.end(); ++i) {
       CSR_ASSERT(sigmas[i] > 0 && std::isfinite(sigmas[i]), "head ", i, " has sigma ", sigmas[i]);
       const Weights w = MakeWeights(sigmas[i], options.truncate, std::max(width, height));
@@ -233,7 +232,7 @@ std::vector<Kernel> MakeKernels(const std::vector<HeadPixel>& pixels, const std:
         for (float& v : k.rows) v *= m;
       }
     }
-  };
+  });
   tsan::Release(&handoff);
   tbb::parallel_for(tbb::blocked_range<size_t>(begin, end, 64), body);
   tsan::Acquire(&handoff);
@@ -247,8 +246,7 @@ void AddKernels(const std::vector<Kernel>& kernels, cv::Mat& density) {
   const int height = density.rows;
   const int bands = (height + kBand - 1) / kBand;
   const char handoff = 0;
-  const auto body = [&](const tbb::blocked_range<int>& br) {
-    tsan::Handoff h(&handoff);
+  const auto body = tsan::Task(&handoff, [&](const tbb::blocked_range<int>& br) {
     for (int b = br.begin(); b != br.end(); ++b) {
       const int lo = b * kBand, hi = std::min(height, lo + kBand) - 1;
       for (const Kernel& k : kernels) {
@@ -262,7 +260,7 @@ void AddKernels(const std::vector<Kernel>& kernels, cv::Mat& density) {
         }
       }
     }
-  };
+  });
   tsan::Release(&handoff);
   tbb::parallel_for(tbb::blocked_range<int>(0, bands), body);
   tsan::Acquire(&handoff);

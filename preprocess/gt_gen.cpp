@@ -16,16 +16,16 @@
 #include <tbb/info.h>
 #include <tbb/parallel_pipeline.h>
 
-#include "common/cli.h"
-#include "common/dataset.h"
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
-#include "common/image_io.h"
-#include "common/log.h"
-#include "common/mat_io.h"
-#include "common/progress.h"
-#include "common/tsan.h"
+#include "common/base/cli.h"
+#include "common/io/dataset.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
+#include "common/io/image_io.h"
+#include "common/base/log.h"
+#include "common/io/mat_io.h"
+#include "common/base/progress.h"
+#include "common/base/tsan.h"
 
 namespace csr {
 namespace {
@@ -259,27 +259,26 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   std::set<std::string> failed_images;
   size_t next = 0;
   std::atomic<bool> stop{false};  // set by the output stage, read by the input stage (other threads)
-  const char handoff = 0;         // tokens pass between stages inside libtbb: see common/tsan.h
+  const char handoff = 0;         // tokens pass between stages inside libtbb: see common/base/tsan.h
   // Two tokens per thread keep every core busy while bounding the maps in
   // flight (and so memory) whatever the dataset size.
   const tbb::filter<void, void> chain =
       tbb::make_filter<void, size_t>(tbb::filter_mode::serial_in_order,
-                                            [&](tbb::flow_control& fc) -> size_t {
-                                              tsan::Handoff h(&handoff);
-                                              if (stop || next >= found.samples.size()) {
-                                                fc.stop();
-                                                return 0;
-                                              }
-                                              return next++;
-                                            }) &
+                                     tsan::Task(&handoff,
+                                                [&](tbb::flow_control& fc) -> size_t {
+                                                  if (stop || next >= found.samples.size()) {
+                                                    fc.stop();
+                                                    return 0;
+                                                  }
+                                                  return next++;
+                                                })) &
           tbb::make_filter<size_t, ImageResult>(
-              tbb::filter_mode::parallel,
-              [&](size_t i) {
-                tsan::Handoff h(&handoff);
-                return ProcessImage(found.samples[i], dopt, settings, options.overwrite);
-              }) &
-          tbb::make_filter<ImageResult, void>(tbb::filter_mode::serial_in_order, [&](const ImageResult& r) {
-            tsan::Handoff h(&handoff);
+              tbb::filter_mode::parallel, tsan::Task(&handoff,
+                                                     [&](size_t i) {
+                                                       return ProcessImage(found.samples[i], dopt, settings,
+                                                                           options.overwrite);
+                                                     })) &
+          tbb::make_filter<ImageResult, void>(tbb::filter_mode::serial_in_order, tsan::Task(&handoff, [&](const ImageResult& r) {
             for (const auto& w : r.warnings) log::Warn(w);
             switch (r.outcome) {
               case Outcome::kWritten: ++report.written; break;
@@ -297,8 +296,8 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
             report.outside += r.heads.outside;
             report.pixels += r.pixels;
             if (progress) progress->Tick();
-          });
-  tsan::Release(&handoff);  // after the stages' closures are built: the workers read them
+          }));
+  tsan::Release(&handoff);
   tbb::parallel_pipeline(static_cast<size_t>(2 * threads), chain);
   tsan::Acquire(&handoff);
   if (progress) progress->Finish();

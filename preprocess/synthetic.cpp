@@ -9,10 +9,10 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "common/cli.h"
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/mat_io.h"
+#include "common/base/cli.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/mat_io.h"
 
 namespace csr {
 namespace {

@@ -8,7 +8,7 @@
 
 #include <doctest/doctest.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 namespace csr::test {
 

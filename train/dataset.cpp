@@ -10,7 +10,7 @@
 #include <torch/data/worker_exception.h>
 #include <torch/utils.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "train/inference.h"
 
 namespace csr {

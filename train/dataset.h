@@ -1,4 +1,4 @@
-// The shard set (common/shards.h) as a torch::data dataset, the per-epoch
+// The shard set (common/shards/shards.h) as a torch::data dataset, the per-epoch
 // batch order, and a prefetching loader over them.
 //
 // Index space: a dataset with mirroring has 2 * records examples; example i
@@ -16,7 +16,7 @@
 #include <torch/data/example.h>
 #include <torch/data/samplers/base.h>
 
-#include "common/shards.h"
+#include "common/shards/shards.h"
 
 namespace csr {
 

@@ -9,16 +9,16 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "common/dataset.h"
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
-#include "common/image_io.h"
-#include "common/log.h"
-#include "common/mat_io.h"
-#include "common/progress.h"
-#include "common/report.h"
-#include "common/shards.h"
+#include "common/io/dataset.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
+#include "common/io/image_io.h"
+#include "common/base/log.h"
+#include "common/io/mat_io.h"
+#include "common/base/progress.h"
+#include "common/eval/report.h"
+#include "common/shards/shards.h"
 
 namespace csr {
 namespace {

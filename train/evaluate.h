@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
-#include "common/metrics.h"
+#include "common/eval/metrics.h"
 #include "train/predict.h"
 
 namespace csr {

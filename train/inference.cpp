@@ -10,7 +10,7 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 namespace csr {
 

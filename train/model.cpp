@@ -12,11 +12,11 @@
 #include <torch/nn/modules/pooling.h>
 #include <torch/utils.h>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
-#include "common/log.h"
-#include "common/zip_check.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
+#include "common/base/log.h"
+#include "common/io/zip_check.h"
 
 namespace csr {
 namespace {

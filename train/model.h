@@ -100,7 +100,7 @@ torch::serialize::InputArchive OpenArchive(const std::string& path, c10::Device 
 
 // Reads weights from any supported file: the original .h5 layout, a model .pt
 // or a trainer checkpoint .pt (detected from the content, not the name).
-// Every .pt is verified in full first (common/zip_check.h: CRC-32 of every
+// Every .pt is verified in full first (common/io/zip_check.h: CRC-32 of every
 // record), every tensor must be finite. RecordedBackend: the variant the file
 // records (.pt always; .h5 written by this project; none for the original
 // layout). ReadWeightsBackend: that, or B. LoadWeights refuses a file whose

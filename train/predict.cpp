@@ -24,12 +24,12 @@
 #include <opencv2/videoio.hpp>
 #include <torch/utils.h>
 
-#include "common/dataset.h"
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
-#include "common/image_io.h"
-#include "common/log.h"
+#include "common/io/dataset.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
+#include "common/io/image_io.h"
+#include "common/base/log.h"
 #include "train/inference.h"
 #include "train/model.h"
 

@@ -13,7 +13,7 @@
 
 #include <opencv2/core.hpp>
 
-#include "common/cli.h"
+#include "common/base/cli.h"
 
 namespace csr {
 

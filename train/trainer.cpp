@@ -18,10 +18,10 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/log.h"
-#include "common/progress.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/base/log.h"
+#include "common/base/progress.h"
 
 namespace csr {
 

@@ -11,7 +11,7 @@
 #include <torch/data/example.h>
 #include <torch/optim/sgd.h>
 
-#include "common/cli.h"
+#include "common/base/cli.h"
 #include "train/dataset.h"
 #include "train/inference.h"
 #include "train/model.h"

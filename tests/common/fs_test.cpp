@@ -1,4 +1,4 @@
-#include "common/fs.h"
+#include "common/base/fs.h"
 
 #include <doctest/doctest.h>
 
@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "tests/test_expect.h"
 #include "tests/test_util.h"
 

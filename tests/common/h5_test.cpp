@@ -1,4 +1,4 @@
-#include "common/h5.h"
+#include "common/io/h5.h"
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -15,7 +15,7 @@
 
 #include <opencv2/core.hpp>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "tests/test_expect.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"

@@ -1,4 +1,4 @@
-#include "common/image_io.h"
+#include "common/io/image_io.h"
 
 #include <doctest/doctest.h>
 
@@ -8,8 +8,8 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "common/error.h"
-#include "common/fs.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
 #include "tests/test_expect.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"

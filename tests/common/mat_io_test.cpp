@@ -1,4 +1,4 @@
-#include "common/mat_io.h"
+#include "common/io/mat_io.h"
 
 #include <doctest/doctest.h>
 #include <hdf5.h>
@@ -10,8 +10,8 @@
 #include <map>
 #include <thread>
 
-#include "common/error.h"
-#include "common/image_io.h"
+#include "common/base/error.h"
+#include "common/io/image_io.h"
 #include "tests/test_expect.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"

@@ -1,11 +1,11 @@
-#include "common/metrics.h"
+#include "common/eval/metrics.h"
 
 #include <cmath>
 
 #include <doctest/doctest.h>
 #include <opencv2/imgproc.hpp>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 namespace csr {
 namespace {

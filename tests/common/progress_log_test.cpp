@@ -11,8 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include "common/log.h"
-#include "common/progress.h"
+#include "common/base/log.h"
+#include "common/base/progress.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"
 

@@ -1,4 +1,4 @@
-#include "common/report.h"
+#include "common/eval/report.h"
 
 #include <fstream>
 #include <regex>
@@ -8,8 +8,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "common/error.h"
-#include "common/fs.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"
 

@@ -1,6 +1,6 @@
-// The shard set reader/writer (common/shards.h): round trips, random access,
+// The shard set reader/writer (common/shards/shards.h): round trips, random access,
 // concurrency, and corruption detected with clear errors.
-#include "common/shards.h"
+#include "common/shards/shards.h"
 
 #include <doctest/doctest.h>
 #include <hdf5.h>
@@ -10,9 +10,9 @@
 #include <functional>
 #include <thread>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
 #include "tests/test_expect.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"
@@ -48,12 +48,10 @@ bool SameMat(const cv::Mat& a, const cv::Mat& b) {
 // Writes `records` into one split "train" of a set at `dir` and its manifest.
 std::vector<ShardFileInfo> WriteSet(const fs::path& dir, const std::vector<ShardRecord>& records, int per_shard,
                                     int deflate = 0) {
-  ShardWriter w(dir, "train", per_shard, deflate);
-  for (const auto& r : records) w.Add(EncodeRecord(r, deflate));
-  const auto shards = w.Finish();
-  nlohmann::json m = {{"format_version", kShardFormatVersion}, {"splits", {{"train", SplitManifest(shards)}}}};
-  WriteTextFileAtomic(dir / kManifestName, m.dump(2));
-  return shards;
+  ShardSetWriter set(dir, {"train"}, per_shard, deflate);
+  for (const auto& r : records) set.split("train").Add(EncodeRecord(r, deflate));
+  set.Finish();
+  return set.shards("train");
 }
 
 std::vector<ShardRecord> SomeRecords(int n, bool smooth = false) {
@@ -176,6 +174,45 @@ TEST_CASE("more shards than the open-file cap are all readable") {
   for (int pass = 0; pass < 2; ++pass) {
     for (int i = 0; i < 40; ++i) CHECK(SameMat(set.Read("train", i).target, records[i].target));
   }
+}
+
+TEST_CASE("ShardSetWriter writes the manifest last, with marker, version, totals and the producer's fields") {
+  test::TempDir tmp;
+  {
+    ShardSetWriter set(tmp.path(), {"train", "test"}, 2, 0);
+    for (const auto& r : SomeRecords(3)) set.split("train").Add(EncodeRecord(r, 0));
+    set.split("test").Add(EncodeRecord(MakeRecord(16, 16, 9), 0));
+    CHECK_FALSE(fs::exists(tmp / kManifestName));
+    const nlohmann::json m = set.Finish({{"created_by", "test"}, {"totals", {{"images", 7}}}},
+                                        {{"train", {{"images", 5}}}});
+    CHECK(set.shards("train").size() == 2);
+    CHECK(m == nlohmann::json::parse(ReadTextFile(tmp / kManifestName)));
+    CHECK(m["format"] == kShardSetFormat);
+    CHECK(m["format_version"] == kShardFormatVersion);
+    CHECK(m["created_by"] == "test");
+    CHECK(m["totals"] == nlohmann::json({{"images", 7}, {"records", 4}, {"shards", 3}, {"bytes", m["totals"]["bytes"]}}));
+    CHECK(m["splits"]["train"]["images"] == 5);
+    CHECK(m["splits"]["train"]["records"] == 3);
+    CHECK(m["splits"]["test"]["records"] == 1);
+  }
+  const ShardSet set(tmp.path());
+  CHECK(set.size("train") == 3);
+  CHECK(IsShardFileName("shard-00000.h5"));
+  CHECK(IsShardFileName("shard-123456.h5"));
+  for (const char* bad : {"shard-0000.h5", "shard-0000a.h5", "shard-00000.h5.tmp-1-2", "xshard-00000.h5", ""}) {
+    CHECK_FALSE(IsShardFileName(bad));
+  }
+}
+
+TEST_CASE("a ShardSetWriter destroyed before Finish leaves no shard behind") {
+  test::TempDir tmp;
+  {
+    ShardSetWriter set(tmp.path(), {"train"}, 1, 0);
+    for (const auto& r : SomeRecords(3)) set.split("train").Add(EncodeRecord(r, 0));
+  }
+  size_t files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(tmp.path())) files += e.is_regular_file() ? 1 : 0;
+  CHECK(files == 0);
 }
 
 TEST_CASE("a folder without a manifest is refused as incomplete") {

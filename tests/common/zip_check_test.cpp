@@ -1,7 +1,7 @@
 // csr::VerifyZipFile / VerifyZipBytes on archives built here byte by byte
 // (torch's layout: STORED records with data descriptors, optionally ZIP64
 // records, or DEFLATE), then broken in every way a disk or an attacker can.
-#include "common/zip_check.h"
+#include "common/io/zip_check.h"
 
 #include <doctest/doctest.h>
 
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "tests/test_expect.h"
 #include "tests/test_util.h"
 

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "common/fs.h"
-#include "common/mat_io.h"
+#include "common/base/fs.h"
+#include "common/io/mat_io.h"
 #include "tests/fuzz/shard_set_fixture.h"
 
 namespace csr::fuzz {

@@ -13,8 +13,8 @@
 #include <fstream>
 #include <string>
 
-#include "common/error.h"
-#include "common/log.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
 
 namespace csr::fuzz {
 

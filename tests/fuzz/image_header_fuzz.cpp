@@ -1,5 +1,5 @@
 // Fuzz target: ReadImageSize's JPEG/PNG header and completeness checks.
-#include "common/image_io.h"
+#include "common/io/image_io.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,5 +1,5 @@
 // Fuzz target: the ShanghaiTech annotation reader (MATLAB 5 and v7.3 .mat).
-#include "common/mat_io.h"
+#include "common/io/mat_io.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

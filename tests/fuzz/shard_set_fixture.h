@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/shards.h"
+#include "common/shards/shards.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace csr::fuzz {
@@ -35,13 +35,10 @@ inline const ShardSetFixture& Fixture() {
     ShardSetFixture out;
     out.dir = Scratch() / "set";
     fs::create_directories(out.dir);
-    ShardWriter w(out.dir, "train", 16, /*deflate=*/1);
-    w.Add(EncodeRecord(FixtureRecord(32, 24, 1), 1));
-    w.Add(EncodeRecord(FixtureRecord(16, 16, 2), 0));
-    const nlohmann::json m = {{"format", kShardSetFormat},
-                              {"format_version", kShardFormatVersion},
-                              {"splits", {{"train", SplitManifest(w.Finish())}}}};
-    out.manifest = m.dump(1);
+    ShardSetWriter set(out.dir, {"train"}, 16, /*deflate=*/1);
+    set.split("train").Add(EncodeRecord(FixtureRecord(32, 24, 1), 1));
+    set.split("train").Add(EncodeRecord(FixtureRecord(16, 16, 2), 0));
+    out.manifest = set.Finish().dump(1);
     std::ifstream in(out.dir / "train" / "shard-00000.h5", std::ios::binary);
     out.shard.assign(std::istreambuf_iterator<char>(in), {});
     return out;

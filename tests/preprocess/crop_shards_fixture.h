@@ -12,10 +12,10 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
-#include "common/mat_io.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
+#include "common/io/mat_io.h"
 #include "preprocess/gt_gen.h"
 
 namespace csr::test {

@@ -10,9 +10,9 @@
 #include <chrono>
 #include <thread>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/shards.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/shards/shards.h"
 #include "tests/test_util.h"
 
 namespace csr {

@@ -11,8 +11,8 @@
 #include <regex>
 #include <sstream>
 
-#include "common/h5.h"
-#include "common/shards.h"
+#include "common/io/h5.h"
+#include "common/shards/shards.h"
 #include "tests/preprocess/crop_shards_fixture.h"
 #include "tests/test_expect.h"
 #include "tests/test_skip.h"

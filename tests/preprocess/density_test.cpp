@@ -6,9 +6,9 @@
 
 #include <doctest/doctest.h>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"
 

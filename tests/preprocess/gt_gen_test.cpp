@@ -11,10 +11,10 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
-#include "common/mat_io.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
+#include "common/io/mat_io.h"
 #include "tests/test_expect.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"

@@ -15,10 +15,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
-#include "common/shards.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
+#include "common/shards/shards.h"
 #include "preprocess/density.h"
 #include "tests/test_util.h"
 

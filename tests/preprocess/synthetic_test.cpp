@@ -11,10 +11,10 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "common/dataset.h"
-#include "common/error.h"
-#include "common/image_io.h"
-#include "common/mat_io.h"
+#include "common/io/dataset.h"
+#include "common/base/error.h"
+#include "common/io/image_io.h"
+#include "common/io/mat_io.h"
 #include "tests/test_util.h"
 
 namespace csr {

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <thread>
 
-#include "common/error.h"
-#include "common/fs.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
 #include "tests/test_expect.h"
 #include "tests/test_util.h"
 #include "train/trainer.h"

@@ -4,7 +4,7 @@
 #include <fstream>
 #include <set>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "tests/test_util.h"
 #include "train/dataset.h"
 

@@ -6,9 +6,9 @@
 #include <cmath>
 #include <sstream>
 
-#include "common/error.h"
-#include "common/metrics.h"
-#include "common/shards.h"
+#include "common/base/error.h"
+#include "common/eval/metrics.h"
+#include "common/shards/shards.h"
 #include "tests/train/predict_test_util.h"
 
 namespace csr {

@@ -4,7 +4,7 @@
 
 #include <ATen/autocast_mode.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "train/inference.h"
 
 namespace csr {

@@ -5,9 +5,9 @@
 #include <limits>
 
 
-#include "common/error.h"
-#include "common/h5.h"
-#include "common/zip_check.h"
+#include "common/base/error.h"
+#include "common/io/h5.h"
+#include "common/io/zip_check.h"
 #include "tests/test_expect.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"

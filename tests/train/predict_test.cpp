@@ -12,8 +12,8 @@
 
 #include <opencv2/videoio.hpp>
 
-#include "common/error.h"
-#include "common/h5.h"
+#include "common/base/error.h"
+#include "common/io/h5.h"
 #include "tests/test_skip.h"
 #include "tests/train/predict_test_util.h"
 #include "train/predict.h"

@@ -16,10 +16,10 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "common/fs.h"
-#include "common/h5.h"
-#include "common/mat_io.h"
-#include "common/shards.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
+#include "common/io/mat_io.h"
+#include "common/shards/shards.h"
 #include "tests/test_util.h"
 
 namespace csr::test {
@@ -118,21 +118,14 @@ inline ShardRecord WholeRecord(int w, int h, unsigned seed, int index) {
 // A shard set with `n` whole test images of varied sizes (and, when asked, a
 // train split with one crop) written with the real ShardWriter.
 inline void WriteTestShards(const fs::path& dir, int n, bool with_train = false) {
-  nlohmann::json splits;
-  {
-    ShardWriter writer(dir, "test", 3, 1);
-    for (int i = 0; i < n; ++i) writer.Add(EncodeRecord(WholeRecord(96 + 8 * i, 72 + 5 * i, 100 + i, i), 1));
-    splits["test"] = SplitManifest(writer.Finish());
-  }
+  ShardSetWriter set(dir, with_train ? std::vector<std::string>{"test", "train"} : std::vector<std::string>{"test"}, 3, 1);
+  for (int i = 0; i < n; ++i) set.split("test").Add(EncodeRecord(WholeRecord(96 + 8 * i, 72 + 5 * i, 100 + i, i), 1));
   if (with_train) {
-    ShardWriter writer(dir, "train", 3, 1);
     ShardRecord r = WholeRecord(64, 48, 7, 0);
     r.crop = 4;
-    writer.Add(EncodeRecord(r, 1));
-    splits["train"] = SplitManifest(writer.Finish());
+    set.split("train").Add(EncodeRecord(r, 1));
   }
-  nlohmann::json manifest = {{"format_version", kShardFormatVersion}, {"splits", splits}};
-  WriteTextFileAtomic(dir / kManifestName, manifest.dump(2));
+  set.Finish();
 }
 
 // A ShanghaiTech-layout part with `n` test images: images/IMG_i.jpg,

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "train/model.h"
-#include "train/synthetic_shards.h"
+#include "tests/fixtures/synthetic_shards.h"
 
 namespace csr::test {
 

@@ -16,7 +16,7 @@
 #include <set>
 #include <thread>
 
-#include "common/fs.h"
+#include "common/base/fs.h"
 #include "tests/test_util.h"
 #include "train/trainer.h"
 

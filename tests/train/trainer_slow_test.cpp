@@ -9,7 +9,7 @@
 #include <chrono>
 #include <thread>
 
-#include "common/fs.h"
+#include "common/base/fs.h"
 #include "tests/test_util.h"
 #include "train/trainer.h"
 

@@ -3,8 +3,8 @@
 
 #include <fstream>
 
-#include "common/fs.h"
-#include "common/h5.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"
 #include "train/trainer.h"

@@ -1,4 +1,4 @@
-#include "common/mat5_check.h"
+#include "common/io/mat5_check.h"
 
 #include <algorithm>
 #include <cstring>
@@ -6,7 +6,7 @@
 
 #include <zlib.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 namespace csr {
 namespace {

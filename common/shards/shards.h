@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
-#include "common/fs.h"
+#include "common/base/fs.h"
 
 namespace csr {
 
@@ -89,7 +89,7 @@ class ShardSet {
 // checksum and optional deflate compression, no HDF5 calls) and written by one
 // ShardWriter per split from a single thread.
 
-// Crc32 (zlib's, the same value as Python's zlib.crc32) is in common/fs.h.
+// Crc32 (zlib's, the same value as Python's zlib.crc32) is in common/base/fs.h.
 // CRC-32 of a whole file's bytes; throws csr::Error naming the file.
 uint32_t FileCrc32(const fs::path& path);
 
@@ -170,10 +170,49 @@ constexpr const char* kManifestName = "manifest.json";
 // the same marker); a manifest or shard with another marker is refused.
 constexpr const char* kShardSetFormat = "csrnet-shards";
 
+// Whether `name` (a file name inside a split folder) is a finished shard's:
+// "shard-NNNNN.h5".
+bool IsShardFileName(const std::string& name);
+
 // A split's entry in the manifest as the reader expects it:
 // {"records": N, "bytes": B, "shards": [{"file", "records", "bytes", "crc32"}, ...]}.
-// The manifest itself is {"format_version": kShardFormatVersion, "splits":
-// {"train": ..., "test": ...}, ...}; crop_shards adds provenance fields.
 nlohmann::json SplitManifest(const std::vector<ShardFileInfo>& shards);
+
+// Writes a whole shard set, the one way every producer does (crop_shards,
+// the test fixtures): one ShardWriter per split, then manifest.json last and
+// atomically, with the format marker and version, every split's entry and
+// the totals ({"records", "shards", "bytes"}), merged with what the producer
+// adds (provenance, per-split notes). A folder without the manifest is an
+// incomplete set; a writer destroyed before Finish removes the shards it
+// wrote. Not thread-safe, like ShardWriter.
+class ShardSetWriter {
+ public:
+  // `records_per_shard` >= 1 and `deflate` 0..9 are the caller's to check
+  // (they are its options); out-of-range values are a bug here.
+  ShardSetWriter(fs::path dir, const std::vector<std::string>& splits, int64_t records_per_shard, int deflate);
+  ~ShardSetWriter();
+  ShardSetWriter(const ShardSetWriter&) = delete;
+  ShardSetWriter& operator=(const ShardSetWriter&) = delete;
+
+  // The writer of one of the splits given to the constructor.
+  ShardWriter& split(const std::string& name);
+  // Finishes every split and writes the manifest: `extra` is merged into it
+  // (objects merged key by key, so "totals" may carry more counts), and
+  // `split_extra[name]` into that split's entry. Returns the manifest, and
+  // each split's shards through shards().
+  nlohmann::json Finish(const nlohmann::json& extra = nlohmann::json::object(),
+                        const nlohmann::json& split_extra = nlohmann::json::object());
+  // The shards of a split, after Finish.
+  const std::vector<ShardFileInfo>& shards(const std::string& name) const;
+  // For a failed run: deletes every shard written so far. Never throws.
+  void Abandon() noexcept;
+
+ private:
+  fs::path dir_;
+  std::vector<std::string> names_;
+  std::vector<std::unique_ptr<ShardWriter>> writers_;
+  std::vector<std::vector<ShardFileInfo>> infos_;
+  bool finished_ = false;
+};
 
 }  // namespace csr

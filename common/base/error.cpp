@@ -1,10 +1,13 @@
-#include "common/error.h"
+#include "common/base/error.h"
 
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
+#include <mutex>
 #include <utility>
+#include <vector>
 
-#include "common/log.h"
+#include "common/base/log.h"
 
 namespace csr {
 
@@ -18,6 +21,35 @@ Error::Error(std::string where, std::string reason)
     : std::runtime_error(Compose(where, reason)),
       where_(std::move(where)),
       reason_(std::move(reason)) {}
+
+namespace {
+std::mutex& DescriberMutex() {
+  static std::mutex m;
+  return m;
+}
+std::vector<ExceptionDescriber>& Describers() {
+  static std::vector<ExceptionDescriber> v;
+  return v;
+}
+}  // namespace
+
+void AddExceptionDescriber(ExceptionDescriber describe) {
+  std::lock_guard<std::mutex> lock(DescriberMutex());
+  auto& v = Describers();
+  if (std::find(v.begin(), v.end(), describe) == v.end()) v.push_back(describe);
+}
+
+bool DescribeCurrentException(std::string* line) {
+  std::vector<ExceptionDescriber> v;
+  {
+    std::lock_guard<std::mutex> lock(DescriberMutex());
+    v = Describers();
+  }
+  for (ExceptionDescriber d : v) {
+    if (d(line)) return true;
+  }
+  return false;
+}
 
 namespace internal {
 

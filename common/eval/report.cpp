@@ -1,4 +1,4 @@
-#include "common/report.h"
+#include "common/eval/report.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/error.h"
-#include "common/fs.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
 
 namespace csr {
 namespace {

@@ -1,4 +1,4 @@
-#include "common/mat_io.h"
+#include "common/io/mat_io.h"
 
 #include <hdf5.h>
 #include <matio.h>
@@ -12,10 +12,10 @@
 #include <mutex>
 #include <vector>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
-#include "common/mat5_check.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
+#include "common/io/mat5_check.h"
 
 namespace csr {
 namespace {

@@ -1,4 +1,4 @@
-#include "common/zip_check.h"
+#include "common/io/zip_check.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 
 #include <zlib.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 namespace csr {
 namespace {

@@ -1,11 +1,11 @@
-#include "common/metrics.h"
+#include "common/eval/metrics.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include <opencv2/imgproc.hpp>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 namespace csr {
 namespace {

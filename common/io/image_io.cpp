@@ -1,4 +1,4 @@
-#include "common/image_io.h"
+#include "common/io/image_io.h"
 
 #include <fstream>
 #include <vector>
@@ -6,7 +6,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 namespace csr {
 namespace {

@@ -6,6 +6,8 @@
 // writes, Acquire before the reads. Outside TSan builds these are empty.
 #pragma once
 
+#include <utility>
+
 #if defined(__SANITIZE_THREAD__)
 #define CSR_TSAN_ENABLED 1
 #elif defined(__has_feature)
@@ -40,6 +42,34 @@ class Handoff {
 
  private:
   const void* sync_;
+};
+
+// A oneTBB task body (a parallel_for body, a pipeline stage) with both of
+// its hand-offs declared:
+//  - its own memory: oneTBB copies a body into task objects in one thread
+//    (when it splits a range) and runs it in another, so every copy releases
+//    itself when made and every call acquires it before reading a capture;
+//  - the data the body shares with the thread that started the work and with
+//    the other calls: each call runs inside Handoff(sync). The starting thread
+//    Releases(sync) before the work and Acquires(sync) after the join.
+// Use: tbb::parallel_for(range, tsan::Task(&handoff, [&](auto& r) {...})).
+template <typename F>
+class Task {
+ public:
+  Task(const void* sync, F f) : sync_(sync), f_(std::move(f)) { Release(this); }
+  Task(const Task& other) : sync_((Acquire(&other), other.sync_)), f_(other.f_) { Release(this); }
+  Task& operator=(const Task&) = delete;
+
+  template <typename... Args>
+  decltype(auto) operator()(Args&&... args) const {
+    Acquire(this);
+    Handoff h(sync_);
+    return f_(std::forward<Args>(args)...);
+  }
+
+ private:
+  const void* sync_;
+  F f_;
 };
 
 }  // namespace csr::tsan

@@ -1,4 +1,4 @@
-#include "common/progress.h"
+#include "common/base/progress.h"
 
 #include <unistd.h>
 

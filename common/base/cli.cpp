@@ -1,6 +1,5 @@
-#include "common/cli.h"
+#include "common/base/cli.h"
 
-#include <H5Cpp.h>
 
 #include <cerrno>
 #include <cmath>
@@ -9,8 +8,8 @@
 #include <iostream>
 #include <sstream>
 
-#include "common/error.h"
-#include "common/log.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
 
 namespace csr {
 namespace {
@@ -309,13 +308,12 @@ int ReportFailure(const std::exception& e, bool usage) {
 }
 
 int ReportUnknownFailure() {
-  try {
-    throw;
-  } catch (const H5::Exception& e) {
-    // Library code converts HDF5 errors into csr::Error naming the file; one
-    // that escapes still gets its one line instead of std::terminate.
-    log::Error("HDF5: ", FirstLine(e.getFuncName() + ": " + e.getDetailMsg()));
-  } catch (...) {
+  // Library code converts such errors (HDF5's) into csr::Error naming the
+  // file; one that escapes still gets its one line instead of std::terminate.
+  std::string line;
+  if (DescribeCurrentException(&line)) {
+    log::Error(FirstLine(line));
+  } else {
     log::Error("unexpected non-standard exception (a bug: please report it)");
   }
   return 1;

@@ -1,10 +1,10 @@
-#include "common/dataset.h"
+#include "common/io/dataset.h"
 
 #include <algorithm>
 #include <cctype>
 #include <map>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 namespace csr {
 namespace {

@@ -1,4 +1,4 @@
-#include "common/fs.h"
+#include "common/base/fs.h"
 
 #include <zlib.h>
 
@@ -14,7 +14,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 namespace csr {
 namespace {

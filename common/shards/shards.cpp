@@ -3,9 +3,9 @@
 // the C API: it lets us write and read pre-compressed chunks directly (so
 // deflate and checksums run in the callers' parallel stages, outside the
 // project's HDF5 lock) and never prints HDF5 error stacks. Every HDF5 call
-// here runs under h5::Lock (see common/h5.h), including the closes done by
+// here runs under h5::Lock (see common/io/h5.h), including the closes done by
 // destructors.
-#include "common/shards.h"
+#include "common/shards/shards.h"
 
 #include <hdf5.h>
 #include <zlib.h>
@@ -18,9 +18,9 @@
 #include <mutex>
 #include <utility>
 
-#include "common/error.h"
-#include "common/fs.h"
-#include "common/h5.h"
+#include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/h5.h"
 
 namespace csr {
 namespace {
@@ -179,6 +179,13 @@ bool ReadAttrString(hid_t obj, const char* name, std::string* v, const fs::path&
   return true;
 }
 
+// The one naming rule of shard files (IsShardFileName recognises it).
+std::string ShardFileName(int64_t index) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "shard-%05lld.h5", static_cast<long long>(index));
+  return buf;
+}
+
 std::string RecordName(int64_t local) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%06lld", static_cast<long long>(local));
@@ -256,8 +263,8 @@ struct ShardWriter::Open {
 
 ShardWriter::ShardWriter(fs::path dir, std::string split, int64_t records_per_shard, int deflate)
     : dir_(std::move(dir)), split_(std::move(split)), per_shard_(records_per_shard), deflate_(deflate) {
-  CSR_CHECK(per_shard_ > 0, "--records-per-shard", "must be at least 1");
-  CSR_CHECK(deflate_ >= 0 && deflate_ <= 9, "--compress", "zlib level must be 0..9");
+  CSR_ASSERT(per_shard_ > 0, "records per shard must be at least 1, got ", per_shard_);
+  CSR_ASSERT(deflate_ >= 0 && deflate_ <= 9, "zlib level must be 0..9, got ", deflate_);
 }
 
 ShardWriter::~ShardWriter() {
@@ -353,8 +360,7 @@ void ShardWriter::Add(const EncodedRecord& r) {
   h5::Init();
   Collect(false, pending_.size());  // surfaces an earlier shard's flush error early
   if (!open_) {
-    char name[32];
-    std::snprintf(name, sizeof name, "shard-%05lld.h5", static_cast<long long>(shards_++));
+    const std::string name = ShardFileName(shards_++);
     MakeDirs(dir_ / split_);
     open_ = std::make_unique<Open>(dir_ / split_ / name);
     open_->info.file = StrCat(split_, "/", name);
@@ -447,6 +453,19 @@ std::vector<ShardFileInfo> ShardWriter::Finish() {
   return done_;
 }
 
+bool IsShardFileName(const std::string& name) {
+  // "shard-" + at least five digits + ".h5", as ShardFileName makes them.
+  constexpr size_t kPrefix = 6, kSuffix = 3;
+  if (name.size() < kPrefix + 5 + kSuffix || name.compare(0, kPrefix, "shard-") != 0 ||
+      name.compare(name.size() - kSuffix, kSuffix, ".h5") != 0) {
+    return false;
+  }
+  for (size_t i = kPrefix; i < name.size() - kSuffix; ++i) {
+    if (name[i] < '0' || name[i] > '9') return false;
+  }
+  return true;
+}
+
 nlohmann::json SplitManifest(const std::vector<ShardFileInfo>& shards) {
   nlohmann::json list = nlohmann::json::array();
   int64_t records = 0;
@@ -457,6 +476,70 @@ nlohmann::json SplitManifest(const std::vector<ShardFileInfo>& shards) {
     bytes += s.bytes;
   }
   return {{"records", records}, {"bytes", bytes}, {"shards", list}};
+}
+
+// ================================================================ ShardSetWriter
+
+ShardSetWriter::ShardSetWriter(fs::path dir, const std::vector<std::string>& splits, int64_t records_per_shard,
+                               int deflate)
+    : dir_(std::move(dir)), names_(splits), infos_(splits.size()) {
+  for (const auto& name : names_) {
+    writers_.push_back(std::make_unique<ShardWriter>(dir_, name, records_per_shard, deflate));
+  }
+}
+
+ShardSetWriter::~ShardSetWriter() {
+  if (!finished_) Abandon();
+}
+
+ShardWriter& ShardSetWriter::split(const std::string& name) {
+  for (size_t k = 0; k < names_.size(); ++k) {
+    if (names_[k] == name) return *writers_[k];
+  }
+  CSR_ASSERT(false, "no split '", name, "' in this ShardSetWriter");
+  return *writers_.front();  // unreachable
+}
+
+const std::vector<ShardFileInfo>& ShardSetWriter::shards(const std::string& name) const {
+  for (size_t k = 0; k < names_.size(); ++k) {
+    if (names_[k] == name) return infos_[k];
+  }
+  CSR_ASSERT(false, "no split '", name, "' in this ShardSetWriter");
+  return infos_.front();  // unreachable
+}
+
+nlohmann::json ShardSetWriter::Finish(const nlohmann::json& extra, const nlohmann::json& split_extra) {
+  CSR_ASSERT(!finished_, "ShardSetWriter::Finish called twice");
+  nlohmann::json splits = nlohmann::json::object();
+  int64_t records = 0, shards = 0;
+  uint64_t bytes = 0;
+  for (size_t k = 0; k < names_.size(); ++k) {
+    infos_[k] = writers_[k]->Finish();
+    nlohmann::json js = SplitManifest(infos_[k]);
+    if (split_extra.contains(names_[k])) js.update(split_extra.at(names_[k]), /*merge_objects=*/true);
+    records += js["records"].get<int64_t>();
+    bytes += js["bytes"].get<uint64_t>();
+    shards += static_cast<int64_t>(infos_[k].size());
+    splits[names_[k]] = std::move(js);
+  }
+  nlohmann::json manifest = extra.is_object() ? extra : nlohmann::json::object();
+  manifest.update({{"format", kShardSetFormat},
+                   {"format_version", kShardFormatVersion},
+                   {"splits", splits},
+                   {"totals", {{"records", records}, {"shards", shards}, {"bytes", bytes}}}},
+                  /*merge_objects=*/true);
+  WriteTextFileAtomic(dir_ / kManifestName, manifest.dump(2) + "\n");
+  finished_ = true;
+  return manifest;
+}
+
+void ShardSetWriter::Abandon() noexcept {
+  for (auto& w : writers_) w->Abandon();
+  std::error_code ec;
+  for (auto& list : infos_) {
+    for (const auto& f : list) fs::remove(dir_ / f.file, ec);
+    list.clear();
+  }
 }
 
 // ================================================================ ShardSet

@@ -1,4 +1,4 @@
-#include "common/h5.h"
+#include "common/io/h5.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <mutex>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 // Every helper touches HDF5 (or H5 objects whose destructors do): the caller
 // must hold h5::Lock, and not only for the call but for the objects' lives.
@@ -102,7 +102,25 @@ thread_local int t_lock_depth = 0;
 
 }  // namespace
 
+namespace {
+// RunTool's line for an H5::Exception that escaped every conversion.
+bool DescribeH5Exception(std::string* line) {
+  try {
+    throw;
+  } catch (const H5::Exception& e) {
+    *line = "HDF5: " + e.getFuncName() + ": " + e.getDetailMsg();
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+}  // namespace
+
 Lock::Lock() {
+  // Every HDF5 call runs under a Lock, so no H5::Exception can be thrown
+  // before this registration.
+  static const bool registered = (AddExceptionDescriber(&DescribeH5Exception), true);
+  (void)registered;
   GlobalMutex().lock();
   ++t_lock_depth;
 }

@@ -1,10 +1,10 @@
-#include "common/log.h"
+#include "common/base/log.h"
 
 #include <atomic>
 #include <iostream>
 #include <mutex>
 
-#include "common/progress.h"
+#include "common/base/progress.h"
 
 namespace csr::log {
 namespace {
