@@ -44,5 +44,6 @@ function(csr_add_apps module_lib)
     target_link_libraries(${name} PRIVATE ${module_lib})
     csr_target_flags(${name})
     install(TARGETS ${name} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+    set_property(GLOBAL APPEND PROPERTY CSR_APPS ${name})  # the tests that run tools depend on them
   endforeach()
 endfunction()

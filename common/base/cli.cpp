@@ -74,6 +74,7 @@ ArgParser::Option& ArgParser::Register(const std::string& name, Target target, c
   opt.target = target;
   opt.help = help;
   opt.default_text = ValueText(target);
+  std::visit([&](auto* p) { opt.default_value = *p; }, target);
   options_.push_back(std::move(opt));
   return options_.back();
 }
@@ -164,6 +165,10 @@ bool ArgParser::Parse(int argc, const char* const* argv) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::cout << Help();
+      return false;
+    }
+    if (arg == "--print-defaults") {
+      std::cout << Defaults().dump(2) << "\n";
       return false;
     }
     if (arg.rfind("--", 0) != 0 || arg.size() == 2) {
@@ -271,6 +276,12 @@ nlohmann::json ArgParser::ToJson() const {
   return out;
 }
 
+nlohmann::json ArgParser::Defaults() const {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& opt : options_) out[opt.name] = opt.default_value;
+  return out;
+}
+
 std::string ArgParser::Help() const {
   std::ostringstream os;
   os << "Usage: " << program_ << " " << usage_ << "\n\n" << summary_ << "\n\nOptions:\n";
@@ -291,6 +302,7 @@ std::string ArgParser::Help() const {
     os << head << "\n      " << opt.help << " (default: " << opt.default_text << ")\n";
   }
   os << "  --help\n      Print this help and exit.\n";
+  os << "  --print-defaults\n      Print every option's default as a JSON config (a --config template) and exit.\n";
   if (positional_) os << "\nArguments:\n  " << positional_name_ << "\n      " << positional_help_ << "\n";
   return os.str();
 }

@@ -35,7 +35,9 @@ class ArgParser {
   // Collects the arguments that are not options, in order.
   void AddPositional(const std::string& name, std::vector<std::string>* values, const std::string& help);
 
-  // Parses argv. Returns false if --help was given (help printed to stdout).
+  // Parses argv. Returns false if --help was given (help printed to stdout)
+  // or --print-defaults (every option's default as a JSON config, the
+  // template for --config files, printed to stdout).
   // Throws csr::UsageError naming the option on an unknown flag or bad value.
   bool Parse(int argc, const char* const* argv);
 
@@ -50,6 +52,8 @@ class ArgParser {
   nlohmann::json ToJson() const;
 
   std::string Help() const;
+  // {"name": default, ...} for every option, as --print-defaults prints it.
+  nlohmann::json Defaults() const;
 
  private:
   using Target = std::variant<std::string*, int*, int64_t*, double*, std::vector<double>*, bool*>;
@@ -57,6 +61,7 @@ class ArgParser {
     std::string name;
     Target target;
     std::string help;
+    nlohmann::json default_value;  // the target's value when registered
     std::string default_text;
     std::vector<std::string> choices;
     bool set = false;

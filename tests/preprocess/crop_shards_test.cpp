@@ -427,18 +427,6 @@ TEST_CASE("the original's scipy maps (reference vectors) pass the density checks
 
 // ------------------------------------------------------------------ the tool
 
-TEST_CASE("--help lists every option") {
-  test::TempDir tmp;
-  const fs::path log = tmp / "help.txt";
-  REQUIRE(test::Run(test::Tool("crop_shards") + " --help", log) == 0);
-  const std::string help = ReadTextFile(log);
-  for (const char* opt : {"--root", "--part", "--out", "--seed", "--threads", "--random-crops", "--target",
-                          "--records-per-shard", "--compress", "--overwrite", "--quiet", "--inspect", "--verify",
-                          "--export", "--split", "--help"}) {
-    CHECK_MESSAGE(help.find(opt) != std::string::npos, opt);
-  }
-}
-
 TEST_CASE("--inspect prints totals and per-split statistics; --export writes the PNGs") {
   test::TempDir tmp;
   test::MakeFixture(tmp / "data", kSmallSet);
