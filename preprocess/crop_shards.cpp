@@ -25,6 +25,7 @@
 #include "common/base/log.h"
 #include "common/io/mat_io.h"
 #include "common/base/progress.h"
+#include "common/base/random.h"
 #include "common/shards/shards.h"
 #include "common/base/tsan.h"
 
@@ -39,38 +40,8 @@ CropBox CropSize(int width, int height) {
   return c;
 }
 
-namespace {
-
-uint64_t SplitMix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-uint64_t Fnv1a(const std::string& s, uint64_t h = 0xCBF29CE484222325ull) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001B3ull;
-  }
-  return h;
-}
-
-}  // namespace
-
 uint64_t ImageSeed(int64_t seed, const std::string& split, const std::string& image_name) {
   return SplitMix64(static_cast<uint64_t>(seed) ^ SplitMix64(Fnv1a(split + '/' + image_name)));
-}
-
-uint64_t UniformUpTo(std::mt19937_64& rng, uint64_t n) {
-  if (n == UINT64_MAX) return rng();
-  const uint64_t range = n + 1;
-  // Reject the first 2^64 mod range values so every residue is equally likely.
-  const uint64_t threshold = (0 - range) % range;
-  for (;;) {
-    const uint64_t x = rng();
-    if (x >= threshold) return x % range;
-  }
 }
 
 std::vector<CropBox> TrainCrops(int width, int height, int random_crops, uint64_t image_seed) {

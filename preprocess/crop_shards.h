@@ -53,9 +53,6 @@ CropBox CropSize(int width, int height);
 // or on which other images are present.
 uint64_t ImageSeed(int64_t seed, const std::string& split, const std::string& image_name);
 
-// Uniform integer in [0, n] from a 64-bit generator (rejection sampling; the
-// same on every platform, unlike std::uniform_int_distribution).
-uint64_t UniformUpTo(std::mt19937_64& rng, uint64_t n);
 
 // The training crops of a width x height image: the four quarters (top-left,
 // top-right, bottom-left, bottom-right) then `random_crops` boxes placed

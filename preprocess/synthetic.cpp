@@ -9,6 +9,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "common/base/random.h"
 #include "common/base/cli.h"
 #include "common/base/error.h"
 #include "common/base/fs.h"
@@ -22,26 +23,19 @@ using Points = std::vector<std::array<double, 2>>;
 constexpr const char* kMarker = ".csrnet-synthetic";  // marks a part folder this generator may overwrite
 constexpr double kPi = 3.14159265358979323846;
 
-// splitmix64's finaliser: turns related seeds (1, 2, 3...) into unrelated ones.
-uint64_t Mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-uint64_t SubSeed(uint64_t seed, uint64_t a, uint64_t b) { return Mix(seed ^ Mix(Mix(a) + b)); }
+uint64_t SubSeed(uint64_t seed, uint64_t a, uint64_t b) { return SplitMix64(seed ^ SplitMix64(SplitMix64(a) + b)); }
 
 // mt19937_64's output sequence is fixed by the standard; the std:: distributions
-// are not (they differ between standard libraries), so the mappings are ours.
+// are not (they differ between standard libraries): the mappings are
+// common/base/random.h's.
 class Rng {
  public:
-  explicit Rng(uint64_t seed) : gen_(Mix(seed)) {}
+  explicit Rng(uint64_t seed) : gen_(SplitMix64(seed)) {}
   uint64_t Next() { return gen_(); }
-  double Uniform() { return static_cast<double>(gen_() >> 11) * 0x1.0p-53; }  // [0, 1)
+  double Uniform() { return Uniform01(gen_); }  // [0, 1)
   double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
-  int Int(int lo, int hi) {  // inclusive; the modulo bias is far below anything visible here
-    return lo + static_cast<int>(gen_() % static_cast<uint64_t>(hi - lo + 1));
+  int Int(int lo, int hi) {  // inclusive
+    return lo + static_cast<int>(ModuloDraw(gen_, static_cast<uint64_t>(hi - lo + 1)));
   }
   double Normal() {  // Box-Muller
     const double u1 = 1.0 - Uniform();  // (0, 1]

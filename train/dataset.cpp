@@ -10,6 +10,7 @@
 #include <torch/data/worker_exception.h>
 #include <torch/utils.h>
 
+#include "common/base/random.h"
 #include "common/base/error.h"
 #include "train/inference.h"
 
@@ -92,15 +93,15 @@ std::vector<std::pair<int, int>> ExampleSizes(const ShardDataset& dataset) {
 
 std::vector<std::vector<size_t>> PlanEpoch(const std::vector<std::pair<int, int>>& sizes, int batch_size,
                                            uint64_t seed, int64_t epoch) {
-  // Fisher-Yates with a plain modulo draw: unlike std::shuffle and
-  // std::uniform_int_distribution, the order is the same with every standard
-  // library, so a checkpoint resumes identically anywhere.
+  // Fisher-Yates with ModuloDraw (common/base/random.h): unlike std::shuffle
+  // and std::uniform_int_distribution, the order is the same with every
+  // standard library, so a checkpoint resumes identically anywhere.
   std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
                     static_cast<uint32_t>(epoch), static_cast<uint32_t>(static_cast<uint64_t>(epoch) >> 32)};
   std::mt19937_64 rng(seq);
   std::vector<size_t> order(sizes.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[ModuloDraw(rng, i)]);
 
   const size_t b = static_cast<size_t>(std::max(1, batch_size));
   std::vector<std::vector<size_t>> batches;

@@ -329,15 +329,6 @@ void WriteDensityH5(const std::string& path, const cv::Mat& density, const std::
 
 // ---- Inputs and outputs -----------------------------------------------------------
 
-bool HasImageExtension(const std::string& path) {
-  std::string ext = fs::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  for (const char* e : {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}) {
-    if (ext == e) return true;
-  }
-  return false;
-}
-
 std::vector<std::string> CollectImages(const std::vector<std::string>& inputs, std::vector<std::string>* problems) {
   std::vector<std::string> images;
   for (const std::string& input : inputs) {
@@ -354,7 +345,7 @@ std::vector<std::string> CollectImages(const std::vector<std::string>& inputs, s
     for (auto it = fs::recursive_directory_iterator(input, fs::directory_options::skip_permission_denied, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
       const std::string name = it->path().filename().string();
-      if (it->is_regular_file(ec) && HasImageExtension(name) && name[0] != '.' && !IsAtomicTemp(name)) {
+      if (it->is_regular_file(ec) && IsImageFile(name) && name[0] != '.' && !IsAtomicTemp(name)) {
         found.push_back(it->path().string());
       }
     }

@@ -83,11 +83,10 @@ void WriteDensityH5(const std::string& path, const cv::Mat& density, const std::
                     int height);
 
 // The image files named by `inputs`: a file as given, a folder walked
-// recursively (files with an image extension, in natural sorted order of
+// recursively (files IsImageFile accepts, in natural sorted order of
 // their paths: IMG_2 before IMG_10). Problems (a missing path, a folder
 // without images) are appended to `problems` as "path: reason".
 std::vector<std::string> CollectImages(const std::vector<std::string>& inputs, std::vector<std::string>* problems);
-bool HasImageExtension(const std::string& path);
 
 // Fails early, before any work, when an output cannot be written: creates
 // the folder (or the file's folder) and writes a probe file there. Throws

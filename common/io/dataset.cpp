@@ -5,14 +5,10 @@
 #include <map>
 
 #include "common/base/error.h"
+#include "common/io/image_io.h"
 
 namespace csr {
 namespace {
-
-bool IsImageExt(std::string ext) {
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
-}
 
 fs::path FirstExisting(const fs::path& dir, std::initializer_list<const char*> names) {
   for (const char* n : names) {
@@ -48,7 +44,7 @@ void ScanSplit(const fs::path& part_dir, const std::string& split, Discovery* ou
     const fs::path& p = e.path();
     const std::string stem = p.stem().string();
     auto it = annotations.find(stem);
-    if (!IsImageExt(p.extension().string())) {
+    if (!IsImageFile(p.filename().string())) {
       ++out->stray_files;  // Thumbs.db, .DS_Store, ...
       continue;
     }

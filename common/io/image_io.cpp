@@ -1,5 +1,8 @@
 #include "common/io/image_io.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include <fstream>
 #include <vector>
 
@@ -137,6 +140,17 @@ cv::Mat ReadImageRGB(const std::string& path) {
     default: throw Error(path, StrCat("unsupported channel count ", img.channels()));
   }
   return rgb;
+}
+
+bool IsImageFile(const std::string& path) {
+  const size_t dot = path.find_last_of("./");
+  if (dot == std::string::npos || path[dot] != '.') return false;
+  std::string ext = path.substr(dot);
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const char* e : {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}) {
+    if (ext == e) return true;
+  }
+  return false;
 }
 
 }  // namespace csr

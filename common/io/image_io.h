@@ -26,6 +26,11 @@ inline constexpr int64_t kMaxImagePixels = int64_t{1} << 27;
 // larger than the limits above.
 ImageSize ReadImageSize(const std::string& path);
 
+// Whether a file name has one of the image extensions the tools read
+// (case-insensitive): .jpg .jpeg .png .bmp .tif .tiff .webp .ppm .pgm .pnm.
+// The one list: dataset discovery and predict's folder walk both use it.
+bool IsImageFile(const std::string& path);
+
 // Decodes an image as 8-bit RGB (grayscale replicated to three channels,
 // alpha dropped). Throws csr::Error naming the file on failure.
 cv::Mat ReadImageRGB(const std::string& path);

@@ -255,3 +255,15 @@ TEST_CASE("image_io: forged headers claiming huge sizes are refused before anyth
 
 }  // namespace
 }  // namespace csr
+
+namespace csr {
+TEST_CASE("IsImageFile: the one extension list, case-insensitive, on names and paths") {
+  for (const char* yes : {"IMG_1.jpg", "a/b/IMG_1.JPG", "x.jpeg", "x.png", "x.bmp", "x.tif", "x.TIFF", "x.webp",
+                          "x.ppm", "x.pgm", "x.pnm"}) {
+    CHECK_MESSAGE(IsImageFile(yes), yes);
+  }
+  for (const char* no : {"IMG_1.mat", "Thumbs.db", ".DS_Store", "jpg", "dir.jpg/file", "x.jpg.tmp-1-2", ""}) {
+    CHECK_MESSAGE(!IsImageFile(no), no);
+  }
+}
+}  // namespace csr

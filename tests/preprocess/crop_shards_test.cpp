@@ -11,6 +11,7 @@
 #include <regex>
 #include <sstream>
 
+#include "common/base/random.h"
 #include "common/io/h5.h"
 #include "common/shards/shards.h"
 #include "tests/preprocess/crop_shards_fixture.h"
