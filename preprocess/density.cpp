@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <numeric>
 
 #include <nanoflann.hpp>
@@ -179,7 +180,7 @@ std::vector<double> GaussianKernel1D(double sigma, double truncate) {
 std::vector<double> HeadSigmas(const std::vector<HeadPixel>& pixels, int width, int height,
                                const DensityOptions& options) {
   const size_t n = pixels.size();
-  if (options.kernel == "fixed") return std::vector<double>(n, options.sigma);
+  if (options.kernel == KernelRule::kFixed) return std::vector<double>(n, options.sigma);
   std::vector<double> sigmas(n);
   if (n == 1) {
     sigmas[0] = (width + height) / 8.0;
@@ -216,8 +217,8 @@ struct Kernel {
 // Profiles of heads [begin, end), in parallel.
 std::vector<Kernel> MakeKernels(const std::vector<HeadPixel>& pixels, const std::vector<double>& sigmas, size_t begin,
                                 size_t end, int width, int height, const DensityOptions& options) {
-  const bool reflect = options.border == "reflect";
-  const bool exact = options.mode == "exact-count";
+  const bool reflect = options.border == Border::kReflect;
+  const bool exact = options.mode == DensityMode::kExactCount;
   std::vector<Kernel> kernels(end - begin);
   const char handoff = 0;  // tasks start and join inside libtbb: see common/base/tsan.h
   const auto body = tsan::Task(&handoff, [&](const tbb::blocked_range<size_t>& r) {
@@ -299,13 +300,52 @@ uint32_t DensityCrc32(const cv::Mat& density) {
 }
 
 std::string DescribeSettings(const DensityOptions& o) {
-  std::string s = "mode=" + o.mode + " kernel=" + o.kernel;
-  if (o.kernel == "fixed") {
+  std::string s = StrCat("mode=", Name(o.mode), " kernel=", Name(o.kernel));
+  if (o.kernel == KernelRule::kFixed) {
     s += StrCat(" sigma=", o.sigma);
   } else {
     s += StrCat(" beta=", o.beta, " neighbors=", o.neighbors);
   }
-  return s + StrCat(" truncate=", o.truncate, " border=", o.border);
+  return s + StrCat(" truncate=", o.truncate, " border=", Name(o.border));
+}
+
+const char* Name(KernelRule v) { return v == KernelRule::kFixed ? "fixed" : "adaptive"; }
+const char* Name(Border v) { return v == Border::kReflect ? "reflect" : "constant"; }
+const char* Name(DensityMode v) { return v == DensityMode::kExactCount ? "exact-count" : "reference"; }
+
+namespace {
+template <typename E>
+E ParseName(const std::string& text, const std::string& option, std::initializer_list<E> values) {
+  std::string list;
+  for (E v : values) {
+    if (text == Name(v)) return v;
+    list += StrCat(list.empty() ? "" : " or ", Name(v));
+  }
+  throw UsageError(option, StrCat("expected ", list, ", got '", text, "'"));
+}
+
+template <typename T>
+void CheckRange(const char* option, T value, T lo, T hi) {
+  // Written so that NaN fails too.
+  if (!(value >= lo && value <= hi)) throw UsageError(option, StrCat("must be in [", lo, ", ", hi, "], got ", value));
+}
+}  // namespace
+
+KernelRule ParseKernelRule(const std::string& text, const std::string& option) {
+  return ParseName(text, option, {KernelRule::kAdaptive, KernelRule::kFixed});
+}
+Border ParseBorder(const std::string& text, const std::string& option) {
+  return ParseName(text, option, {Border::kConstant, Border::kReflect});
+}
+DensityMode ParseDensityMode(const std::string& text, const std::string& option) {
+  return ParseName(text, option, {DensityMode::kReference, DensityMode::kExactCount});
+}
+
+void DensityOptions::Check() const {
+  CheckRange("--sigma", sigma, kMinSigma, kMaxSigma);
+  CheckRange("--beta", beta, kMinBeta, kMaxBeta);
+  CheckRange("--neighbors", neighbors, 1, kMaxNeighbors);
+  CheckRange("truncate", truncate, kMinTruncate, kMaxTruncate);
 }
 
 }  // namespace csr

@@ -34,20 +34,47 @@ struct HeadPixels {
 HeadPixels ToHeadPixels(const std::vector<std::array<double, 2>>& points, int width, int height,
                         const std::string& file = "");
 
+// The kernel width rule: "adaptive" (sigma = beta * mean distance to the
+// `neighbors` nearest other heads, Part A) or "fixed" (sigma = `sigma` for
+// every head, Part B).
+enum class KernelRule { kAdaptive, kFixed };
+// What happens at the image border: "constant" (mass past it is lost, the
+// Part A reference) or "reflect" (half-sample symmetric mirror, mass kept,
+// the Part B reference).
+enum class Border { kConstant, kReflect };
+// "reference": one unit impulse per distinct pixel, as the original;
+// "exact-count": every annotation contributes exactly 1 inside the image.
+enum class DensityMode { kReference, kExactCount };
+
+// The names used on the command line, in configs and in the maps' attributes.
+const char* Name(KernelRule v);
+const char* Name(Border v);
+const char* Name(DensityMode v);
+// Parses those names; throws csr::UsageError(option, "expected a or b, got 'x'").
+KernelRule ParseKernelRule(const std::string& text, const std::string& option = "--kernel");
+Border ParseBorder(const std::string& text, const std::string& option = "--border");
+DensityMode ParseDensityMode(const std::string& text, const std::string& option = "--mode");
+
+// Bounds of the numeric settings: what can make sense for an image (sides up
+// to kMaxImageSide) and keeps the kernel arithmetic finite. Listed in
+// gt_gen's --help.
+inline constexpr double kMinSigma = 0.1, kMaxSigma = 10000.0;  // a sigma past the image side is a flat map
+inline constexpr double kMinBeta = 0.001, kMaxBeta = 10.0;     // the paper uses 0.3
+inline constexpr int kMaxNeighbors = 100;                      // the paper uses 3
+inline constexpr double kMinTruncate = 0.5, kMaxTruncate = 20.0;  // scipy's default is 4
+
 struct DensityOptions {
-  // "adaptive": sigma = beta * mean distance to the `neighbors` nearest other
-  // heads (Part A); "fixed": sigma = `sigma` for every head (Part B).
-  std::string kernel = "adaptive";
+  KernelRule kernel = KernelRule::kAdaptive;
   double sigma = 15.0;    // fixed kernel width in pixels
   double beta = 0.3;      // adaptive scale; 0.3 with 3 neighbours = 0.1 * (d1+d2+d3)
   int neighbors = 3;      // adaptive: nearest other heads averaged
   double truncate = 4.0;  // kernel radius = int(truncate * sigma + 0.5), as scipy
-  // "constant": mass past the border is lost (Part A reference);
-  // "reflect": half-sample symmetric mirror, mass kept (Part B reference).
-  std::string border = "constant";
-  // "reference": one unit impulse per distinct pixel, as the original;
-  // "exact-count": every annotation contributes exactly 1 inside the image.
-  std::string mode = "reference";
+  Border border = Border::kConstant;
+  DensityMode mode = DensityMode::kReference;
+
+  // Throws csr::UsageError naming the option, its value and the rule:
+  // the bounds above.
+  void Check() const;
 };
 
 // scipy's 1-D Gaussian weights for `sigma`, radius int(truncate*sigma+0.5),

@@ -93,11 +93,11 @@ void WriteDensityFile(const fs::path& temp, const cv::Mat& density, const HeadPi
   h5::SetAttr(f, "outside_points", heads.outside);
   h5::SetAttr(f, "density_sum", cv::sum(density)[0]);
   h5::SetAttr(f, kDensityCrcAttr, static_cast<int64_t>(DensityCrc32(density)));
-  h5::SetAttr(f, "mode", o.mode);
-  h5::SetAttr(f, "kernel", o.kernel);
-  h5::SetAttr(f, "sigma_rule", o.kernel == "fixed" ? StrCat("fixed sigma=", o.sigma)
-                                                   : StrCat("adaptive beta=", o.beta, " k=", o.neighbors));
-  h5::SetAttr(f, "border", o.border);
+  h5::SetAttr(f, "mode", std::string(Name(o.mode)));
+  h5::SetAttr(f, "kernel", std::string(Name(o.kernel)));
+  h5::SetAttr(f, "sigma_rule", o.kernel == KernelRule::kFixed ? StrCat("fixed sigma=", o.sigma)
+                                                              : StrCat("adaptive beta=", o.beta, " k=", o.neighbors));
+  h5::SetAttr(f, "border", std::string(Name(o.border)));
   h5::SetAttr(f, "settings", settings);
   h5::SetAttr(f, "source_image", s.image.filename().string());
   h5::SetAttr(f, "tool_version", std::string("csrnet-cpp gt_gen ") + CSR_VERSION);
@@ -193,11 +193,6 @@ void WriteImageLists(const fs::path& root, const std::string& part, const std::v
   }
 }
 
-// Bounds of the numeric options: what can make sense for an image (sides up
-// to kMaxImageSide) and keeps the kernel arithmetic finite. Listed in --help.
-constexpr double kMinSigma = 0.1, kMaxSigma = 10000.0;  // a sigma past the image side is a flat map
-constexpr double kMinBeta = 0.001, kMaxBeta = 10.0;     // the paper uses 0.3
-constexpr int kMaxNeighbors = 100;                      // the paper uses 3
 constexpr int kMaxThreads = 1024;
 
 template <typename T>
@@ -209,18 +204,16 @@ void CheckRange(const char* option, T value, T lo, T hi) {
 void CheckOptions(const GtGenOptions& o) {
   if (o.part != "A" && o.part != "B") throw UsageError("--part", StrCat("expected A or B, got '", o.part, "'"));
   CheckRange("--threads", o.threads, 0, kMaxThreads);
-  CheckRange("--sigma", o.sigma, kMinSigma, kMaxSigma);
-  CheckRange("--beta", o.beta, kMinBeta, kMaxBeta);
-  CheckRange("--neighbors", o.neighbors, 1, kMaxNeighbors);
+  ResolveDensityOptions(o).Check();
 }
 
 }  // namespace
 
 DensityOptions ResolveDensityOptions(const GtGenOptions& o) {
   DensityOptions d;
-  d.mode = o.mode;
-  d.kernel = o.kernel == "auto" ? (o.part == "B" ? "fixed" : "adaptive") : o.kernel;
-  d.border = o.border == "auto" ? (o.part == "B" ? "reflect" : "constant") : o.border;
+  d.mode = ParseDensityMode(o.mode);
+  d.kernel = o.kernel == "auto" ? (o.part == "B" ? KernelRule::kFixed : KernelRule::kAdaptive) : ParseKernelRule(o.kernel);
+  d.border = o.border == "auto" ? (o.part == "B" ? Border::kReflect : Border::kConstant) : ParseBorder(o.border);
   d.sigma = o.sigma;
   d.beta = o.beta;
   d.neighbors = o.neighbors;
@@ -333,7 +326,7 @@ int RunGtGen(int argc, const char* const* argv) {
     args.Add("quiet", &o.quiet, "Print errors only");
     if (!args.Parse(argc, argv)) return 0;
     if (o.kernel == "adaptive" && args.IsSet("sigma")) log::Warn("--sigma is ignored with the adaptive kernel");
-    if (ResolveDensityOptions(o).kernel == "fixed" && (args.IsSet("beta") || args.IsSet("neighbors"))) {
+    if (ResolveDensityOptions(o).kernel == KernelRule::kFixed && (args.IsSet("beta") || args.IsSet("neighbors"))) {
       log::Warn("--beta and --neighbors are ignored with the fixed kernel");
     }
 

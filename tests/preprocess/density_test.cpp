@@ -9,6 +9,7 @@
 #include "common/base/error.h"
 #include "common/base/fs.h"
 #include "common/io/h5.h"
+#include "tests/test_expect.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"
 
@@ -21,9 +22,9 @@ DensityOptions PartA() { return DensityOptions{}; }
 
 DensityOptions PartB() {
   DensityOptions o;
-  o.kernel = "fixed";
+  o.kernel = KernelRule::kFixed;
   o.sigma = 15.0;
-  o.border = "reflect";
+  o.border = Border::kReflect;
   return o;
 }
 
@@ -151,7 +152,7 @@ TEST_CASE("exact-count mode gives every annotation mass 1 inside the image, dupl
   const std::vector<std::array<double, 2>> pts = {{0.2, 0.1}, {0.7, 0.9}, {59.9, 39.5}, {30, 20}, {31, 20}};
   const HeadPixels hp = ToHeadPixels(pts, 60, 40);
   DensityOptions o = PartA();
-  o.mode = "exact-count";
+  o.mode = DensityMode::kExactCount;
   const cv::Mat d = RenderDensity(hp.pixels, HeadSigmas(hp.pixels, 60, 40, o), 60, 40, o);
   CHECK(Sum(d) == doctest::Approx(5.0).epsilon(1e-5));
   DensityOptions ref = PartA();
@@ -218,14 +219,14 @@ TEST_CASE("a kernel far wider than the image costs only the image, and stays fin
     CHECK(cv::checkRange(lost));
     CHECK(cv::sum(lost)[0] >= 0.0);
     CHECK(cv::sum(lost)[0] < 1e-3);  // constant border: almost all the mass falls outside
-    o.border = "reflect";
+    o.border = Border::kReflect;
     const cv::Mat kept = RenderDensity(px, {sigma, sigma}, 40, 30, o);
     CHECK(cv::sum(kept)[0] == doctest::Approx(2.0).epsilon(1e-5));  // reflect keeps the mass
     double lo, hi;
     cv::minMaxLoc(kept, &lo, &hi);
     CHECK(hi - lo < 1e-6);  // and spreads it flat
-    o.border = "constant";
-    o.mode = "exact-count";
+    o.border = Border::kConstant;
+    o.mode = DensityMode::kExactCount;
     CHECK(cv::sum(RenderDensity(px, {sigma, sigma}, 40, 30, o))[0] == doctest::Approx(2.0).epsilon(1e-5));
   }
 }
@@ -273,7 +274,7 @@ TEST_CASE("heads rendered in memory-bounded batches give the same bits as one at
            }), px.end());
   const std::vector<double> sigmas(px.size(), 6000.0);
   DensityOptions o = PartA();
-  o.kernel = "fixed";
+  o.kernel = KernelRule::kFixed;
   const cv::Mat all = RenderDensity(px, sigmas, w, h, o);
   cv::Mat one_by_one(h, w, CV_32F, cv::Scalar(0));
   for (size_t i = 0; i < px.size(); ++i) one_by_one += RenderDensity({px[i]}, {sigmas[i]}, w, h, o);
@@ -291,4 +292,25 @@ TEST_CASE("DensityCrc32 is zlib's CRC-32 of the float bytes, row by row") {
 }
 
 }  // namespace
+}  // namespace csr
+
+namespace csr {
+TEST_CASE("density settings: names parse both ways, a typo is an error naming the option, bounds are checked") {
+  for (KernelRule v : {KernelRule::kAdaptive, KernelRule::kFixed}) CHECK(ParseKernelRule(Name(v)) == v);
+  for (Border v : {Border::kConstant, Border::kReflect}) CHECK(ParseBorder(Name(v)) == v);
+  for (DensityMode v : {DensityMode::kReference, DensityMode::kExactCount}) CHECK(ParseDensityMode(Name(v)) == v);
+  test::ExpectError([] { ParseBorder("reflct"); }, {"--border", "expected constant or reflect, got 'reflct'"});
+  test::ExpectError([] { ParseKernelRule("fixd"); }, {"--kernel", "'fixd'"});
+  test::ExpectError([] { ParseDensityMode("exact"); }, {"--mode", "'exact'"});
+  DensityOptions o;
+  o.Check();
+  o.sigma = 0;
+  test::ExpectError([&] { o.Check(); }, {"--sigma", "got 0"});
+  o = DensityOptions{};
+  o.neighbors = 0;
+  test::ExpectError([&] { o.Check(); }, {"--neighbors"});
+  o = DensityOptions{};
+  o.truncate = std::nan("");
+  test::ExpectError([&] { o.Check(); }, {"truncate"});
+}
 }  // namespace csr
