@@ -429,7 +429,7 @@ void CheckDensityMapsExist(const Discovery& found, const CropShardsOptions& o) {
   }
 }
 
-void Record(Job& job, Summary* s) {
+void Tally(const Job& job, Summary* s) {
   const int k = job.train ? 0 : 1;
   ++s->images[k];
   s->annotations[k] += job.annotations;
@@ -506,7 +506,7 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
         tbb::make_filter<Job*, void>(tbb::filter_mode::serial_in_order, tsan::Task(&handoff, [&](Job* job) {
           ShardWriter& w = set.split(job->train ? "train" : "test");
           for (const EncodedRecord& r : job->records) w.Add(r);
-          Record(*job, &summary);
+          Tally(*job, &summary);
           if (progress) progress->Tick();
           jobs[static_cast<size_t>(job->sample - found.samples.data())].reset();  // frees its pixels
         }));

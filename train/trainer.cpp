@@ -433,9 +433,9 @@ double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch:
   return value;
 }
 
-EvalResult Evaluate(CSRNet& model, const ShardDataset& test, const InferenceOptions& opts, int workers,
+ValidationResult Validate(CSRNet& model, const ShardDataset& test, const InferenceOptions& opts, int workers,
                     const std::function<bool()>& stop) {
-  EvalResult r;
+  ValidationResult r;
   const size_t n = test.size().value();
   std::vector<std::vector<size_t>> plan(n);
   for (size_t i = 0; i < n; ++i) plan[i] = {i};
@@ -510,6 +510,7 @@ void CheckOptions(const TrainOptions& o) {
     throw UsageError("--eval-tile", "must be 0 (never tile) or between 64 and 1048576 pixels");
   }
   if (o.eval_every < 0) throw UsageError("--eval-every", "must be >= 0");
+  ParseBackend(o.backend);  // throws UsageError for a name that is not A-D
 }
 
 // Command line > --config file > the resumed checkpoint's configuration > defaults.
@@ -553,7 +554,7 @@ class Trainer {
   void Checkpoint(const TrainState& state);
   void PrepareRunFolder();
   Stop TrainEpoch();
-  void FinishEpoch(const EvalResult* eval, bool complete, double eval_seconds);
+  void FinishEpoch(const ValidationResult* eval, bool complete, double eval_seconds);
   int Interrupted();
   std::string Path(const char* name) const { return (fs::path(opts_.out) / name).string(); }
 
@@ -717,7 +718,7 @@ Trainer::Stop Trainer::TrainEpoch() {
   return stop;
 }
 
-void Trainer::FinishEpoch(const EvalResult* eval, bool complete, double eval_seconds) {
+void Trainer::FinishEpoch(const ValidationResult* eval, bool complete, double eval_seconds) {
   const int64_t epoch = state_.epoch + 1;
   const double train_seconds = std::max(state_.seconds, 1e-9);
   nlohmann::json entry = {
@@ -802,10 +803,10 @@ int Trainer::Run() {
     const int64_t epoch = state_.epoch + 1;
     const bool validate = test_->records() > 0 && opts_.eval_every > 0 &&
                           (epoch % opts_.eval_every == 0 || epoch == opts_.epochs || stop == Stop::kMaxSteps);
-    EvalResult eval;
+    ValidationResult eval;
     const auto eval_start = std::chrono::steady_clock::now();
     if (validate) {
-      eval = Evaluate(model_, *test_, infer, opts_.workers, StopRequested);
+      eval = Validate(model_, *test_, infer, opts_.workers, StopRequested);
       if (!eval.complete) return Interrupted();
     }
     FinishEpoch(validate ? &eval : nullptr, complete, validate ? Seconds(eval_start) : 0.0);
@@ -842,7 +843,6 @@ int RunTrainer(int argc, const char* const* argv) {
     if (!parser.Parse(argc, argv)) return 0;
     ResolveOptions(parser, opts, positional);
     CheckOptions(opts);
-    ParseBackend(opts.backend);
     Trainer trainer(opts, parser.ToJson(), parser.IsSet("backend"));
     return trainer.Run();
   });

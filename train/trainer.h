@@ -100,7 +100,7 @@ double LearningRate(const TrainOptions& opts, int64_t epoch);
 double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch::data::Example<>& batch,
                  Precision precision, c10::Device device);
 
-struct EvalResult {
+struct ValidationResult {
   int64_t images = 0;
   double mae = 0, rmse = 0;                  // against the annotation count (the paper's measure)
   double mae_density = 0, rmse_density = 0;  // against the ground-truth density sum
@@ -109,7 +109,7 @@ struct EvalResult {
 };
 // Validation over a dataset of whole images (batch 1), in eval mode without
 // autograd, tiled above opts.tile. `stop` is polled between images.
-EvalResult Evaluate(CSRNet& model, const ShardDataset& test, const InferenceOptions& opts, int workers,
+ValidationResult Validate(CSRNet& model, const ShardDataset& test, const InferenceOptions& opts, int workers,
                     const std::function<bool()>& stop = {});
 
 // The `trainer` tool: trainer SHARDS [options]. Returns the exit code (0 ok,

@@ -71,7 +71,7 @@ std::string FileOf(const H5::H5Location& loc) {
 void WriteAttr(H5::H5Object& obj, const std::string& name, const H5::DataType& file_type,
                const H5::DataSpace& space, const H5::DataType& mem_type, const void* data) {
   CSR_H5_LOCKED();
-  Init();
+  QuietErrors();
   try {
     H5::Attribute a = obj.createAttribute(name, file_type, space);
     if (data) a.write(mem_type, data);  // HDF5 rejects a null buffer even for zero elements
@@ -132,7 +132,7 @@ Lock::~Lock() {
 
 bool LockHeld() { return t_lock_depth > 0; }
 
-void Init() {
+void QuietErrors() {
   // HDF5's automatic error printing is a per-thread setting in thread-safe
   // builds, so every thread that calls HDF5 has to switch it off once.
   thread_local bool quiet = false;
@@ -144,7 +144,7 @@ void Init() {
 
 H5::H5File OpenRead(const std::string& path) {
   CSR_H5_LOCKED();
-  Init();
+  QuietErrors();
   if (!std::filesystem::is_regular_file(path)) throw Error(path, "file not found");
   try {
     if (!H5::H5File::isHdf5(path.c_str())) throw Error(path, "not an HDF5 file (corrupt or truncated?)");
@@ -156,7 +156,7 @@ H5::H5File OpenRead(const std::string& path) {
 
 H5::H5File Create(const std::string& path) {
   CSR_H5_LOCKED();
-  Init();
+  QuietErrors();
   // HDF5 reports a failed open(2) as "H5Fcreate failed" without errno; create
   // the file first so the message says why (permission, read-only, no space).
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
@@ -171,24 +171,18 @@ H5::H5File Create(const std::string& path) {
 
 bool Exists(const H5::Group& loc, const std::string& name) {
   CSR_H5_LOCKED();
-  Init();
+  QuietErrors();
   return H5Lexists(loc.getId(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
-void WriteMat(H5::Group& loc, const std::string& name, const cv::Mat& m, const WriteOptions& opts) {
+void WriteMat(H5::Group& loc, const std::string& name, const cv::Mat& m) {
   CSR_H5_LOCKED();
   CSR_ASSERT(m.isContinuous() && m.dims == 2, "WriteMat wants a continuous 2-D cv::Mat");
   const int channels = m.channels();
   std::vector<hsize_t> dims = {static_cast<hsize_t>(m.rows), static_cast<hsize_t>(m.cols)};
   if (channels > 1) dims.push_back(static_cast<hsize_t>(channels));
   H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
-  H5::DSetCreatPropList props;
-  if (opts.chunk_rows > 0 && m.rows > 0 && m.cols > 0) {
-    std::vector<hsize_t> chunk = dims;
-    chunk[0] = std::min<hsize_t>(dims[0], static_cast<hsize_t>(opts.chunk_rows));
-    props.setChunk(static_cast<int>(chunk.size()), chunk.data());
-    if (opts.deflate > 0) props.setDeflate(opts.deflate);
-  }
+  H5::DSetCreatPropList props;  // contiguous, as the original's h5py files
   if (Exists(loc, name)) throw Error(FileOf(loc), StrCat("dataset '", name, "' already exists"));
   try {
     H5::DataSet ds = loc.createDataSet(name, FileTypeFor(m.depth()), space, props);

@@ -20,7 +20,7 @@ namespace csr::h5 {
 // libraries: no lock order to get wrong). Hold a Lock for the whole life of
 // any H5 object (H5::H5File, DataSet, ... close themselves in their
 // destructors, also while an exception unwinds): declare it before them in
-// the same scope. Every helper below but Init CSR_ASSERTs that it is held.
+// the same scope. Every helper below but QuietErrors CSR_ASSERTs that it is held.
 class Lock {
  public:
   Lock();
@@ -34,7 +34,7 @@ bool LockHeld();
 
 // Silences HDF5's automatic error printing for the calling thread (a per-thread
 // setting in thread-safe builds); cheap and idempotent, the helpers call it.
-void Init();
+void QuietErrors();
 
 // Opens an existing file read-only. Throws csr::Error("path", "not an HDF5
 // file or corrupt") on failure.
@@ -44,16 +44,9 @@ H5::H5File Create(const std::string& path);
 
 bool Exists(const H5::Group& loc, const std::string& name);
 
-struct WriteOptions {
-  // Chunk rows (0 = contiguous). Chunking is needed for compression.
-  int chunk_rows = 0;
-  // zlib level 0..9; 0 = no compression. Needs chunk_rows > 0.
-  int deflate = 0;
-};
-
 // Writes a 2-D (single channel) or 3-D (H x W x C, multi-channel) matrix.
 // Supported depths: CV_8U, CV_32F, CV_64F.
-void WriteMat(H5::Group& loc, const std::string& name, const cv::Mat& m, const WriteOptions& opts = {});
+void WriteMat(H5::Group& loc, const std::string& name, const cv::Mat& m);
 
 // Reads a 2-D dataset as CV_32F (float32 and float64 accepted), or a 3-D
 // uint8 dataset as CV_8UC(C). `file` is only used in error messages.

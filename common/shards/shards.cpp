@@ -357,7 +357,7 @@ void WriteIndexStrings(hid_t group, const char* name, const std::vector<std::str
 
 void ShardWriter::Add(const EncodedRecord& r) {
   h5::Lock lock;
-  h5::Init();
+  h5::QuietErrors();
   Collect(false, pending_.size());  // surfaces an earlier shard's flush error early
   if (!open_) {
     const std::string name = ShardFileName(shards_++);
@@ -745,7 +745,7 @@ struct ShardSet::Impl {
   }
 
   static hid_t OpenShard(const fs::path& path) {
-    h5::Init();
+    h5::QuietErrors();
     Hid fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
     // Small reads; the raw-chunk path bypasses the chunk cache anyway.
     H5Pset_cache(fapl.get(), 0, 0, 0, 0.0);
@@ -978,7 +978,7 @@ ShardRecord ShardSet::Read(const std::string& split, int64_t index) const {
   int64_t crc = -1;
   {
     h5::Lock lock;
-    h5::Init();
+    h5::QuietErrors();
     const hid_t fid = impl_->FileFor(sh);
     Hid g(CheckId(H5Gopen2(fid, group.c_str(), H5P_DEFAULT), sh.path, StrCat("cannot open ", what, " (corrupt shard?)")),
           H5Gclose);
