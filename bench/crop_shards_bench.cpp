@@ -8,9 +8,9 @@
 // Usage: crop_shards_bench [--threads 2] [--work DIR] [--compress L] [--keep]
 // The inputs are in the page cache when crop_shards runs (they were just
 // written); its outputs are fsync'ed, as in normal use.
+#include <unistd.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -32,12 +32,12 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  int threads = 2;            // crop_shards --threads
-  std::string work;           // working folder (default: a fresh one under the system temp folder)
-  int compress = 0;           // crop_shards --compress
-  bool keep = false;          // keep the working folder
-  int train = 300;            // train images (Part A: 300)
-  int test = 182;             // test images (Part A: 182)
+  int threads = 2;    // crop_shards --threads
+  std::string work;   // working folder (default: a fresh one under the system temp folder)
+  int compress = 0;   // crop_shards --compress
+  bool keep = false;  // keep the working folder
+  int train = 300;    // train images (Part A: 300)
+  int test = 182;     // test images (Part A: 182)
 };
 
 double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
@@ -100,9 +100,8 @@ int main(int argc, char** argv) {
     p.Add("train", &o.train, "train images");
     p.Add("test", &o.test, "test images");
     if (!p.Parse(argc, argv)) return 0;
-    const fs::path work = o.work.empty()
-                              ? fs::temp_directory_path() / csr::StrCat("crop_shards_bench-", getpid())
-                              : fs::path(o.work);
+    const fs::path work =
+        o.work.empty() ? fs::temp_directory_path() / csr::StrCat("crop_shards_bench-", getpid()) : fs::path(o.work);
     csr::MakeDirs(work);
     const fs::path tool = SelfDir() / "crop_shards";
     if (!fs::exists(tool)) throw csr::Error(tool.string(), "build the crop_shards target first");
@@ -126,15 +125,14 @@ int main(int argc, char** argv) {
     gt.root = syn.out;
     gt.quiet = true;
     const csr::GtGenReport g = csr::GenerateGroundTruth(gt);
-    std::cout << "gt_gen: " << g.written << " density maps, " << g.pixels / 1e6 << " Mpixel ("
-              << std::setprecision(0) << g.pixels / double(g.images) << " px per image), " << std::setprecision(1)
-              << Seconds(t) << " s\n";
+    std::cout << "gt_gen: " << g.written << " density maps, " << g.pixels / 1e6 << " Mpixel (" << std::setprecision(0)
+              << g.pixels / double(g.images) << " px per image), " << std::setprecision(1) << Seconds(t) << " s\n";
     sync();  // crop_shards' fsyncs should not pay for the generator's dirty pages
 
     const fs::path out = work / "shards";
-    const ChildResult r = RunChild({tool.string(), "--root", syn.out, "--part", "A", "--out", out.string(),
-                                    "--threads", std::to_string(o.threads), "--compress", std::to_string(o.compress),
-                                    "--overwrite", "--quiet"});
+    const ChildResult r =
+        RunChild({tool.string(), "--root", syn.out, "--part", "A", "--out", out.string(), "--threads",
+                  std::to_string(o.threads), "--compress", std::to_string(o.compress), "--overwrite", "--quiet"});
     if (r.status != 0) throw csr::Error(tool.string(), csr::StrCat("exited with status ", r.status));
     const auto manifest = nlohmann::json::parse(csr::ReadTextFile(out / csr::kManifestName));
     const double mb = manifest["totals"]["bytes"].get<double>() / 1e6;

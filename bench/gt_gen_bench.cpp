@@ -71,8 +71,9 @@ std::vector<BenchImage> MakeDataset(const path& root, uint64_t seed) {
       const double x = cx + (Uniform(rng) - 0.5) * spread * w * 2, y = cy + (Uniform(rng) - 0.5) * spread * h * 2;
       pts.push_back({std::clamp(x, 0.01, w - 0.01), std::clamp(y, 0.01, h - 0.01)});
     }
-    BenchImage b{dir / "images" / csr::StrCat("IMG_", n, ".jpg"), dir / "ground_truth" / csr::StrCat("GT_IMG_", n, ".mat"),
-                 heads, static_cast<int64_t>(w) * h, OriginalCost(pts, w, h)};
+    BenchImage b{dir / "images" / csr::StrCat("IMG_", n, ".jpg"),
+                 dir / "ground_truth" / csr::StrCat("GT_IMG_", n, ".mat"), heads, static_cast<int64_t>(w) * h,
+                 OriginalCost(pts, w, h)};
     cv::Mat img(h, w, CV_8UC3, cv::Scalar(40 + i % 100, 90, 120));
     cv::imwrite(b.image.string(), img);
     csr::WriteAnnotation(b.mat.string(), pts);

@@ -37,12 +37,12 @@ namespace {
 using csr::fs::path;
 
 struct Options {
-  int images = 4;           // timed images per configuration
-  int warmup = 1;           // untimed images first (oneDNN primitive creation)
-  int threads = 0;          // compute threads for both sides; 0 = every core
-  int rounds = 2;           // alternating rounds; each configuration keeps its best
-  std::string weights;      // CSRNet weights (.h5); default: the shared reference weights or random ones
-  std::string work;         // folder for the images and weights; default: a temporary folder
+  int images = 4;       // timed images per configuration
+  int warmup = 1;       // untimed images first (oneDNN primitive creation)
+  int threads = 0;      // compute threads for both sides; 0 = every core
+  int rounds = 2;       // alternating rounds; each configuration keeps its best
+  std::string weights;  // CSRNet weights (.h5); default: the shared reference weights or random ones
+  std::string work;     // folder for the images and weights; default: a temporary folder
 };
 
 // Crowd-like 1024 x 768 pictures: textured background with many small heads.
@@ -106,7 +106,8 @@ std::string Ratio(double value, double target) {
 
 int Run(int argc, char** argv) {
   Options o;
-  csr::ArgParser p("predict_bench", "[options]", "predict throughput on 1024x768 images: ours vs PyTorch, fp32 and bf16");
+  csr::ArgParser p("predict_bench", "[options]",
+                   "predict throughput on 1024x768 images: ours vs PyTorch, fp32 and bf16");
   p.Add("images", &o.images, "timed images per configuration");
   p.Add("warmup", &o.warmup, "untimed warm-up images per configuration");
   p.Add("rounds", &o.rounds, "alternating rounds of all four configurations; the best round of each counts");
@@ -118,7 +119,8 @@ int Run(int argc, char** argv) {
   csr::EnableMemoryReuse();  // as the predict and evaluate tools do
   if (o.threads <= 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const bool temp = o.work.empty();
-  const path work = temp ? csr::fs::temp_directory_path() / ("predict_bench-" + std::to_string(::getpid())) : path(o.work);
+  const path work =
+      temp ? csr::fs::temp_directory_path() / ("predict_bench-" + std::to_string(::getpid())) : path(o.work);
   csr::MakeDirs(work);
   if (o.weights.empty()) {
     const path ref = path(CSR_SOURCE_DIR) / ".." / "shared" / "data" / "reference" / "csrnet_weights.h5";

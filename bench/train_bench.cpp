@@ -16,8 +16,8 @@
 //
 // Usage: train_bench [--threads N] [--steps N] [--warmup N] [--width W] [--height H] [--python PATH] [--no-pytorch]
 //                    [--converge-steps N] [--work DIR]
-#include <sys/wait.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
@@ -33,10 +33,10 @@
 
 #include "common/base/cli.h"
 #include "common/base/fs.h"
+#include "tests/fixtures/synthetic_shards.h"
 #include "train/dataset.h"
 #include "train/inference.h"
 #include "train/model.h"
-#include "tests/fixtures/synthetic_shards.h"
 #include "train/trainer.h"
 
 namespace {
@@ -44,14 +44,14 @@ namespace {
 using csr::Precision;
 
 struct Options {
-  int threads = 0;                       // compute threads for both sides; 0 = every core
-  int steps = 8;                         // timed steps per configuration (0 = skip the speed part)
-  int warmup = 2;                        // untimed steps first (oneDNN primitive creation, allocator warm-up)
-  int width = 512, height = 384;         // crop size
+  int threads = 0;                          // compute threads for both sides; 0 = every core
+  int steps = 8;                            // timed steps per configuration (0 = skip the speed part)
+  int warmup = 2;                           // untimed steps first (oneDNN primitive creation, allocator warm-up)
+  int width = 512, height = 384;            // crop size
   std::string python = "/usr/bin/python3";  // Debian's Python with python3-torch
-  bool no_pytorch = false;               // skip the PyTorch side
-  int converge_steps = 128;              // steps per precision for the convergence check (0 = skip)
-  std::string work;                      // folder for the synthetic shards; default: a temporary folder
+  bool no_pytorch = false;                  // skip the PyTorch side
+  int converge_steps = 128;                 // steps per precision for the convergence check (0 = skip)
+  std::string work;                         // folder for the synthetic shards; default: a temporary folder
 };
 
 double Median(std::vector<double> v) {
@@ -106,8 +106,8 @@ class PyTorchTrainer {
       close(to_child[1]);
       close(from_child[0]);
       const std::string t = std::to_string(threads), w = std::to_string(o.width), h = std::to_string(o.height);
-      execl(o.python.c_str(), o.python.c_str(), script.c_str(), "--serve", "--threads", t.c_str(), "--width",
-            w.c_str(), "--height", h.c_str(), static_cast<char*>(nullptr));
+      execl(o.python.c_str(), o.python.c_str(), script.c_str(), "--serve", "--threads", t.c_str(), "--width", w.c_str(),
+            "--height", h.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     close(to_child[0]);
@@ -164,9 +164,10 @@ void Speed(const Options& o, int threads) {
     pb.push_back(d);
     load += LoadAverage() / o.steps;
   }
-  std::printf("\nCSRNet training step, %dx%d crop, batch 1, %d threads; %d steps each, the four configurations\n"
-              "alternating step by step (mean load average meanwhile %.2f)\n",
-              o.width, o.height, threads, o.steps, load);
+  std::printf(
+      "\nCSRNet training step, %dx%d crop, batch 1, %d threads; %d steps each, the four configurations\n"
+      "alternating step by step (mean load average meanwhile %.2f)\n",
+      o.width, o.height, threads, o.steps, load);
   std::printf("  %-48s %14s %12s %9s\n", "configuration", "median s/step", "best s/step", "steps/s");
   auto row = [](const char* name, const std::vector<double>& t) {
     std::printf("  %-48s %14.3f %12.3f %9.3f\n", name, Median(t), *std::min_element(t.begin(), t.end()),
@@ -179,8 +180,7 @@ void Speed(const Options& o, int threads) {
   row("ours fp32", of);
   row("ours bf16 autocast, channels-last", ob);
   if (!py) return;
-  auto ratio = [](const char* what, const std::vector<double>& ours, const std::vector<double>& theirs,
-                  double target) {
+  auto ratio = [](const char* what, const std::vector<double>& ours, const std::vector<double>& theirs, double target) {
     const double r = Median(theirs) / Median(ours);
     const double best = *std::min_element(theirs.begin(), theirs.end()) / *std::min_element(ours.begin(), ours.end());
     std::printf("  %-52s %6.2fx (best %5.2fx)  target >= %.1fx: %s\n", what, r, best, target,
@@ -227,8 +227,8 @@ std::vector<double> TrainCurve(const csr::ShardDataset& data, Precision precisio
 }
 
 void Convergence(const Options& o) {
-  csr::fs::path work = o.work.empty() ? csr::fs::temp_directory_path() / csr::StrCat("train_bench_", ::getpid())
-                                      : csr::fs::path(o.work);
+  csr::fs::path work =
+      o.work.empty() ? csr::fs::temp_directory_path() / csr::StrCat("train_bench_", ::getpid()) : csr::fs::path(o.work);
   csr::SyntheticShardSpec spec;
   spec.train = 32;
   spec.test = 1;

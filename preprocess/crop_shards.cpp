@@ -17,17 +17,17 @@
 #include <tbb/parallel_pipeline.h>
 
 #include "common/base/cli.h"
-#include "common/io/dataset.h"
 #include "common/base/error.h"
 #include "common/base/fs.h"
-#include "common/io/h5.h"
-#include "common/io/image_io.h"
 #include "common/base/log.h"
-#include "common/io/mat_io.h"
 #include "common/base/progress.h"
 #include "common/base/random.h"
-#include "common/shards/shards.h"
 #include "common/base/tsan.h"
+#include "common/io/dataset.h"
+#include "common/io/h5.h"
+#include "common/io/image_io.h"
+#include "common/io/mat_io.h"
+#include "common/shards/shards.h"
 
 namespace csr {
 
@@ -112,8 +112,7 @@ void CheckDensity(const cv::Mat& density, const cv::Rect& box) {
 
 cv::Mat TargetSum8(const cv::Mat& density, const cv::Rect& box, double* covered) {
   CheckDensity(density, box);
-  return density.depth() == CV_32F ? BlockSums<float>(density, box, covered)
-                                   : BlockSums<double>(density, box, covered);
+  return density.depth() == CV_32F ? BlockSums<float>(density, box, covered) : BlockSums<double>(density, box, covered);
 }
 
 cv::Mat TargetCubic(const cv::Mat& density, const cv::Rect& box) {
@@ -180,9 +179,7 @@ struct Summary {
   int64_t stale_maps = 0;
 };
 
-std::string GtGenCommand(const CropShardsOptions& o) {
-  return StrCat("gt_gen --root ", o.root, " --part ", o.part);
-}
+std::string GtGenCommand(const CropShardsOptions& o) { return StrCat("gt_gen --root ", o.root, " --part ", o.part); }
 
 void ReadDensityMap(const Sample& s, Job* job) {
   const std::string path = s.density.string();
@@ -222,11 +219,11 @@ void CheckDensityValues(const Job& job, const std::string& fix) {
     throw Error(path, StrCat("corrupt density map: it sums to ", sum, " but gt_gen stored density_sum ",
                              job.gt.density_sum, "; ", fix));
   }
-  const double heads = static_cast<double>(std::max<int64_t>(job.gt.annotation_count,
-                                                             static_cast<int64_t>(job.annotation.points.size())));
+  const double heads = static_cast<double>(
+      std::max<int64_t>(job.gt.annotation_count, static_cast<int64_t>(job.annotation.points.size())));
   if (sum > heads * (1 + 1e-4) + 1e-3) {
-    throw Error(path, StrCat("corrupt density map: it sums to ", sum, ", more than the ", heads,
-                             " annotated heads; ", fix));
+    throw Error(path,
+                StrCat("corrupt density map: it sums to ", sum, ", more than the ", heads, " annotated heads; ", fix));
   }
 }
 
@@ -247,10 +244,9 @@ void MakeRecords(Job& job, const CropShardsOptions& o) {
   job.width = image.cols;
   job.height = image.rows;
   if (job.density.size() != image.size()) {
-    throw Error(s.density.string(),
-                StrCat("density map is ", job.density.cols, "x", job.density.rows, " but its image ",
-                       s.image.filename().string(), " is ", image.cols, "x", image.rows,
-                       "; regenerate it with `", GtGenCommand(o), " --overwrite`"));
+    throw Error(s.density.string(), StrCat("density map is ", job.density.cols, "x", job.density.rows,
+                                           " but its image ", s.image.filename().string(), " is ", image.cols, "x",
+                                           image.rows, "; regenerate it with `", GtGenCommand(o), " --overwrite`"));
   }
   CheckDensityValues(job, StrCat("regenerate it with `", GtGenCommand(o), " --overwrite`"));
   const HeadPixels heads = ToHeadPixels(job.annotation.points, image.cols, image.rows, s.annotation.string());
@@ -390,8 +386,11 @@ nlohmann::json ManifestExtra(const CropShardsOptions& o, const Discovery& found,
   return {{"created_by", StrCat("csrnet-cpp crop_shards ", CSR_VERSION)},
           {"source", {{"root", id["root"]}, {"part", o.part}, {"part_dir", fs::absolute(found.part_dir).string()}}},
           {"settings",
-           {{"seed", o.seed}, {"random_crops", o.random_crops}, {"target", o.target},
-            {"records_per_shard", o.records_per_shard}, {"compress", o.compress}}},
+           {{"seed", o.seed},
+            {"random_crops", o.random_crops},
+            {"target", o.target},
+            {"records_per_shard", o.records_per_shard},
+            {"compress", o.compress}}},
           {"ground_truth", GtManifest(s)},
           {"checksum", "crc32 of the whole file (zlib.crc32)"},
           {"totals", {{"images", s.images[0] + s.images[1]}, {"skipped_images", s.skipped[0] + s.skipped[1]}}}};
@@ -405,13 +404,13 @@ nlohmann::json SplitExtra(const CropShardsOptions& o, const Summary& s) {
         {"skipped_images", s.skipped[k]},
         {"annotations", s.annotations[k]},
         {"target", k == 0 ? o.target : "sum8"},
-        {"crops", k == 0 ? StrCat("4 quarters + ", o.random_crops, " random per image, each half the image rounded "
+        {"crops", k == 0 ? StrCat("4 quarters + ", o.random_crops,
+                                  " random per image, each half the image rounded "
                                   "down to a multiple of 8; mirroring left to the trainer")
                          : std::string("whole image")}};
   }
   return out;
 }
-
 
 void CheckDensityMapsExist(const Discovery& found, const CropShardsOptions& o) {
   int64_t missing = 0;
@@ -423,9 +422,8 @@ void CheckDensityMapsExist(const Discovery& found, const CropShardsOptions& o) {
     }
   }
   if (first) {
-    throw Error(first->density.string(),
-                StrCat("density map not found (", missing, " of ", found.samples.size(),
-                       " missing); run `", GtGenCommand(o), "` first"));
+    throw Error(first->density.string(), StrCat("density map not found (", missing, " of ", found.samples.size(),
+                                                " missing); run `", GtGenCommand(o), "` first"));
   }
 }
 
@@ -453,9 +451,9 @@ void Tally(const Job& job, Summary* s) {
 void CheckPairs(const Discovery& found) {
   if (!found.unannotated_images.empty()) {
     const fs::path& first = found.unannotated_images.front();
-    throw Error(first.string(), StrCat("image has no annotation (GT_", first.stem().string(), ".mat); ",
-                                       found.unannotated_images.size(),
-                                       " such image(s) would leave the shard set incomplete"));
+    throw Error(first.string(),
+                StrCat("image has no annotation (GT_", first.stem().string(), ".mat); ",
+                       found.unannotated_images.size(), " such image(s) would leave the shard set incomplete"));
   }
   for (const auto& p : found.orphan_annotations) log::Warn(p.string(), ": annotation has no image; skipped");
 }
@@ -503,13 +501,14 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
                                                                               MakeRecords(*job, o);
                                                                               return job;
                                                                             })) &
-        tbb::make_filter<Job*, void>(tbb::filter_mode::serial_in_order, tsan::Task(&handoff, [&](Job* job) {
-          ShardWriter& w = set.split(job->train ? "train" : "test");
-          for (const EncodedRecord& r : job->records) w.Add(r);
-          Tally(*job, &summary);
-          if (progress) progress->Tick();
-          jobs[static_cast<size_t>(job->sample - found.samples.data())].reset();  // frees its pixels
-        }));
+        tbb::make_filter<Job*, void>(
+            tbb::filter_mode::serial_in_order, tsan::Task(&handoff, [&](Job* job) {
+              ShardWriter& w = set.split(job->train ? "train" : "test");
+              for (const EncodedRecord& r : job->records) w.Add(r);
+              Tally(*job, &summary);
+              if (progress) progress->Tick();
+              jobs[static_cast<size_t>(job->sample - found.samples.data())].reset();  // frees its pixels
+            }));
     tsan::Release(&handoff);
     tbb::parallel_pipeline(static_cast<size_t>(std::max(4, 2 * report.threads)), chain);
     tsan::Acquire(&handoff);

@@ -53,7 +53,6 @@ CropBox CropSize(int width, int height);
 // or on which other images are present.
 uint64_t ImageSeed(int64_t seed, const std::string& split, const std::string& image_name);
 
-
 // The training crops of a width x height image: the four quarters (top-left,
 // top-right, bottom-left, bottom-right) then `random_crops` boxes placed
 // uniformly over the valid range. Empty when the crop would be under 8 px.
@@ -77,12 +76,12 @@ int64_t CountInBox(const HeadPixels& heads, const cv::Rect& box);
 // ------------------------------------------------------------------ the tool
 
 struct CropShardsReport {
-  int64_t images = 0;             // source images read
+  int64_t images = 0;  // source images read
   int64_t train_records = 0;
   int64_t test_records = 0;
-  int64_t skipped_images = 0;     // too small to crop
+  int64_t skipped_images = 0;  // too small to crop
   int64_t shards = 0;
-  uint64_t bytes = 0;             // shard bytes written
+  uint64_t bytes = 0;  // shard bytes written
   double seconds = 0.0;
   int threads = 0;
 };

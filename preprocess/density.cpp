@@ -20,26 +20,26 @@ namespace {
 struct PixelCloud {
   const std::vector<HeadPixel>* pixels;
   size_t kdtree_get_point_count() const { return pixels->size(); }
-  double kdtree_get_pt(size_t i, size_t dim) const {
-    return dim == 0 ? (*pixels)[i].col : (*pixels)[i].row;
-  }
+  double kdtree_get_pt(size_t i, size_t dim) const { return dim == 0 ? (*pixels)[i].col : (*pixels)[i].row; }
   template <class BBox>
-  bool kdtree_get_bbox(BBox&) const { return false; }
+  bool kdtree_get_bbox(BBox&) const {
+    return false;
+  }
 };
 
-using KdTree = nanoflann::KDTreeSingleIndexAdaptor<nanoflann::L2_Simple_Adaptor<double, PixelCloud>, PixelCloud, 2,
-                                                   size_t>;
+using KdTree =
+    nanoflann::KDTreeSingleIndexAdaptor<nanoflann::L2_Simple_Adaptor<double, PixelCloud>, PixelCloud, 2, size_t>;
 
 // The normalised 1-D Gaussian of one head, evaluated on demand instead of
 // stored: only offsets that land in the image are ever needed, so the cost is
 // bounded by the image whatever sigma is (a radius of 4 * 6e8 does not fit an
 // int, and a vector of it does not fit memory).
 struct Weights {
-  double k = 0;           // -1 / (2 sigma^2)
-  int64_t radius = 0;     // scipy's int(truncate * sigma + 0.5), saturated
-  int64_t reach = 0;      // offsets used: min(radius, cap)
-  double sum = 1;         // sum of exp(k x^2) over [-radius, radius]
-  bool truncated = false; // radius > cap: sum is analytic, reflect copies are cut
+  double k = 0;              // -1 / (2 sigma^2)
+  int64_t radius = 0;        // scipy's int(truncate * sigma + 0.5), saturated
+  int64_t reach = 0;         // offsets used: min(radius, cap)
+  double sum = 1;            // sum of exp(k x^2) over [-radius, radius]
+  bool truncated = false;    // radius > cap: sum is analytic, reflect copies are cut
   std::vector<double> half;  // exp(k x^2) for x in [0, radius] when not truncated (exp dominates small kernels)
   double operator()(int64_t x) const {
     const int64_t a = x < 0 ? -x : x;  // exp(k x^2) is even, bit for bit
@@ -96,8 +96,7 @@ double ReflectedWeight(const Weights& w, int centre, int length, int i) {
 
 // 1-D profile of one kernel over [lo, hi] (image coordinates), honouring the
 // border mode. Returns the profile; `lo`/`hi` are set to the clipped range.
-std::vector<float> Profile(const Weights& w, int centre, int length, bool reflect, bool renormalise, int* lo,
-                           int* hi) {
+std::vector<float> Profile(const Weights& w, int centre, int length, bool reflect, bool renormalise, int* lo, int* hi) {
   *lo = static_cast<int>(std::max<int64_t>(0, centre - w.reach));
   *hi = static_cast<int>(std::min<int64_t>(length - 1, centre + w.reach));
   std::vector<double> acc(static_cast<size_t>(*hi - *lo + 1), 0.0);
@@ -269,8 +268,8 @@ void AddKernels(const std::vector<Kernel>& kernels, cv::Mat& density) {
 
 }  // namespace
 
-cv::Mat RenderDensity(const std::vector<HeadPixel>& pixels, const std::vector<double>& sigmas, int width,
-                      int height, const DensityOptions& options) {
+cv::Mat RenderDensity(const std::vector<HeadPixel>& pixels, const std::vector<double>& sigmas, int width, int height,
+                      const DensityOptions& options) {
   CSR_ASSERT(sigmas.size() == pixels.size(), "one sigma per head pixel");
   cv::Mat density(height, width, CV_32F, cv::Scalar(0));
   // Heads go in batches whose profiles fit in about 64 MB: millions of heads

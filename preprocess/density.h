@@ -58,9 +58,9 @@ DensityMode ParseDensityMode(const std::string& text, const std::string& option 
 // Bounds of the numeric settings: what can make sense for an image (sides up
 // to kMaxImageSide) and keeps the kernel arithmetic finite. Listed in
 // gt_gen's --help.
-inline constexpr double kMinSigma = 0.1, kMaxSigma = 10000.0;  // a sigma past the image side is a flat map
-inline constexpr double kMinBeta = 0.001, kMaxBeta = 10.0;     // the paper uses 0.3
-inline constexpr int kMaxNeighbors = 100;                      // the paper uses 3
+inline constexpr double kMinSigma = 0.1, kMaxSigma = 10000.0;     // a sigma past the image side is a flat map
+inline constexpr double kMinBeta = 0.001, kMaxBeta = 10.0;        // the paper uses 0.3
+inline constexpr int kMaxNeighbors = 100;                         // the paper uses 3
 inline constexpr double kMinTruncate = 0.5, kMaxTruncate = 20.0;  // scipy's default is 4
 
 struct DensityOptions {
@@ -89,8 +89,8 @@ std::vector<double> HeadSigmas(const std::vector<HeadPixel>& pixels, int width, 
 
 // Renders the density map (CV_32F, height x width). Rows are processed in
 // parallel bands (oneTBB), so one large image uses every core too.
-cv::Mat RenderDensity(const std::vector<HeadPixel>& pixels, const std::vector<double>& sigmas, int width,
-                      int height, const DensityOptions& options);
+cv::Mat RenderDensity(const std::vector<HeadPixel>& pixels, const std::vector<double>& sigmas, int width, int height,
+                      const DensityOptions& options);
 
 // The attribute gt_gen stores the density's CRC-32 in (maps from older
 // versions and from the Python script have none), and the CRC-32 of a

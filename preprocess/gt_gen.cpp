@@ -17,15 +17,15 @@
 #include <tbb/parallel_pipeline.h>
 
 #include "common/base/cli.h"
-#include "common/io/dataset.h"
 #include "common/base/error.h"
 #include "common/base/fs.h"
-#include "common/io/h5.h"
-#include "common/io/image_io.h"
 #include "common/base/log.h"
-#include "common/io/mat_io.h"
 #include "common/base/progress.h"
 #include "common/base/tsan.h"
+#include "common/io/dataset.h"
+#include "common/io/h5.h"
+#include "common/io/image_io.h"
+#include "common/io/mat_io.h"
 
 namespace csr {
 namespace {
@@ -82,8 +82,8 @@ std::string WriteFailureReason(const fs::path& dir, const std::string& hdf5_reas
 
 // Under the HDF5 lock: the file, its dataset and attributes. The density map
 // is rendered before, outside the lock, so threads only queue for the write.
-void WriteDensityFile(const fs::path& temp, const cv::Mat& density, const HeadPixels& heads,
-                      const DensityOptions& o, const std::string& settings, const Sample& s) {
+void WriteDensityFile(const fs::path& temp, const cv::Mat& density, const HeadPixels& heads, const DensityOptions& o,
+                      const std::string& settings, const Sample& s) {
   h5::Lock lock;  // declared before the file, so its destructor (even while unwinding) is locked too
   H5::H5File f = h5::Create(temp.string());
   h5::WriteMat(f, "density", density);
@@ -95,8 +95,9 @@ void WriteDensityFile(const fs::path& temp, const cv::Mat& density, const HeadPi
   h5::SetAttr(f, kDensityCrcAttr, static_cast<int64_t>(DensityCrc32(density)));
   h5::SetAttr(f, "mode", std::string(Name(o.mode)));
   h5::SetAttr(f, "kernel", std::string(Name(o.kernel)));
-  h5::SetAttr(f, "sigma_rule", o.kernel == KernelRule::kFixed ? StrCat("fixed sigma=", o.sigma)
-                                                              : StrCat("adaptive beta=", o.beta, " k=", o.neighbors));
+  h5::SetAttr(f, "sigma_rule",
+              o.kernel == KernelRule::kFixed ? StrCat("fixed sigma=", o.sigma)
+                                             : StrCat("adaptive beta=", o.beta, " k=", o.neighbors));
   h5::SetAttr(f, "border", std::string(Name(o.border)));
   h5::SetAttr(f, "settings", settings);
   h5::SetAttr(f, "source_image", s.image.filename().string());
@@ -115,8 +116,7 @@ void WriteDensity(const Sample& s, const cv::Mat& density, const HeadPixels& hea
     WriteDensityFile(out.temp_path(), density, heads, o, settings, s);
   } catch (const Error& e) {
     // Name the map, not its temporary, and the cause.
-    throw Error(s.density.string(),
-                StrCat("cannot write: ", WriteFailureReason(s.density.parent_path(), e.reason())));
+    throw Error(s.density.string(), StrCat("cannot write: ", WriteFailureReason(s.density.parent_path(), e.reason())));
   }
   out.Commit();
 }
@@ -212,7 +212,8 @@ void CheckOptions(const GtGenOptions& o) {
 DensityOptions ResolveDensityOptions(const GtGenOptions& o) {
   DensityOptions d;
   d.mode = ParseDensityMode(o.mode);
-  d.kernel = o.kernel == "auto" ? (o.part == "B" ? KernelRule::kFixed : KernelRule::kAdaptive) : ParseKernelRule(o.kernel);
+  d.kernel =
+      o.kernel == "auto" ? (o.part == "B" ? KernelRule::kFixed : KernelRule::kAdaptive) : ParseKernelRule(o.kernel);
   d.border = o.border == "auto" ? (o.part == "B" ? Border::kReflect : Border::kConstant) : ParseBorder(o.border);
   d.sigma = o.sigma;
   d.beta = o.beta;
@@ -265,31 +266,34 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
                                                   }
                                                   return next++;
                                                 })) &
-          tbb::make_filter<size_t, ImageResult>(
-              tbb::filter_mode::parallel, tsan::Task(&handoff,
-                                                     [&](size_t i) {
-                                                       return ProcessImage(found.samples[i], dopt, settings,
-                                                                           options.overwrite);
-                                                     })) &
-          tbb::make_filter<ImageResult, void>(tbb::filter_mode::serial_in_order, tsan::Task(&handoff, [&](const ImageResult& r) {
-            for (const auto& w : r.warnings) log::Warn(w);
-            switch (r.outcome) {
-              case Outcome::kWritten: ++report.written; break;
-              case Outcome::kUpToDate: ++report.up_to_date; break;
-              case Outcome::kFailed:
-                log::Error(r.error_file.empty() ? "" : r.error_file + ": ", r.error);
-                report.failures.emplace_back(r.error_file, r.error);
-                failed_images.insert(r.sample->image.string());
-                if (options.strict) stop = true;
-                break;
-            }
-            report.annotations += r.heads.annotations;
-            report.head_pixels += static_cast<int64_t>(r.heads.pixels.size());
-            report.merged += r.heads.merged;
-            report.outside += r.heads.outside;
-            report.pixels += r.pixels;
-            if (progress) progress->Tick();
-          }));
+      tbb::make_filter<size_t, ImageResult>(
+          tbb::filter_mode::parallel,
+          tsan::Task(&handoff,
+                     [&](size_t i) { return ProcessImage(found.samples[i], dopt, settings, options.overwrite); })) &
+      tbb::make_filter<ImageResult, void>(tbb::filter_mode::serial_in_order,
+                                          tsan::Task(&handoff, [&](const ImageResult& r) {
+                                            for (const auto& w : r.warnings) log::Warn(w);
+                                            switch (r.outcome) {
+                                              case Outcome::kWritten:
+                                                ++report.written;
+                                                break;
+                                              case Outcome::kUpToDate:
+                                                ++report.up_to_date;
+                                                break;
+                                              case Outcome::kFailed:
+                                                log::Error(r.error_file.empty() ? "" : r.error_file + ": ", r.error);
+                                                report.failures.emplace_back(r.error_file, r.error);
+                                                failed_images.insert(r.sample->image.string());
+                                                if (options.strict) stop = true;
+                                                break;
+                                            }
+                                            report.annotations += r.heads.annotations;
+                                            report.head_pixels += static_cast<int64_t>(r.heads.pixels.size());
+                                            report.merged += r.heads.merged;
+                                            report.outside += r.heads.outside;
+                                            report.pixels += r.pixels;
+                                            if (progress) progress->Tick();
+                                          }));
   tsan::Release(&handoff);
   tbb::parallel_pipeline(static_cast<size_t>(2 * threads), chain);
   tsan::Acquire(&handoff);
@@ -315,10 +319,11 @@ int RunGtGen(int argc, const char* const* argv) {
     args.AddChoice("kernel", &o.kernel, {"auto", "adaptive", "fixed"},
                    "Kernel width rule; auto = adaptive for Part A, fixed for Part B");
     args.Add("sigma", &o.sigma, StrCat("Sigma of the fixed kernel, pixels (", kMinSigma, "..", kMaxSigma, ")"));
-    args.Add("beta", &o.beta,
-             StrCat("Adaptive kernel: sigma = beta * mean distance to the nearest heads (", kMinBeta, "..", kMaxBeta,
-                    ")"));
-    args.Add("neighbors", &o.neighbors, StrCat("Adaptive kernel: number of nearest other heads (1..", kMaxNeighbors, ")"));
+    args.Add(
+        "beta", &o.beta,
+        StrCat("Adaptive kernel: sigma = beta * mean distance to the nearest heads (", kMinBeta, "..", kMaxBeta, ")"));
+    args.Add("neighbors", &o.neighbors,
+             StrCat("Adaptive kernel: number of nearest other heads (1..", kMaxNeighbors, ")"));
     args.AddChoice("border", &o.border, {"auto", "constant", "reflect"},
                    "Image border; auto = constant for Part A, reflect for Part B (as the original)");
     args.Add("overwrite", &o.overwrite, "Regenerate maps even when they are up to date");

@@ -33,9 +33,9 @@ struct GtGenReport {
   int64_t up_to_date = 0;  // maps kept (already current)
   int64_t annotations = 0;
   int64_t head_pixels = 0;
-  int64_t merged = 0;      // annotations on an already used pixel
-  int64_t outside = 0;     // annotations dropped outside the image
-  int64_t pixels = 0;      // image pixels rendered
+  int64_t merged = 0;              // annotations on an already used pixel
+  int64_t outside = 0;             // annotations dropped outside the image
+  int64_t pixels = 0;              // image pixels rendered
   int64_t orphan_annotations = 0;  // GT_*.mat without image: warned about, not a failure
   double seconds = 0.0;
   int threads = 0;

@@ -9,10 +9,10 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "common/base/random.h"
 #include "common/base/cli.h"
 #include "common/base/error.h"
 #include "common/base/fs.h"
+#include "common/base/random.h"
 #include "common/io/mat_io.h"
 
 namespace csr {
@@ -37,7 +37,7 @@ class Rng {
   int Int(int lo, int hi) {  // inclusive
     return lo + static_cast<int>(ModuloDraw(gen_, static_cast<uint64_t>(hi - lo + 1)));
   }
-  double Normal() {  // Box-Muller
+  double Normal() {                     // Box-Muller
     const double u1 = 1.0 - Uniform();  // (0, 1]
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * kPi * Uniform());
   }
@@ -197,8 +197,8 @@ void CheckOptions(const SyntheticOptions& o) {
   }
   if (o.min_size != 0 || o.max_size != 0) {
     if (o.min_size < 16 || o.max_size > 8192 || o.min_size > o.max_size) {
-      throw UsageError("--min-size", StrCat("need 16 <= min-size <= max-size <= 8192, got ", o.min_size, " and ",
-                                            o.max_size));
+      throw UsageError("--min-size",
+                       StrCat("need 16 <= min-size <= max-size <= 8192, got ", o.min_size, " and ", o.max_size));
     }
   }
   if (o.min_heads < 0 || o.min_heads > o.max_heads || o.max_heads > 65535) {
@@ -281,7 +281,8 @@ Points SyntheticHeads(int width, int height, int count, uint64_t seed) {
   const int edge = count >= 5 ? 1 : 0;
   Points pts;
   pts.reserve(static_cast<size_t>(count));
-  for (int i = 0; i < count - duplicates - edge; ++i) pts.push_back(OnePoint(rng, clusters, cluster_share, width, height));
+  for (int i = 0; i < count - duplicates - edge; ++i)
+    pts.push_back(OnePoint(rng, clusters, cluster_share, width, height));
   const size_t base = pts.size();
   for (int i = 0; i < duplicates; ++i) {
     // Another point in the same pixel: both truncate to one head pixel, as in the real annotations.

@@ -19,34 +19,34 @@ namespace csr {
 namespace fs = std::filesystem;
 
 struct SyntheticOptions {
-  std::string out;                 // dataset root; the part folder is created inside it
-  std::string part = "A";          // "A" (varied sizes, some grayscale) or "B" (1024x768 RGB)
-  int train_images = 12;           // images in train_data
-  int test_images = 6;             // images in test_data
-  int64_t seed = 1;                // everything (sizes, points, pixels) follows from it
-  int min_size = 0;                // smallest image side in px; 0 = part default (A: 256, B: 1024x768 fixed)
-  int max_size = 0;                // largest image side in px; 0 = part default (A: 512)
-  int min_heads = 20;              // fewest heads in an image
-  int max_heads = 300;             // most heads in an image (drawn log-uniformly in between)
-  int jpeg_quality = 90;           // JPEG quality 1..100
-  std::string layout = "official"; // official: part_A_final/.../ground_truth; mirrored: part_A/.../ground-truth
-  bool overwrite = false;          // replace an existing synthetic part folder (never a non-synthetic one)
+  std::string out;                  // dataset root; the part folder is created inside it
+  std::string part = "A";           // "A" (varied sizes, some grayscale) or "B" (1024x768 RGB)
+  int train_images = 12;            // images in train_data
+  int test_images = 6;              // images in test_data
+  int64_t seed = 1;                 // everything (sizes, points, pixels) follows from it
+  int min_size = 0;                 // smallest image side in px; 0 = part default (A: 256, B: 1024x768 fixed)
+  int max_size = 0;                 // largest image side in px; 0 = part default (A: 512)
+  int min_heads = 20;               // fewest heads in an image
+  int max_heads = 300;              // most heads in an image (drawn log-uniformly in between)
+  int jpeg_quality = 90;            // JPEG quality 1..100
+  std::string layout = "official";  // official: part_A_final/.../ground_truth; mirrored: part_A/.../ground-truth
+  bool overwrite = false;           // replace an existing synthetic part folder (never a non-synthetic one)
 };
 
 // One generated image and its annotation.
 struct SyntheticImage {
-  std::string split;   // "train" or "test"
-  fs::path image;      // .../images/IMG_n.jpg
-  fs::path annotation; // .../ground_truth/GT_IMG_n.mat (ground-truth in the mirrored layout)
+  std::string split;    // "train" or "test"
+  fs::path image;       // .../images/IMG_n.jpg
+  fs::path annotation;  // .../ground_truth/GT_IMG_n.mat (ground-truth in the mirrored layout)
   int width = 0;
   int height = 0;
-  bool gray = false;   // written as a single-channel JPEG
+  bool gray = false;                          // written as a single-channel JPEG
   std::vector<std::array<double, 2>> points;  // the heads (x, y) exactly as written to the .mat
 };
 
 struct SyntheticSummary {
-  fs::path part_dir;                  // e.g. <out>/part_A_final
-  int images = 0;                     // images written (train + test)
+  fs::path part_dir;  // e.g. <out>/part_A_final
+  int images = 0;     // images written (train + test)
   int train_images = 0;
   int test_images = 0;
   int64_t heads = 0;                  // annotated points over all images

@@ -30,9 +30,9 @@ bool AnySkipped();
 
 }  // namespace csr::test
 
-#define CSR_SKIP_UNLESS(cond, need, reason)                     \
-  do {                                                          \
-    if (!(cond)) {                                              \
-      if (::csr::test::Skip((need), (reason))) return;          \
-    }                                                           \
+#define CSR_SKIP_UNLESS(cond, need, reason)            \
+  do {                                                 \
+    if (!(cond)) {                                     \
+      if (::csr::test::Skip((need), (reason))) return; \
+    }                                                  \
   } while (0)

@@ -10,8 +10,8 @@
 #include <torch/data/worker_exception.h>
 #include <torch/utils.h>
 
-#include "common/base/random.h"
 #include "common/base/error.h"
+#include "common/base/random.h"
 #include "train/inference.h"
 
 namespace csr {
@@ -21,9 +21,7 @@ ShardDataset::ShardDataset(std::shared_ptr<const ShardSet> shards, std::string s
   records_ = shards_->size(split_);
 }
 
-c10::optional<size_t> ShardDataset::size() const {
-  return static_cast<size_t>(records_ * (mirror_ ? 2 : 1));
-}
+c10::optional<size_t> ShardDataset::size() const { return static_cast<size_t>(records_ * (mirror_ ? 2 : 1)); }
 
 RecordInfo ShardDataset::info(size_t index) const {
   return shards_->Info(split_, static_cast<int64_t>(mirror_ ? index / 2 : index));
@@ -91,13 +89,13 @@ std::vector<std::pair<int, int>> ExampleSizes(const ShardDataset& dataset) {
   return sizes;
 }
 
-std::vector<std::vector<size_t>> PlanEpoch(const std::vector<std::pair<int, int>>& sizes, int batch_size,
-                                           uint64_t seed, int64_t epoch) {
+std::vector<std::vector<size_t>> PlanEpoch(const std::vector<std::pair<int, int>>& sizes, int batch_size, uint64_t seed,
+                                           int64_t epoch) {
   // Fisher-Yates with ModuloDraw (common/base/random.h): unlike std::shuffle
   // and std::uniform_int_distribution, the order is the same with every
   // standard library, so a checkpoint resumes identically anywhere.
-  std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
-                    static_cast<uint32_t>(epoch), static_cast<uint32_t>(static_cast<uint64_t>(epoch) >> 32)};
+  std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(epoch),
+                    static_cast<uint32_t>(static_cast<uint64_t>(epoch) >> 32)};
   std::mt19937_64 rng(seq);
   std::vector<size_t> order(sizes.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;

@@ -54,8 +54,8 @@ class ShardDataset
 // into batches of up to `batch_size` examples of equal image size. A batch is
 // emitted when it fills; partial batches follow at the end, in order of their
 // first example. `sizes[i]` is example i's (width, height).
-std::vector<std::vector<size_t>> PlanEpoch(const std::vector<std::pair<int, int>>& sizes, int batch_size,
-                                           uint64_t seed, int64_t epoch);
+std::vector<std::vector<size_t>> PlanEpoch(const std::vector<std::pair<int, int>>& sizes, int batch_size, uint64_t seed,
+                                           int64_t epoch);
 // Example sizes of a dataset (read from record headers only).
 std::vector<std::pair<int, int>> ExampleSizes(const ShardDataset& dataset);
 

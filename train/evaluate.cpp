@@ -9,15 +9,15 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "common/io/dataset.h"
 #include "common/base/error.h"
 #include "common/base/fs.h"
-#include "common/io/h5.h"
-#include "common/io/image_io.h"
 #include "common/base/log.h"
-#include "common/io/mat_io.h"
 #include "common/base/progress.h"
 #include "common/eval/report.h"
+#include "common/io/dataset.h"
+#include "common/io/h5.h"
+#include "common/io/image_io.h"
+#include "common/io/mat_io.h"
 #include "common/shards/shards.h"
 
 namespace csr {
@@ -136,8 +136,8 @@ std::vector<std::pair<std::string, std::string>> SummaryRows(const EvaluateResul
       {"images", StrCat(s.images)},
       {"MAE", Fmt(s.mae, "%.3f")},
       {"RMSE (the papers' MSE)", Fmt(s.rmse, "%.3f")},
-      {"NAE", StrCat(Fmt(s.nae, "%.4f"), s.nae_images < s.images ? StrCat(" (", s.nae_images, " images with people)")
-                                                                 : std::string())},
+      {"NAE", StrCat(Fmt(s.nae, "%.4f"),
+                     s.nae_images < s.images ? StrCat(" (", s.nae_images, " images with people)") : std::string())},
       {"mean error (bias)", Fmt(s.mean_error, "%+.3f")}};
   for (int l = 0; l < kGameLevels; ++l) rows.push_back({StrCat("GAME(", l, ")"), Fmt(s.game[l], "%.3f")});
   rows.push_back({"PSNR (1/8 maps)", Fmt(s.psnr, "%.2f") + " dB"});
@@ -159,8 +159,8 @@ ReportData BuildReport(const EvaluateResult& r, const WorstImages& worst, const 
                        const std::string& source, const std::string& model) {
   ReportData d;
   d.title = "CSRNet evaluation: " + fs::path(o.model.weights).filename().string();
-  d.context = {{"weights", o.model.weights}, {"data", source}, {"model", model},
-               {"time", Fmt(r.seconds, "%.1f") + " s"}};
+  d.context = {
+      {"weights", o.model.weights}, {"data", source}, {"model", model}, {"time", Fmt(r.seconds, "%.1f") + " s"}};
   d.summary = SummaryRows(r);
   for (const EvalRow& row : r.rows) {
     d.names.push_back(row.name);
@@ -199,7 +199,8 @@ std::unique_ptr<EvalSource> OpenShardSource(const std::string& path, const std::
     return std::make_unique<ShardSource>(p.parent_path(), p.filename().string());
   }
   if (!fs::exists(p)) throw Error(path, "no such shard set folder");
-  throw Error(path, StrCat("not a shard set: no ", kManifestName, " here or in the parent folder "
+  throw Error(path, StrCat("not a shard set: no ", kManifestName,
+                           " here or in the parent folder "
                            "(an unfinished crop_shards run?)"));
 }
 
@@ -217,7 +218,8 @@ void RegisterEvaluateOptions(ArgParser& p, EvaluateOptions* o) {
   p.Add("root", &o->root, "ShanghaiTech root: evaluate from images, .mat annotations and gt_gen density maps");
   p.AddChoice("part", &o->part, {"A", "B"}, "With --root: dataset part");
   p.Add("split", &o->split, "Split to score: test, train (shards: any split name; --root: also all)");
-  p.Add("csv", &o->csv, "Per-image CSV: name, size, annotation count, prediction, error, GT density sum, GAME, PSNR, SSIM");
+  p.Add("csv", &o->csv,
+        "Per-image CSV: name, size, annotation count, prediction, error, GT density sum, GAME, PSNR, SSIM");
   p.Add("json", &o->json, "JSON summary: MAE, RMSE, NAE, GAME(0..3), PSNR, SSIM and the settings");
   p.Add("report", &o->report, "Self-contained HTML report (tables, plots, worst images with heatmaps)");
   p.Add("worst", &o->worst, "Images shown with their heatmaps in the report");
@@ -260,7 +262,8 @@ int RunEvaluate(int argc, const char* const* argv) {
   return RunTool("evaluate", [&] {
     EvaluateOptions o;
     std::vector<std::string> positional;
-    ArgParser parser("evaluate", "--weights FILE SHARDS[/test] [options]   or   --weights FILE --root DIR --part A "
+    ArgParser parser("evaluate",
+                     "--weights FILE SHARDS[/test] [options]   or   --weights FILE --root DIR --part A "
                      "--split test [options]",
                      "Scores CSRNet weights on a test set: per-image counts and errors (--csv), MAE, RMSE, NAE, "
                      "GAME(0..3),\nPSNR and SSIM of the 1/8 density maps (printed, --json), and an HTML report "
@@ -312,17 +315,21 @@ int RunEvaluate(int argc, const char* const* argv) {
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     // No table when nothing was scored: a table of zeros reads as MAE 0.000.
     if (result.rows.empty()) {
-      throw Error(source->Describe(), StrCat("none of the ", result.failed, " image(s) could be evaluated (errors above)"));
+      throw Error(source->Describe(),
+                  StrCat("none of the ", result.failed, " image(s) could be evaluated (errors above)"));
     }
     result.summary = Summarize(metrics);
     PrintSummary(result);
 
-    const nlohmann::json context = {{"weights", o.model.weights}, {"data", source->Describe()},
-                                    {"model", predictor.Describe()}, {"precision", o.model.precision},
+    const nlohmann::json context = {{"weights", o.model.weights},
+                                    {"data", source->Describe()},
+                                    {"model", predictor.Describe()},
+                                    {"precision", o.model.precision},
                                     {"tile", o.model.tile}};
     if (!o.csv.empty()) WriteTextFileAtomic(o.csv, EvaluationCsv(result));
     if (!o.json.empty()) WriteTextFileAtomic(o.json, EvaluationJson(result, context).dump(2) + "\n");
-    if (!o.report.empty()) WriteReport(o.report, BuildReport(result, worst, o, source->Describe(), predictor.Describe()));
+    if (!o.report.empty())
+      WriteReport(o.report, BuildReport(result, worst, o, source->Describe(), predictor.Describe()));
     if (result.failed > 0) {
       log::Error(result.failed, " image(s) failed; the summary covers the other ", result.rows.size());
       return 1;

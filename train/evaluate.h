@@ -22,24 +22,24 @@ namespace csr {
 // Every option of `evaluate`.
 struct EvaluateOptions {
   ModelSettings model;
-  std::string shards;           // shard set folder or its split subfolder (or the positional argument)
-  std::string root;             // ShanghaiTech root: evaluate straight from the dataset instead of shards
-  std::string part = "A";       // with --root: A or B
-  std::string split = "test";   // split to score (shards: the split's name; --root: train, test or all)
-  std::string csv;              // per-image CSV (empty = none)
-  std::string json;             // JSON summary (empty = none)
-  std::string report;           // HTML report (empty = none)
-  int worst = 10;               // images shown with their heatmaps in the report
-  double alpha = 0.5;           // heatmap opacity in the report
+  std::string shards;          // shard set folder or its split subfolder (or the positional argument)
+  std::string root;            // ShanghaiTech root: evaluate straight from the dataset instead of shards
+  std::string part = "A";      // with --root: A or B
+  std::string split = "test";  // split to score (shards: the split's name; --root: train, test or all)
+  std::string csv;             // per-image CSV (empty = none)
+  std::string json;            // JSON summary (empty = none)
+  std::string report;          // HTML report (empty = none)
+  int worst = 10;              // images shown with their heatmaps in the report
+  double alpha = 0.5;          // heatmap opacity in the report
 };
 void RegisterEvaluateOptions(ArgParser& parser, EvaluateOptions* opts);
 
 // One test image, as a source hands it over.
 struct EvalSample {
-  std::string name;    // file name (shards: the record's source image)
-  cv::Mat rgb;         // CV_8UC3
-  cv::Mat truth_map;   // ground-truth density at 1/8 (CV_32F, floor(h/8) x floor(w/8))
-  double count = 0;    // annotation count
+  std::string name;   // file name (shards: the record's source image)
+  cv::Mat rgb;        // CV_8UC3
+  cv::Mat truth_map;  // ground-truth density at 1/8 (CV_32F, floor(h/8) x floor(w/8))
+  double count = 0;   // annotation count
 };
 
 // A test set. Load() throws csr::Error naming the file for a bad item; the
@@ -69,8 +69,8 @@ struct EvalRow {
 struct EvaluateResult {
   std::vector<EvalRow> rows;
   MetricsSummary summary;
-  int64_t failed = 0;   // images that could not be read or scored
-  double seconds = 0;   // wall time of the loop
+  int64_t failed = 0;  // images that could not be read or scored
+  double seconds = 0;  // wall time of the loop
 };
 
 // The CSV (one row per image) and the JSON summary as written to disk.

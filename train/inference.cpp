@@ -33,8 +33,9 @@ c10::Device ResolveDevice(const std::string& text, const std::string& where) {
       throw UsageError(where, StrCat("bad device '", text, "' (expected auto, cpu, cuda or cuda:N)"));
     }
     if (!torch::cuda::is_available()) {
-      throw UsageError(where, "CUDA was asked for, but this LibTorch has no CUDA or no GPU is visible "
-                              "(build against a CUDA LibTorch, see docs/training.md)");
+      throw UsageError(where,
+                       "CUDA was asked for, but this LibTorch has no CUDA or no GPU is visible "
+                       "(build against a CUDA LibTorch, see docs/training.md)");
     }
     return device;
   }
@@ -170,8 +171,7 @@ std::vector<Tile> PlanTiles(int height, int width, int tile, int margin) {
 }
 
 at::Tensor PredictDensity(CSRNet& model, const at::Tensor& image, const InferenceOptions& opts) {
-  CSR_CHECK(image.dim() == 4 && image.size(0) == 1 && image.size(1) == 3, "image",
-            "expected a 1 x 3 x h x w tensor");
+  CSR_CHECK(image.dim() == 4 && image.size(0) == 1 && image.size(1) == 3, "image", "expected a 1 x 3 x h x w tensor");
   using torch::indexing::Slice;
   const int h = static_cast<int>(image.size(2)), w = static_cast<int>(image.size(3));
   at::Tensor density = torch::zeros({h / 8, w / 8}, torch::kFloat32);

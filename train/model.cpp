@@ -14,8 +14,8 @@
 
 #include "common/base/error.h"
 #include "common/base/fs.h"
-#include "common/io/h5.h"
 #include "common/base/log.h"
+#include "common/io/h5.h"
 #include "common/io/zip_check.h"
 
 namespace csr {
@@ -38,8 +38,8 @@ std::string ShapeText(c10::IntArrayRef shape) {
 
 void CheckShape(c10::IntArrayRef shape, const torch::Tensor& param, const std::string& name, const std::string& file) {
   if (shape != param.sizes()) {
-    throw Error(file, StrCat("tensor '", name, "' has shape ", ShapeText(shape), ", expected ", ShapeText(param.sizes()),
-                             " (weights of another architecture?)"));
+    throw Error(file, StrCat("tensor '", name, "' has shape ", ShapeText(shape), ", expected ",
+                             ShapeText(param.sizes()), " (weights of another architecture?)"));
   }
 }
 
@@ -118,8 +118,9 @@ std::optional<Backend> RecordedBackendH5(const std::string& path) {
 
 void CheckVariant(Backend recorded, CSRNet& model, const std::string& file) {
   if (recorded != model->backend_variant()) {
-    throw Error(file, StrCat("holds back end ", BackendName(recorded), " weights, not ", BackendName(model->backend_variant()),
-                             " (same shapes, different network: build the model the file names)"));
+    throw Error(
+        file, StrCat("holds back end ", BackendName(recorded), " weights, not ", BackendName(model->backend_variant()),
+                     " (same shapes, different network: build the model the file names)"));
   }
 }
 
@@ -135,20 +136,28 @@ Backend ParseBackend(const std::string& text, const std::string& where) {
 
 std::string BackendName(Backend backend) {
   switch (backend) {
-    case Backend::kA: return "A";
-    case Backend::kB: return "B";
-    case Backend::kC: return "C";
-    case Backend::kD: return "D";
+    case Backend::kA:
+      return "A";
+    case Backend::kB:
+      return "B";
+    case Backend::kC:
+      return "C";
+    case Backend::kD:
+      return "D";
   }
   return "B";
 }
 
 std::vector<int> BackendDilations(Backend backend) {
   switch (backend) {
-    case Backend::kA: return {1, 1, 1, 1, 1, 1};
-    case Backend::kB: return {2, 2, 2, 2, 2, 2};
-    case Backend::kC: return {2, 2, 2, 4, 4, 4};
-    case Backend::kD: return {4, 4, 4, 4, 4, 4};
+    case Backend::kA:
+      return {1, 1, 1, 1, 1, 1};
+    case Backend::kB:
+      return {2, 2, 2, 2, 2, 2};
+    case Backend::kC:
+      return {2, 2, 2, 4, 4, 4};
+    case Backend::kD:
+      return {4, 4, 4, 4, 4, 4};
   }
   return {2, 2, 2, 2, 2, 2};
 }

@@ -82,8 +82,8 @@ void LoadVgg16H5(CSRNet& model, const std::string& path);
 // (epoch, mae) recorded next to the weights.
 struct ModelFileInfo {
   Backend backend = Backend::kB;
-  int64_t epoch = 0;   // epochs trained when written (0 if unknown)
-  double mae = -1.0;   // validation MAE when written (-1 if unknown)
+  int64_t epoch = 0;  // epochs trained when written (0 if unknown)
+  double mae = -1.0;  // validation MAE when written (-1 if unknown)
 };
 void SaveModelPt(CSRNet& model, const std::string& path, const ModelFileInfo& info);
 

@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
-#include <limits>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -16,20 +16,20 @@
 
 #include <ATen/Context.h>
 #include <ATen/Functions.h>
-#include <torch/nn/modules/activation.h>
-#include <torch/nn/modules/pooling.h>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/videoio.hpp>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/pooling.h>
 #include <torch/utils.h>
 
-#include "common/io/dataset.h"
 #include "common/base/error.h"
 #include "common/base/fs.h"
+#include "common/base/log.h"
+#include "common/io/dataset.h"
 #include "common/io/h5.h"
 #include "common/io/image_io.h"
-#include "common/base/log.h"
 #include "train/inference.h"
 #include "train/model.h"
 
@@ -83,8 +83,8 @@ class PackedForward {
       l.dilation = (*conv->options.dilation())[0];
       l.padding = l.dilation * (conv->weight.size(2) - 1) / 2;
       const at::Tensor w = conv->weight.detach().to(at::kFloat).contiguous();
-      l.weight = at::mkldnn_reorder_conv2d_weight(w.to_mkldnn(), {l.padding, l.padding}, {1, 1},
-                                                  {l.dilation, l.dilation}, 1);
+      l.weight =
+          at::mkldnn_reorder_conv2d_weight(w.to_mkldnn(), {l.padding, l.padding}, {1, 1}, {l.dilation, l.dilation}, 1);
       l.bias = conv->bias.detach().to(at::kFloat).contiguous().to_mkldnn();
       layers_.push_back(std::move(l));
     } else if (m.as<torch::nn::ReLU>()) {
@@ -171,8 +171,9 @@ cv::Mat Predictor::Impl::Tiled(int h, int w, const std::function<at::Tensor(cons
 }
 
 void RegisterModelSettings(ArgParser& p, ModelSettings* s) {
-  p.Add("weights", &s->weights, "CSRNet weights: this project's .pt (model or checkpoint) or an .h5 in the original "
-                                "PyTorch layout (detected from the content)");
+  p.Add("weights", &s->weights,
+        "CSRNet weights: this project's .pt (model or checkpoint) or an .h5 in the original "
+        "PyTorch layout (detected from the content)");
   p.Add("tile", &s->tile, "Images larger than this many pixels a side run in overlapping tiles (0 = never)");
   p.AddChoice("precision", &s->precision, {"fp32", "bf16"}, "fp32, or bf16 autocast with channels-last tensors");
   p.Add("device", &s->device, "auto, cpu, cuda or cuda:N (auto = CUDA when available)");
@@ -212,15 +213,14 @@ std::string Predictor::Describe() const {
   std::string tiles = m.opts.tile > 0 ? StrCat("tiles of ", m.opts.tile / 8 * 8, " px (margin ", m.margin, ")")
                                       : std::string("no tiling");
   return StrCat("CSRNet-", BackendName(m.model->backend_variant()), ", ", PrecisionName(m.opts.precision),
-                m.packed ? " (packed oneDNN weights)" : "", ", ", m.opts.device.str(), ", ", m.threads,
-                " threads, ", tiles);
+                m.packed ? " (packed oneDNN weights)" : "", ", ", m.opts.device.str(), ", ", m.threads, " threads, ",
+                tiles);
 }
 
 cv::Mat Predictor::Density(const cv::Mat& rgb) {
   CSR_CHECK(rgb.type() == CV_8UC3, "image", "expected an 8-bit RGB image");
-  return impl_->Tiled(rgb.rows, rgb.cols, [&](const Tile& t) {
-    return ImageToTensor(rgb(cv::Range(t.y0, t.y1), cv::Range(t.x0, t.x1)));
-  });
+  return impl_->Tiled(rgb.rows, rgb.cols,
+                      [&](const Tile& t) { return ImageToTensor(rgb(cv::Range(t.y0, t.y1), cv::Range(t.x0, t.x1))); });
 }
 
 cv::Mat Predictor::DensityNormalized(const float* chw, int height, int width) {
@@ -311,8 +311,7 @@ void WriteBytesAtomic(const std::string& path, const std::string& bytes) {
   out.Commit();
 }
 
-void WriteDensityH5(const std::string& path, const cv::Mat& density, const std::string& image, int width,
-                    int height) {
+void WriteDensityH5(const std::string& path, const cv::Mat& density, const std::string& image, int width, int height) {
   AtomicFile out(path);
   {
     h5::Lock lock;  // HDF5 is not thread-safe; held for the file's whole life
@@ -514,14 +513,14 @@ int PredictVideo(const PredictOptions& o) {
   }
   const double fps = cap.get(cv::CAP_PROP_FPS);
   Predictor predictor(o.model);
-  log::Info(o.video, ": every ", o.every, " frame(s) at ", fps > 0 ? Fixed6(fps) : std::string("unknown"),
-            " fps; ", predictor.Describe());
+  log::Info(o.video, ": every ", o.every, " frame(s) at ", fps > 0 ? Fixed6(fps) : std::string("unknown"), " fps; ",
+            predictor.Describe());
 
   // OpenCV picks the container from the file name's extension, so the
   // temporary keeps it: ".name.tmp-PID.avi", renamed when complete.
   const fs::path annotate(o.annotate);
-  const fs::path video_temp = annotate.parent_path() / StrCat(".", annotate.stem().string(), ".tmp-", ::getpid(),
-                                                              annotate.extension().string());
+  const fs::path video_temp = annotate.parent_path() /
+                              StrCat(".", annotate.stem().string(), ".tmp-", ::getpid(), annotate.extension().string());
   struct RemoveTemp {
     fs::path path;
     ~RemoveTemp() {

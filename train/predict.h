@@ -19,11 +19,11 @@ namespace csr {
 
 // How the network runs; the options predict, evaluate and the benchmark share.
 struct ModelSettings {
-  std::string weights;            // .pt (model or checkpoint) or .h5 (original layout); detected from the content
-  int tile = 1024;                // images larger than this many pixels a side run in tiles (0 = never)
-  std::string precision = "fp32"; // fp32 | bf16 (autocast, channels-last)
-  std::string device = "auto";    // auto | cpu | cuda | cuda:N
-  int threads = 0;                // LibTorch compute threads; 0 = every core
+  std::string weights;             // .pt (model or checkpoint) or .h5 (original layout); detected from the content
+  int tile = 1024;                 // images larger than this many pixels a side run in tiles (0 = never)
+  std::string precision = "fp32";  // fp32 | bf16 (autocast, channels-last)
+  std::string device = "auto";     // auto | cpu | cuda | cuda:N
+  int threads = 0;                 // LibTorch compute threads; 0 = every core
 };
 void RegisterModelSettings(ArgParser& parser, ModelSettings* settings);
 
@@ -79,8 +79,7 @@ std::string EncodePng(const cv::Mat& bgr);
 void WriteBytesAtomic(const std::string& path, const std::string& bytes);
 // The density map as HDF5: dataset `density` (the 1/8 map, float32) with
 // attributes count, scale (8), image, width and height. Atomic.
-void WriteDensityH5(const std::string& path, const cv::Mat& density, const std::string& image, int width,
-                    int height);
+void WriteDensityH5(const std::string& path, const cv::Mat& density, const std::string& image, int width, int height);
 
 // The image files named by `inputs`: a file as given, a folder walked
 // recursively (files IsImageFile accepts, in natural sorted order of
@@ -97,12 +96,12 @@ void CheckWritableFile(const std::string& path);
 // Every option of `predict`.
 struct PredictOptions {
   ModelSettings model;
-  std::string out;        // folder for <name>_heatmap.png and <name>_density.h5 per image (empty = none)
-  std::string video;      // count the frames of this video instead of images
-  int every = 1;          // with --video: count every N-th frame
-  std::string csv;        // with --video: CSV path (frame,time,count); empty = <out>/<video>_counts.csv or stdout
-  std::string annotate;   // with --video: write the counted frames with their heatmap to this .avi (MJPG)
-  double alpha = 0.5;     // heatmap opacity where the density is highest
+  std::string out;       // folder for <name>_heatmap.png and <name>_density.h5 per image (empty = none)
+  std::string video;     // count the frames of this video instead of images
+  int every = 1;         // with --video: count every N-th frame
+  std::string csv;       // with --video: CSV path (frame,time,count); empty = <out>/<video>_counts.csv or stdout
+  std::string annotate;  // with --video: write the counted frames with their heatmap to this .avi (MJPG)
+  double alpha = 0.5;    // heatmap opacity where the density is highest
 };
 void RegisterPredictOptions(ArgParser& parser, PredictOptions* opts);
 

@@ -10,8 +10,8 @@
 #include <ctime>
 #include <memory>
 #include <optional>
-#include <utility>
 #include <sstream>
+#include <utility>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -33,7 +33,8 @@ void RegisterTrainOptions(ArgParser& p, TrainOptions* o) {
   p.AddAlias("pre", "resume");
   p.Add("vgg16", &o->vgg16, "ImageNet VGG-16 front end: HDF5 with torchvision names (tools/export_vgg16.py)");
   p.Add("weights", &o->weights, "Start from these CSRNet weights (.h5 original layout or .pt) instead of the init");
-  p.AddChoice("backend", &o->backend, {"A", "B", "C", "D"}, "Back-end variant of the paper (dilation 1/2/2,2,2,4,4,4/4)");
+  p.AddChoice("backend", &o->backend, {"A", "B", "C", "D"},
+              "Back-end variant of the paper (dilation 1/2/2,2,2,4,4,4/4)");
   p.Add("epochs", &o->epochs, "Epochs in total (a resumed run continues up to this)");
   p.Add("lr", &o->lr, "SGD learning rate");
   p.Add("lr-steps", &o->lr_steps, "Comma-separated epochs (1-based) from which the rate is multiplied by --lr-gamma");
@@ -172,8 +173,11 @@ void CheckMomentum(CSRNet& model, torch::optim::Optimizer& optimizer, const std:
 
 // Counters that index the epoch's plan must be sane before they are used.
 void CheckState(const TrainState& s, const std::string& path) {
-  const std::pair<const char*, int64_t> counts[] = {
-      {"state_epoch", s.epoch}, {"state_batch", s.batch}, {"state_step", s.step}, {"patches", s.patches}, {"best_epoch", s.best_epoch}};
+  const std::pair<const char*, int64_t> counts[] = {{"state_epoch", s.epoch},
+                                                    {"state_batch", s.batch},
+                                                    {"state_step", s.step},
+                                                    {"patches", s.patches},
+                                                    {"best_epoch", s.best_epoch}};
   for (const auto& [key, v] : counts) {
     if (v < 0) throw Error(path, StrCat("checkpoint field '", key, "' is negative (corrupt checkpoint)"));
   }
@@ -184,8 +188,8 @@ void CheckState(const TrainState& s, const std::string& path) {
 
 }  // namespace
 
-void SaveCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimizer& optimizer,
-                    const TrainState& state, const nlohmann::json& config) {
+void SaveCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimizer& optimizer, const TrainState& state,
+                    const nlohmann::json& config) {
   torch::serialize::OutputArchive archive;
   ModelFileInfo info;
   info.backend = model->backend_variant();
@@ -359,8 +363,8 @@ torch::Tensor FusedSGD::step(LossClosure closure) {
         buf = static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer();
       }
       const bool fusable = p.scalar_type() == torch::kFloat32 && grad.scalar_type() == torch::kFloat32 &&
-                           p.device().is_cpu() && p.is_non_overlapping_and_dense() &&
-                           grad.strides() == p.strides() && (!buf.defined() || buf.strides() == p.strides());
+                           p.device().is_cpu() && p.is_non_overlapping_and_dense() && grad.strides() == p.strides() &&
+                           (!buf.defined() || buf.strides() == p.strides());
       if (!fusable) {
         UpdateOpByOp(p, grad, buf, first, lr, wd, momentum);
         continue;
@@ -393,9 +397,8 @@ void ClearGradients(torch::optim::Optimizer& optimizer) {
 }
 
 FusedSGD MakeOptimizer(CSRNet& model, const TrainOptions& opts) {
-  return FusedSGD(
-      model->parameters(),
-      torch::optim::SGDOptions(opts.lr).momentum(opts.momentum).weight_decay(opts.weight_decay));
+  return FusedSGD(model->parameters(),
+                  torch::optim::SGDOptions(opts.lr).momentum(opts.momentum).weight_decay(opts.weight_decay));
 }
 
 double LearningRate(const TrainOptions& opts, int64_t epoch) {
@@ -423,8 +426,8 @@ double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch:
   }
   // The loss in fp32 whatever the precision: sums over large maps lose too
   // much in bf16.
-  torch::Tensor loss = torch::nn::functional::mse_loss(
-      output.to(torch::kFloat32), target, torch::nn::functional::MSELossFuncOptions(torch::kSum));
+  torch::Tensor loss = torch::nn::functional::mse_loss(output.to(torch::kFloat32), target,
+                                                       torch::nn::functional::MSELossFuncOptions(torch::kSum));
   const double value = loss.item<double>();
   if (!std::isfinite(value)) return value;
   ClearGradients(optimizer);
@@ -434,7 +437,7 @@ double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch:
 }
 
 ValidationResult Validate(CSRNet& model, const ShardDataset& test, const InferenceOptions& opts, int workers,
-                    const std::function<bool()>& stop) {
+                          const std::function<bool()>& stop) {
   ValidationResult r;
   const size_t n = test.size().value();
   std::vector<std::vector<size_t>> plan(n);
@@ -492,7 +495,8 @@ void CheckOptions(const TrainOptions& o) {
   if (o.epochs < 1) throw UsageError("--epochs", "must be >= 1");
   if (!(o.lr > 0 && std::isfinite(o.lr))) throw UsageError("--lr", "must be a finite number > 0");
   if (!(o.momentum >= 0 && o.momentum < 1)) throw UsageError("--momentum", "must be in [0, 1)");
-  if (!(o.weight_decay >= 0 && std::isfinite(o.weight_decay))) throw UsageError("--weight-decay", "must be a finite number >= 0");
+  if (!(o.weight_decay >= 0 && std::isfinite(o.weight_decay)))
+    throw UsageError("--weight-decay", "must be a finite number >= 0");
   if (!(o.lr_gamma > 0 && std::isfinite(o.lr_gamma))) throw UsageError("--lr-gamma", "must be a finite number > 0");
   for (double e : o.lr_steps) {
     if (!(e >= 1 && e < 1e9)) throw UsageError("--lr-steps", "epochs must be numbers >= 1");
@@ -596,8 +600,9 @@ void Trainer::Setup() {
     if (!opts_.vgg16.empty()) {
       LoadVgg16H5(model_, opts_.vgg16);
     } else if (opts_.weights.empty()) {
-      log::Warn("no --vgg16: training the front end from scratch will not reach the paper's numbers "
-                "(tools/export_vgg16.py writes the ImageNet weights)");
+      log::Warn(
+          "no --vgg16: training the front end from scratch will not reach the paper's numbers "
+          "(tools/export_vgg16.py writes the ImageNet weights)");
     }
     if (!opts_.weights.empty()) LoadWeights(model_, opts_.weights);
   }
@@ -630,7 +635,7 @@ void Trainer::FollowWeightsBackend() {
 
 bool Trainer::CheckpointDue() const {
   if (opts_.max_steps > 0 && state_.step >= opts_.max_steps) return false;  // the stop writes one anyway
-  if (state_.batch >= epoch_batches_) return false;                          // so does the epoch's end
+  if (state_.batch >= epoch_batches_) return false;                         // so does the epoch's end
   return (opts_.checkpoint_every > 0 && state_.step % opts_.checkpoint_every == 0) ||
          (opts_.checkpoint_minutes > 0 && Seconds(last_checkpoint_) >= 60.0 * opts_.checkpoint_minutes);
 }
@@ -820,8 +825,8 @@ int Trainer::Run() {
   summary << "finished: " << state_.epoch << " complete epochs, " << state_.step << " steps; this run took "
           << FormatDuration(Seconds(start));
   if (state_.best_mae >= 0) {
-    summary << "; best MAE " << state_.best_mae << " at epoch " << state_.best_epoch << " -> "
-            << Path("model_best.pt") << ", " << Path("model_best.h5");
+    summary << "; best MAE " << state_.best_mae << " at epoch " << state_.best_epoch << " -> " << Path("model_best.pt")
+            << ", " << Path("model_best.h5");
   }
   log::Info(summary.str());
   return 0;

@@ -1,6 +1,5 @@
 #include "common/base/cli.h"
 
-
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -95,8 +94,7 @@ void ArgParser::AddAlias(const std::string& alias, const std::string& name) {
   aliases_[Normalize(alias)] = Normalize(name);
 }
 
-void ArgParser::AddPositional(const std::string& name, std::vector<std::string>* values,
-                              const std::string& help) {
+void ArgParser::AddPositional(const std::string& name, std::vector<std::string>* values, const std::string& help) {
   positional_name_ = name;
   positional_help_ = help;
   positional_ = values;
@@ -112,8 +110,7 @@ ArgParser::Option* ArgParser::Find(const std::string& raw) {
 }
 
 bool ArgParser::IsSet(const std::string& name) const {
-  return const_cast<ArgParser*>(this)->Find(name) != nullptr &&
-         const_cast<ArgParser*>(this)->Find(name)->set;
+  return const_cast<ArgParser*>(this)->Find(name) != nullptr && const_cast<ArgParser*>(this)->Find(name)->set;
 }
 
 void ArgParser::Assign(Option& opt, const std::string& text, const std::string& where) {
@@ -200,8 +197,8 @@ bool ArgParser::Parse(int argc, const char* const* argv) {
       } else {
         // "--root --part B" must not make "--part" the root: a value never
         // looks like a long option (negative numbers have a single dash).
-        const bool next_is_option = i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) == 0 &&
-                                    std::string(argv[i + 1]).size() > 2;
+        const bool next_is_option =
+            i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) == 0 && std::string(argv[i + 1]).size() > 2;
         if (i + 1 >= argc || next_is_option) throw UsageError("--" + opt->name, "missing value");
         value = argv[++i];
       }
@@ -233,7 +230,8 @@ void ArgParser::AssignJson(Option& opt, const nlohmann::json& v, const std::stri
           if (!v.is_array()) throw Error(where, "expected an array of numbers");
           p->clear();
           for (const auto& x : v) {
-            if (!x.is_number() || !std::isfinite(x.get<double>())) throw Error(where, "expected an array of finite numbers");
+            if (!x.is_number() || !std::isfinite(x.get<double>()))
+              throw Error(where, "expected an array of finite numbers");
             p->push_back(x.get<double>());
           }
         }

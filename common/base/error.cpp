@@ -1,7 +1,7 @@
 #include "common/base/error.h"
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <utility>
@@ -18,9 +18,7 @@ std::string Compose(const std::string& where, const std::string& reason) {
 }  // namespace
 
 Error::Error(std::string where, std::string reason)
-    : std::runtime_error(Compose(where, reason)),
-      where_(std::move(where)),
-      reason_(std::move(reason)) {}
+    : std::runtime_error(Compose(where, reason)), where_(std::move(where)), reason_(std::move(reason)) {}
 
 namespace {
 std::mutex& DescriberMutex() {

@@ -59,13 +59,13 @@ namespace csr::internal {
 // An internal invariant, on in every build type, with a message (at least one
 // argument, joined by StrCat). Never use it for anything a user's input can
 // break: that is CSR_CHECK / csr::Error.
-#define CSR_ASSERT(cond, ...)                                                                   \
-  do {                                                                                          \
+#define CSR_ASSERT(cond, ...)                                                                          \
+  do {                                                                                                 \
     if (!(cond)) ::csr::internal::AssertFailed(__FILE__, __LINE__, #cond, ::csr::StrCat(__VA_ARGS__)); \
   } while (0)
 
 // Throws csr::Error(where, message) unless `cond` holds.
-#define CSR_CHECK(cond, where, ...)                                \
-  do {                                                             \
+#define CSR_CHECK(cond, where, ...)                                       \
+  do {                                                                    \
     if (!(cond)) throw ::csr::Error((where), ::csr::StrCat(__VA_ARGS__)); \
   } while (0)

@@ -54,9 +54,7 @@ void AtomicFile::Commit() {
   FsyncPath(final_.has_parent_path() ? final_.parent_path() : fs::path("."), true);
 }
 
-bool IsAtomicTemp(const fs::path& name) {
-  return name.filename().string().find(kTempMarker) != std::string::npos;
-}
+bool IsAtomicTemp(const fs::path& name) { return name.filename().string().find(kTempMarker) != std::string::npos; }
 
 void WriteTextFileAtomic(const fs::path& path, const std::string& text) {
   AtomicFile out(path);

@@ -27,10 +27,17 @@ Level GetLevel() { return static_cast<Level>(g_level.load()); }
 void Write(Level level, const std::string& message) {
   const char* tag = "";
   switch (level) {
-    case Level::kDebug: tag = "debug: "; break;
-    case Level::kWarning: tag = "warning: "; break;
-    case Level::kError: tag = "error: "; break;
-    default: break;
+    case Level::kDebug:
+      tag = "debug: ";
+      break;
+    case Level::kWarning:
+      tag = "warning: ";
+      break;
+    case Level::kError:
+      tag = "error: ";
+      break;
+    default:
+      break;
   }
   std::lock_guard<std::mutex> lock(Mutex());
   Progress::ClearLineForLog();

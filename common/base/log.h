@@ -19,12 +19,20 @@ Level GetLevel();
 void Write(Level level, const std::string& message);
 
 template <typename... Args>
-void Debug(const Args&... args) { if (GetLevel() <= Level::kDebug) Write(Level::kDebug, StrCat(args...)); }
+void Debug(const Args&... args) {
+  if (GetLevel() <= Level::kDebug) Write(Level::kDebug, StrCat(args...));
+}
 template <typename... Args>
-void Info(const Args&... args) { if (GetLevel() <= Level::kInfo) Write(Level::kInfo, StrCat(args...)); }
+void Info(const Args&... args) {
+  if (GetLevel() <= Level::kInfo) Write(Level::kInfo, StrCat(args...));
+}
 template <typename... Args>
-void Warn(const Args&... args) { if (GetLevel() <= Level::kWarning) Write(Level::kWarning, StrCat(args...)); }
+void Warn(const Args&... args) {
+  if (GetLevel() <= Level::kWarning) Write(Level::kWarning, StrCat(args...));
+}
 template <typename... Args>
-void Error(const Args&... args) { Write(Level::kError, StrCat(args...)); }
+void Error(const Args&... args) {
+  Write(Level::kError, StrCat(args...));
+}
 
 }  // namespace csr::log

@@ -67,9 +67,8 @@ void Progress::Draw(bool final_line) {
   const double pct = total_ > 0 ? 100.0 * done_ / total_ : 100.0;
   char buf[256];
   if (final_line) {
-    std::snprintf(buf, sizeof(buf), "%s: %lld/%lld done in %s (%.1f/s)", label_.c_str(),
-                  static_cast<long long>(done_), static_cast<long long>(total_),
-                  FormatSeconds(elapsed).c_str(), rate);
+    std::snprintf(buf, sizeof(buf), "%s: %lld/%lld done in %s (%.1f/s)", label_.c_str(), static_cast<long long>(done_),
+                  static_cast<long long>(total_), FormatSeconds(elapsed).c_str(), rate);
   } else {
     const double left = rate > 0 ? (total_ - done_) / rate : 0.0;
     std::snprintf(buf, sizeof(buf), "%s: %lld/%lld (%3.0f%%) %.1f/s, %s left", label_.c_str(),

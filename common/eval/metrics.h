@@ -40,9 +40,9 @@ cv::Mat SumPool8(const cv::Mat& density);
 
 // The measures of one image.
 struct ImageMetrics {
-  double truth = 0;         // annotation count
-  double predicted = 0;     // predicted count (sum of the predicted map)
-  double density_sum = 0;   // ground-truth density sum (the 1/8 map's sum)
+  double truth = 0;                        // annotation count
+  double predicted = 0;                    // predicted count (sum of the predicted map)
+  double density_sum = 0;                  // ground-truth density sum (the 1/8 map's sum)
   std::array<double, kGameLevels> game{};  // GAME(0..3) against the ground-truth map
   double psnr = 0;
   double ssim = 0;
@@ -57,14 +57,14 @@ ImageMetrics MeasureImage(const cv::Mat& predicted, const cv::Mat& truth_map, do
 // Averages over a test set.
 struct MetricsSummary {
   int64_t images = 0;
-  double mae = 0;    // mean |predicted - truth|
-  double rmse = 0;   // sqrt(mean (predicted - truth)^2): the papers' "MSE"
-  double nae = 0;    // mean |predicted - truth| / truth over images with truth > 0
-  int64_t nae_images = 0;  // images counted in NAE (those with truth > 0)
-  double mean_error = 0;   // mean (predicted - truth): the bias
+  double mae = 0;                          // mean |predicted - truth|
+  double rmse = 0;                         // sqrt(mean (predicted - truth)^2): the papers' "MSE"
+  double nae = 0;                          // mean |predicted - truth| / truth over images with truth > 0
+  int64_t nae_images = 0;                  // images counted in NAE (those with truth > 0)
+  double mean_error = 0;                   // mean (predicted - truth): the bias
   std::array<double, kGameLevels> game{};  // mean GAME(L)
-  double psnr = 0;   // mean PSNR (dB)
-  double ssim = 0;   // mean SSIM
+  double psnr = 0;                         // mean PSNR (dB)
+  double ssim = 0;                         // mean SSIM
 };
 MetricsSummary Summarize(const std::vector<ImageMetrics>& images);
 

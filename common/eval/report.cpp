@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -56,12 +56,12 @@ std::string SvgAxes(const Axes& a, const std::vector<double>& xt, const std::vec
   std::ostringstream s;
   s << "<g class=\"grid\">";
   for (double t : xt) {
-    s << "<line x1=\"" << Num(a.X(t)) << "\" y1=\"" << kTop << "\" x2=\"" << Num(a.X(t)) << "\" y2=\""
-      << kH - kBottom << "\"/>";
+    s << "<line x1=\"" << Num(a.X(t)) << "\" y1=\"" << kTop << "\" x2=\"" << Num(a.X(t)) << "\" y2=\"" << kH - kBottom
+      << "\"/>";
   }
   for (double t : yt) {
-    s << "<line x1=\"" << kLeft << "\" y1=\"" << Num(a.Y(t)) << "\" x2=\"" << kW - kRight << "\" y2=\""
-      << Num(a.Y(t)) << "\"/>";
+    s << "<line x1=\"" << kLeft << "\" y1=\"" << Num(a.Y(t)) << "\" x2=\"" << kW - kRight << "\" y2=\"" << Num(a.Y(t))
+      << "\"/>";
   }
   s << "</g>\n<g class=\"ticks\">";
   for (double t : xt) {
@@ -69,13 +69,12 @@ std::string SvgAxes(const Axes& a, const std::vector<double>& xt, const std::vec
       << "</text>";
   }
   for (double t : yt) {
-    s << "<text x=\"" << kLeft - 6 << "\" y=\"" << Num(a.Y(t) + 4) << "\" text-anchor=\"end\">" << Num(t)
-      << "</text>";
+    s << "<text x=\"" << kLeft - 6 << "\" y=\"" << Num(a.Y(t) + 4) << "\" text-anchor=\"end\">" << Num(t) << "</text>";
   }
   s << "</g>\n<rect class=\"frame\" x=\"" << kLeft << "\" y=\"" << kTop << "\" width=\"" << kW - kLeft - kRight
     << "\" height=\"" << kH - kTop - kBottom << "\"/>\n";
-  s << "<text class=\"label\" x=\"" << (kLeft + kW - kRight) / 2 << "\" y=\"" << kH - 8
-    << "\" text-anchor=\"middle\">" << HtmlEscape(x_label) << "</text>\n";
+  s << "<text class=\"label\" x=\"" << (kLeft + kW - kRight) / 2 << "\" y=\"" << kH - 8 << "\" text-anchor=\"middle\">"
+    << HtmlEscape(x_label) << "</text>\n";
   s << "<text class=\"label\" transform=\"translate(14," << (kTop + kH - kBottom) / 2
     << ") rotate(-90)\" text-anchor=\"middle\">" << HtmlEscape(y_label) << "</text>\n";
   return s.str();
@@ -103,8 +102,8 @@ figure img{width:100%;height:auto;display:block}figcaption{font-size:.9em;margin
 std::string TableRows(const std::vector<std::pair<std::string, std::string>>& rows, bool numeric) {
   std::string s;
   for (const auto& [k, v] : rows) {
-    s += "<tr><td>" + HtmlEscape(k) + (numeric ? "</td><td class=\"v\">" : "</td><td>") + HtmlEscape(v) +
-         "</td></tr>\n";
+    s +=
+        "<tr><td>" + HtmlEscape(k) + (numeric ? "</td><td class=\"v\">" : "</td><td>") + HtmlEscape(v) + "</td></tr>\n";
   }
   return s;
 }
@@ -153,12 +152,23 @@ std::string HtmlEscape(const std::string& text) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -182,8 +192,7 @@ std::vector<double> NiceTicks(double lo, double hi, int count) {
 }
 
 std::string SvgScatter(const std::string& id, const std::vector<double>& x, const std::vector<double>& y,
-                       const std::vector<std::string>& labels, const std::string& x_label,
-                       const std::string& y_label) {
+                       const std::vector<std::string>& labels, const std::string& x_label, const std::string& y_label) {
   // One range for both axes so the y = x diagonal is the 45-degree line.
   std::vector<double> all(x);
   all.insert(all.end(), y.begin(), y.end());
@@ -217,22 +226,21 @@ std::string SvgHistogram(const std::string& id, const std::vector<double>& value
   for (double v : values) counts[std::clamp(static_cast<int>((v - lo) / width), 0, bins - 1)]++;
   const int top = std::max(1, *std::max_element(counts.begin(), counts.end()));
   std::vector<double> yt = NiceTicks(0, top, 5);
-  yt.erase(std::remove_if(yt.begin(), yt.end(), [](double t) { return std::abs(t - std::round(t)) > 1e-9; }),
-           yt.end());
+  yt.erase(std::remove_if(yt.begin(), yt.end(), [](double t) { return std::abs(t - std::round(t)) > 1e-9; }), yt.end());
   const Axes a{lo, hi, 0, std::max<double>(top, yt.back())};
   std::ostringstream s;
   s << SvgOpen(id, "histogram of " + x_label) << SvgAxes(a, NiceTicks(lo, hi, 6), yt, x_label, "images");
   s << "<g class=\"bars\" fill=\"" << kColours[1] << "\" fill-opacity=\"0.8\" stroke=\"#fff\">";
   for (int b = 0; b < bins; ++b) {
     const double x0 = lo + b * width, x1 = x0 + width;
-    s << "<rect x=\"" << Num(a.X(x0)) << "\" y=\"" << Num(a.Y(counts[b])) << "\" width=\""
-      << Num(a.X(x1) - a.X(x0)) << "\" height=\"" << Num(a.Y(0) - a.Y(counts[b])) << "\"><title>"
-      << Num(x0) << " to " << Num(x1) << ": " << counts[b] << "</title></rect>";
+    s << "<rect x=\"" << Num(a.X(x0)) << "\" y=\"" << Num(a.Y(counts[b])) << "\" width=\"" << Num(a.X(x1) - a.X(x0))
+      << "\" height=\"" << Num(a.Y(0) - a.Y(counts[b])) << "\"><title>" << Num(x0) << " to " << Num(x1) << ": "
+      << counts[b] << "</title></rect>";
   }
   s << "</g>\n";
   if (lo < 0 && hi > 0) {
-    s << "<line x1=\"" << Num(a.X(0)) << "\" y1=\"" << kTop << "\" x2=\"" << Num(a.X(0)) << "\" y2=\""
-      << kH - kBottom << "\" stroke=\"#333\" stroke-dasharray=\"4,3\"/>\n";
+    s << "<line x1=\"" << Num(a.X(0)) << "\" y1=\"" << kTop << "\" x2=\"" << Num(a.X(0)) << "\" y2=\"" << kH - kBottom
+      << "\" stroke=\"#333\" stroke-dasharray=\"4,3\"/>\n";
   }
   return s.str() + "</svg>\n";
 }
@@ -305,9 +313,7 @@ std::string RenderReportHtml(const ReportData& data) {
   return s.str();
 }
 
-void WriteReport(const std::string& path, const ReportData& data) {
-  WriteTextFileAtomic(path, RenderReportHtml(data));
-}
+void WriteReport(const std::string& path, const ReportData& data) { WriteTextFileAtomic(path, RenderReportHtml(data)); }
 
 void ReadTrainingLog(const std::string& path, std::vector<Series>* loss, std::vector<Series>* errors) {
   std::ifstream in(path);

@@ -13,10 +13,10 @@ namespace csr {
 
 // One image of the "worst images" section.
 struct ReportImage {
-  std::string name;       // shown as the caption (escaped)
+  std::string name;  // shown as the caption (escaped)
   double truth = 0;
   double predicted = 0;
-  std::string png;        // encoded PNG bytes of the heatmap overlay
+  std::string png;  // encoded PNG bytes of the heatmap overlay
 };
 
 // One line of a chart: (x, y) points in order of x.
@@ -58,8 +58,7 @@ std::string Base64(const std::string& bytes);
 std::string HtmlEscape(const std::string& text);
 // Inline SVG charts; `id` becomes the element's id.
 std::string SvgScatter(const std::string& id, const std::vector<double>& x, const std::vector<double>& y,
-                       const std::vector<std::string>& labels, const std::string& x_label,
-                       const std::string& y_label);
+                       const std::vector<std::string>& labels, const std::string& x_label, const std::string& y_label);
 std::string SvgHistogram(const std::string& id, const std::vector<double>& values, int bins,
                          const std::string& x_label);
 std::string SvgLines(const std::string& id, const std::vector<Series>& series, const std::string& x_label,

@@ -122,7 +122,8 @@ Discovery DiscoverPart(const fs::path& root, const std::string& part, const std:
   // Nothing to process is an error, not an empty success: a wrong --root or
   // an emptied images/ folder must not look like a finished run.
   if (d.samples.empty() && d.unannotated_images.empty()) {
-    const std::string where = split == "all" ? d.part_dir.string() : (d.part_dir / (split + "_data") / "images").string();
+    const std::string where =
+        split == "all" ? d.part_dir.string() : (d.part_dir / (split + "_data") / "images").string();
     const std::string orphans =
         d.orphan_annotations.empty() ? "" : StrCat(" (", d.orphan_annotations.size(), " annotation(s) without image)");
     throw Error(where, StrCat(split == "all" ? "no images in train_data/images or test_data/images"

@@ -14,19 +14,19 @@ namespace fs = std::filesystem;
 // One image with its annotation. `density` is where gt_gen writes its map:
 // <gt dir>/IMG_n.h5, as the original make_dataset step did.
 struct Sample {
-  std::string split;   // "train" or "test"
-  std::string stem;    // "IMG_12"
-  fs::path image;      // .../images/IMG_12.jpg
-  fs::path annotation; // .../ground_truth/GT_IMG_12.mat
-  fs::path density;    // .../ground_truth/IMG_12.h5
+  std::string split;    // "train" or "test"
+  std::string stem;     // "IMG_12"
+  fs::path image;       // .../images/IMG_12.jpg
+  fs::path annotation;  // .../ground_truth/GT_IMG_12.mat
+  fs::path density;     // .../ground_truth/IMG_12.h5
 };
 
 struct Discovery {
-  fs::path part_dir;                     // e.g. ShanghaiTech/part_A_final
-  std::vector<Sample> samples;           // sorted by split, then image number
+  fs::path part_dir;                         // e.g. ShanghaiTech/part_A_final
+  std::vector<Sample> samples;               // sorted by split, then image number
   std::vector<fs::path> unannotated_images;  // image without GT_*.mat (by split, natural order)
   std::vector<fs::path> orphan_annotations;  // GT_*.mat without image (by split, natural order)
-  int stray_files = 0;                   // Thumbs.db, stray *.png, ...
+  int stray_files = 0;                       // Thumbs.db, stray *.png, ...
 };
 
 // `part` is "A" or "B"; `split` is "train", "test" or "all". Throws

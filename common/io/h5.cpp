@@ -41,19 +41,27 @@ std::string Describe(const H5::Exception& e) {
 
 H5::PredType FileTypeFor(int depth) {
   switch (depth) {
-    case CV_8U: return H5::PredType::STD_U8LE;
-    case CV_32F: return H5::PredType::IEEE_F32LE;
-    case CV_64F: return H5::PredType::IEEE_F64LE;
-    default: throw std::invalid_argument("h5::WriteMat: unsupported depth");
+    case CV_8U:
+      return H5::PredType::STD_U8LE;
+    case CV_32F:
+      return H5::PredType::IEEE_F32LE;
+    case CV_64F:
+      return H5::PredType::IEEE_F64LE;
+    default:
+      throw std::invalid_argument("h5::WriteMat: unsupported depth");
   }
 }
 
 H5::PredType MemTypeFor(int depth) {
   switch (depth) {
-    case CV_8U: return H5::PredType::NATIVE_UINT8;
-    case CV_32F: return H5::PredType::NATIVE_FLOAT;
-    case CV_64F: return H5::PredType::NATIVE_DOUBLE;
-    default: throw std::invalid_argument("h5: unsupported depth");
+    case CV_8U:
+      return H5::PredType::NATIVE_UINT8;
+    case CV_32F:
+      return H5::PredType::NATIVE_FLOAT;
+    case CV_64F:
+      return H5::PredType::NATIVE_DOUBLE;
+    default:
+      throw std::invalid_argument("h5: unsupported depth");
   }
 }
 
@@ -68,8 +76,8 @@ std::string FileOf(const H5::H5Location& loc) {
 
 // Errors name the file and the attribute: an H5::Exception escaping here is
 // not a std::exception, so it would bypass RunTool and abort the tool.
-void WriteAttr(H5::H5Object& obj, const std::string& name, const H5::DataType& file_type,
-               const H5::DataSpace& space, const H5::DataType& mem_type, const void* data) {
+void WriteAttr(H5::H5Object& obj, const std::string& name, const H5::DataType& file_type, const H5::DataSpace& space,
+               const H5::DataType& mem_type, const void* data) {
   CSR_H5_LOCKED();
   QuietErrors();
   try {
@@ -255,7 +263,8 @@ std::vector<float> ReadFloats(const H5::Group& loc, const std::string& name, con
     hsize_t n = 1;
     for (hsize_t d : dims) {
       if (d != 0 && n > kMaxElements / d) {
-        throw Error(file, StrCat("dataset '", name, "' declares more than ", kMaxElements, " elements (corrupt file?)"));
+        throw Error(file,
+                    StrCat("dataset '", name, "' declares more than ", kMaxElements, " elements (corrupt file?)"));
       }
       n *= d;
     }

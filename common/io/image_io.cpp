@@ -28,11 +28,20 @@ std::vector<unsigned char> ReadAll(const std::string& path) {
 bool JpegReachesEnd(const std::vector<unsigned char>& d) {
   size_t i = 2;
   while (i + 1 < d.size()) {
-    if (d[i] != 0xFF) { ++i; continue; }  // extraneous bytes before a marker: decoders skip them
+    if (d[i] != 0xFF) {
+      ++i;
+      continue;
+    }  // extraneous bytes before a marker: decoders skip them
     const unsigned char marker = d[i + 1];
     if (marker == 0xD9) return true;
-    if (marker == 0xFF) { ++i; continue; }  // fill byte
-    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) { i += 2; continue; }
+    if (marker == 0xFF) {
+      ++i;
+      continue;
+    }  // fill byte
+    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
+      i += 2;
+      continue;
+    }
     if (i + 4 > d.size()) return false;
     i += 2 + ((static_cast<size_t>(d[i + 2]) << 8) | d[i + 3]);
     if (marker != 0xDA) continue;
@@ -47,8 +56,8 @@ bool JpegReachesEnd(const std::vector<unsigned char>& d) {
 void CheckSize(const std::string& path, const char* format, int64_t width, int64_t height) {
   if (width <= 0 || height <= 0) throw Error(path, StrCat("corrupt ", format, " (size ", width, "x", height, ")"));
   if (width > kMaxImageSide || height > kMaxImageSide || width * height > kMaxImagePixels) {
-    throw Error(path, StrCat(format, " header says ", width, "x", height, ", larger than the supported ",
-                             kMaxImageSide, " px a side and ", kMaxImagePixels, " pixels"));
+    throw Error(path, StrCat(format, " header says ", width, "x", height, ", larger than the supported ", kMaxImageSide,
+                             " px a side and ", kMaxImagePixels, " pixels"));
   }
 }
 
@@ -78,8 +87,14 @@ bool JpegSize(const std::string& path, const std::vector<unsigned char>& d, Imag
   while (i + 4 <= d.size()) {
     if (d[i] != 0xFF) throw Error(path, "corrupt JPEG (bad marker sequence)");
     const unsigned char marker = d[i + 1];
-    if (marker == 0xFF) { ++i; continue; }
-    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) { i += 2; continue; }
+    if (marker == 0xFF) {
+      ++i;
+      continue;
+    }
+    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
+      i += 2;
+      continue;
+    }
     const size_t len = (static_cast<size_t>(d[i + 2]) << 8) | d[i + 3];
     const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
     if (sof) {
@@ -134,10 +149,17 @@ cv::Mat ReadImageRGB(const std::string& path) {
   if (img.depth() != CV_8U) throw Error(path, "only 8-bit images are supported");
   cv::Mat rgb;
   switch (img.channels()) {
-    case 1: cv::cvtColor(img, rgb, cv::COLOR_GRAY2RGB); break;
-    case 3: cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB); break;
-    case 4: cv::cvtColor(img, rgb, cv::COLOR_BGRA2RGB); break;
-    default: throw Error(path, StrCat("unsupported channel count ", img.channels()));
+    case 1:
+      cv::cvtColor(img, rgb, cv::COLOR_GRAY2RGB);
+      break;
+    case 3:
+      cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB);
+      break;
+    case 4:
+      cv::cvtColor(img, rgb, cv::COLOR_BGRA2RGB);
+      break;
+    default:
+      throw Error(path, StrCat("unsupported channel count ", img.channels()));
   }
   return rgb;
 }

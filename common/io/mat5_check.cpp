@@ -14,8 +14,21 @@ namespace {
 // MAT5 data types and array classes (MATLAB's "MAT-File Format", tables 1-2
 // and 1-3).
 enum : uint32_t {
-  miINT8 = 1, miUINT8 = 2, miINT16 = 3, miUINT16 = 4, miINT32 = 5, miUINT32 = 6, miSINGLE = 7, miDOUBLE = 9,
-  miINT64 = 12, miUINT64 = 13, miMATRIX = 14, miCOMPRESSED = 15, miUTF8 = 16, miUTF16 = 17, miUTF32 = 18,
+  miINT8 = 1,
+  miUINT8 = 2,
+  miINT16 = 3,
+  miUINT16 = 4,
+  miINT32 = 5,
+  miUINT32 = 6,
+  miSINGLE = 7,
+  miDOUBLE = 9,
+  miINT64 = 12,
+  miUINT64 = 13,
+  miMATRIX = 14,
+  miCOMPRESSED = 15,
+  miUTF8 = 16,
+  miUTF16 = 17,
+  miUTF32 = 18,
 };
 enum : uint32_t { mxCELL = 1, mxSTRUCT = 2, mxOBJECT = 3, mxCHAR = 4, mxSPARSE = 5, mxDOUBLE = 6, mxUINT64 = 15 };
 constexpr uint32_t kComplexFlag = 0x0800;  // in the array flags word, above the class byte
@@ -24,11 +37,25 @@ constexpr int kMaxDepth = 32;              // cells of structs of cells ...: far
 // Bytes per value of a data type; 0 for types that hold no plain values.
 size_t TypeSize(uint32_t type) {
   switch (type) {
-    case miINT8: case miUINT8: case miUTF8: return 1;
-    case miINT16: case miUINT16: case miUTF16: return 2;
-    case miINT32: case miUINT32: case miSINGLE: case miUTF32: return 4;
-    case miDOUBLE: case miINT64: case miUINT64: return 8;
-    default: return 0;
+    case miINT8:
+    case miUINT8:
+    case miUTF8:
+      return 1;
+    case miINT16:
+    case miUINT16:
+    case miUTF16:
+      return 2;
+    case miINT32:
+    case miUINT32:
+    case miSINGLE:
+    case miUTF32:
+      return 4;
+    case miDOUBLE:
+    case miINT64:
+    case miUINT64:
+      return 8;
+    default:
+      return 0;
   }
 }
 

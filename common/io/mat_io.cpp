@@ -173,15 +173,24 @@ MatKind ProbeFile(const std::string& path) {
 
 std::string ClassName(const matvar_t* v) {
   switch (v->class_type) {
-    case MAT_C_EMPTY: return "an empty array";
-    case MAT_C_CELL: return "a cell array";
-    case MAT_C_STRUCT: return "a struct";
-    case MAT_C_OBJECT: return "an object";
-    case MAT_C_CHAR: return "a char array";
-    case MAT_C_SPARSE: return "a sparse array";
-    case MAT_C_FUNCTION: return "a function handle";
-    case MAT_C_OPAQUE: return "an opaque object";
-    default: return "a numeric array";
+    case MAT_C_EMPTY:
+      return "an empty array";
+    case MAT_C_CELL:
+      return "a cell array";
+    case MAT_C_STRUCT:
+      return "a struct";
+    case MAT_C_OBJECT:
+      return "an object";
+    case MAT_C_CHAR:
+      return "a char array";
+    case MAT_C_SPARSE:
+      return "a sparse array";
+    case MAT_C_FUNCTION:
+      return "a function handle";
+    case MAT_C_OPAQUE:
+      return "an opaque object";
+    default:
+      return "a numeric array";
   }
 }
 
@@ -210,27 +219,49 @@ double ElementAsDouble(const matvar_t* v, size_t i) {
     return static_cast<double>(x);
   };
   switch (v->data_type) {
-    case MAT_T_DOUBLE: return get(double{});
-    case MAT_T_SINGLE: return get(float{});
-    case MAT_T_INT8: return get(int8_t{});
-    case MAT_T_UINT8: return get(uint8_t{});
-    case MAT_T_INT16: return get(int16_t{});
-    case MAT_T_UINT16: return get(uint16_t{});
-    case MAT_T_INT32: return get(int32_t{});
-    case MAT_T_UINT32: return get(uint32_t{});
-    case MAT_T_INT64: return get(int64_t{});
-    case MAT_T_UINT64: return get(uint64_t{});
-    default: return std::numeric_limits<double>::quiet_NaN();
+    case MAT_T_DOUBLE:
+      return get(double{});
+    case MAT_T_SINGLE:
+      return get(float{});
+    case MAT_T_INT8:
+      return get(int8_t{});
+    case MAT_T_UINT8:
+      return get(uint8_t{});
+    case MAT_T_INT16:
+      return get(int16_t{});
+    case MAT_T_UINT16:
+      return get(uint16_t{});
+    case MAT_T_INT32:
+      return get(int32_t{});
+    case MAT_T_UINT32:
+      return get(uint32_t{});
+    case MAT_T_INT64:
+      return get(int64_t{});
+    case MAT_T_UINT64:
+      return get(uint64_t{});
+    default:
+      return std::numeric_limits<double>::quiet_NaN();
   }
 }
 
 size_t ElementSize(enum matio_types t) {
   switch (t) {
-    case MAT_T_DOUBLE: case MAT_T_INT64: case MAT_T_UINT64: return 8;
-    case MAT_T_SINGLE: case MAT_T_INT32: case MAT_T_UINT32: return 4;
-    case MAT_T_INT16: case MAT_T_UINT16: return 2;
-    case MAT_T_INT8: case MAT_T_UINT8: return 1;
-    default: return 0;
+    case MAT_T_DOUBLE:
+    case MAT_T_INT64:
+    case MAT_T_UINT64:
+      return 8;
+    case MAT_T_SINGLE:
+    case MAT_T_INT32:
+    case MAT_T_UINT32:
+      return 4;
+    case MAT_T_INT16:
+    case MAT_T_UINT16:
+      return 2;
+    case MAT_T_INT8:
+    case MAT_T_UINT8:
+      return 1;
+    default:
+      return 0;
   }
 }
 
@@ -245,7 +276,8 @@ bool HasNumericData(const matvar_t* v) {
 // image_info{1} (or image_info itself when it is a bare struct: harmless).
 matvar_t* InfoStruct(matvar_t* info, const std::string& path) {
   if (info->class_type == MAT_C_STRUCT) {
-    if (NumElements(info) != 1) throw Error(path, StrCat("image_info is a ", DimsText(info), " struct, expected 1 x 1"));
+    if (NumElements(info) != 1)
+      throw Error(path, StrCat("image_info is a ", DimsText(info), " struct, expected 1 x 1"));
     return info;
   }
   if (info->class_type != MAT_C_CELL) {
@@ -317,7 +349,6 @@ bool HasVariable(mat_t* mat, const char* name) {
   return false;
 }
 
-
 // matio allocates what a variable's header claims before reading its data:
 // a forged 1e9 x 2 location took 16 GB and a minute. Read the headers alone
 // first (Mat_VarReadInfo) and refuse an impossible point count.
@@ -329,7 +360,8 @@ void CheckClaimedPoints(mat_t* mat, const std::string& path, const MatioSession&
   if (loc == nullptr) return;
   size_t n = 1;
   for (int i = 0; i < loc->rank; ++i) {
-    if (loc->dims[i] > static_cast<size_t>(2 * kMaxAnnotationPoints) || (n *= loc->dims[i]) > 2 * kMaxAnnotationPoints) {
+    if (loc->dims[i] > static_cast<size_t>(2 * kMaxAnnotationPoints) ||
+        (n *= loc->dims[i]) > 2 * kMaxAnnotationPoints) {
       throw Error(path, StrCat("location claims ", DimsText(loc), " values, more than the ", kMaxAnnotationPoints,
                                " points supported (corrupt file?)"));
     }
@@ -477,8 +509,8 @@ Annotation ReadMat73(const std::string& path) {
   if (!ReadField73(st.get(), "location", path, &v, &dims)) throw Error(path, "image_info has no field 'location'");
   if (!v.empty()) {
     if (dims.size() != 2 || dims[0] != 2) {
-      throw Error(path, StrCat("location is ", dims.size() == 2 ? dims[1] : 0, " x ",
-                               dims.empty() ? 0 : dims[0], ", expected N x 2"));
+      throw Error(path, StrCat("location is ", dims.size() == 2 ? dims[1] : 0, " x ", dims.empty() ? 0 : dims[0],
+                               ", expected N x 2"));
     }
     const size_t n = dims[1];
     a.points.resize(n);
@@ -550,16 +582,16 @@ void WriteAnnotation(const std::string& path, const std::vector<std::array<doubl
 
     size_t loc_dims[2] = {n, 2};
     size_t one[2] = {1, 1};
-    matvar_t* loc = Mat_VarCreate("location", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, loc_dims, n ? location.data() : nullptr, 0);
+    matvar_t* loc =
+        Mat_VarCreate("location", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, loc_dims, n ? location.data() : nullptr, 0);
     const uint8_t n8 = static_cast<uint8_t>(n);
     const uint16_t n16 = static_cast<uint16_t>(n);
     const double nd = static_cast<double>(n);
-    matvar_t* num = number_class == "uint8"    ? Mat_VarCreate("number", MAT_C_UINT8, MAT_T_UINT8, 2, one,
-                                                               const_cast<uint8_t*>(&n8), 0)
-                    : number_class == "uint16" ? Mat_VarCreate("number", MAT_C_UINT16, MAT_T_UINT16, 2, one,
-                                                               const_cast<uint16_t*>(&n16), 0)
-                                               : Mat_VarCreate("number", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, one,
-                                                               const_cast<double*>(&nd), 0);
+    matvar_t* num = number_class == "uint8"
+                        ? Mat_VarCreate("number", MAT_C_UINT8, MAT_T_UINT8, 2, one, const_cast<uint8_t*>(&n8), 0)
+                    : number_class == "uint16"
+                        ? Mat_VarCreate("number", MAT_C_UINT16, MAT_T_UINT16, 2, one, const_cast<uint16_t*>(&n16), 0)
+                        : Mat_VarCreate("number", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, one, const_cast<double*>(&nd), 0);
     const char* fields[] = {"location", "number", nullptr};
     matvar_t* s = Mat_VarCreateStruct2(nullptr, 2, one, fields);
     if (loc == nullptr || num == nullptr || s == nullptr) {
@@ -577,7 +609,8 @@ void WriteAnnotation(const std::string& path, const std::vector<std::array<doubl
       throw Error(path, "cannot build the MAT variables (out of memory?)");
     }
     if (Mat_VarWrite(mat.get(), info.get(), MAT_COMPRESSION_ZLIB) != 0) {
-      throw Error(path, StrCat("cannot write MAT-file (disk full?)", session.HasLog() ? ": " + session.FirstLog() : ""));
+      throw Error(path,
+                  StrCat("cannot write MAT-file (disk full?)", session.HasLog() ? ": " + session.FirstLog() : ""));
     }
     if (Mat_Close(mat.release()) != 0) throw Error(path, "cannot finish writing the MAT-file (disk full?)");
   }

@@ -17,7 +17,7 @@ inline constexpr int64_t kMaxAnnotationPoints = int64_t{1} << 24;
 
 struct Annotation {
   std::vector<std::array<double, 2>> points;  // (x, y), continuous image coordinates
-  int64_t number = -1;  // the file's `number` field; -1 when absent
+  int64_t number = -1;                        // the file's `number` field; -1 when absent
 };
 
 // Reads `image_info{1}.location` (and `number`). Throws csr::Error naming the

@@ -74,7 +74,8 @@ class FileSource : public ByteSource {
       const ssize_t got = ::pread(fd_, out, n, static_cast<off_t>(off));
       if (got < 0 && errno == EINTR) continue;
       // A file that shrank under us reads short: as corrupt as a truncated one.
-      if (got <= 0) throw Error(path_, got < 0 ? StrCat("read error: ", std::strerror(errno)) : "file shrank while read");
+      if (got <= 0)
+        throw Error(path_, got < 0 ? StrCat("read error: ", std::strerror(errno)) : "file shrank while read");
       out += got;
       off += static_cast<uint64_t>(got);
       n -= static_cast<size_t>(got);
@@ -187,7 +188,8 @@ Directory Verifier::ReadZip64(uint64_t locator, uint64_t* dir_end) const {
   if (U32(&r[0]) != kZip64EndSig || record < kZip64EndSize - 12 || record > locator - at - 12) {
     Fail("corrupt ZIP64 end record");
   }
-  if (U32(&r[16]) != 0 || U32(&r[20]) != 0 || U64(&r[24]) != U64(&r[32])) Fail("multi-disk zip archive (not supported)");
+  if (U32(&r[16]) != 0 || U32(&r[20]) != 0 || U64(&r[24]) != U64(&r[32]))
+    Fail("multi-disk zip archive (not supported)");
   *dir_end = at;
   return Directory{U64(&r[32]), U64(&r[48]), U64(&r[40])};
 }

@@ -134,7 +134,7 @@ void WriteAttr(hid_t obj, const char* name, hid_t file_type, hid_t mem_type, con
                const std::vector<hsize_t>& dims, const fs::path& file) {
   Hid space = dims.empty() ? Hid(H5Screate(H5S_SCALAR), H5Sclose) : Space(dims);
   Hid attr(CheckId(H5Acreate2(obj, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), file,
-                 StrCat("cannot create attribute '", name, "'")),
+                   StrCat("cannot create attribute '", name, "'")),
            H5Aclose);
   CheckRc(H5Awrite(attr.get(), mem_type, value), file, "cannot write attribute (disk full?)");
 }
@@ -168,9 +168,9 @@ bool ReadAttrString(hid_t obj, const char* name, std::string* v, const fs::path&
   const size_t width = type.valid() ? H5Tget_size(type.get()) : 0;
   if (!attr.valid() || H5Sget_simple_extent_npoints(space.get()) != 1 || H5Tget_class(type.get()) != H5T_STRING ||
       H5Tis_variable_str(type.get()) != 0 || width == 0 || width > kMaxAttrString) {
-    throw Error(file.string(), StrCat("attribute '", name, "' is not a fixed-length string of at most ", kMaxAttrString,
-                                      " bytes (corrupt shard, or one written before format version ",
-                                      kShardFormatVersion, ")"));
+    throw Error(file.string(),
+                StrCat("attribute '", name, "' is not a fixed-length string of at most ", kMaxAttrString,
+                       " bytes (corrupt shard, or one written before format version ", kShardFormatVersion, ")"));
   }
   Hid mem(H5Tcopy(type.get()), H5Tclose);  // same width and padding: no conversion
   std::vector<char> buf(width + 1, '\0');
@@ -319,13 +319,13 @@ void WriteChunkedDataset(hid_t group, const char* name, hid_t file_type, const s
   H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
   Hid space = Space(dims);
   Hid ds(CheckId(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), file,
-               StrCat("cannot create dataset '", name, "' (disk full?)")),
+                 StrCat("cannot create dataset '", name, "' (disk full?)")),
          H5Dclose);
   // Filter mask bit 0 set = "the deflate filter was skipped for this chunk".
   const uint32_t mask = (deflate > 0 && !deflated) ? 1u : 0u;
   const std::vector<hsize_t> offset(dims.size(), 0);
   CheckRc(H5Dwrite_chunk(ds.get(), H5P_DEFAULT, mask, offset.data(), bytes.size(), bytes.data()), file,
-        "cannot write record data (disk full?)");
+          "cannot write record data (disk full?)");
 }
 
 template <typename T>
@@ -334,10 +334,10 @@ void WriteIndexArray(hid_t group, const char* name, hid_t file_type, hid_t mem_t
   Hid space = Space(dims);
   Hid dcpl = UntimedPlist(H5P_DATASET_CREATE);
   Hid ds(CheckId(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), file,
-               "cannot create the shard index (disk full?)"),
+                 "cannot create the shard index (disk full?)"),
          H5Dclose);
   CheckRc(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), file,
-        "cannot write the shard index (disk full?)");
+          "cannot write the shard index (disk full?)");
 }
 
 void WriteIndexStrings(hid_t group, const char* name, const std::vector<std::string>& v, const fs::path& file) {
@@ -373,11 +373,12 @@ void ShardWriter::Add(const EncodedRecord& r) {
     H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI);
     Hid fcpl = UntimedPlist(H5P_FILE_CREATE);  // the root group's header
     open_->fid = Hid(CheckId(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), open_->file.final_path(),
-                           "cannot create shard file"),
+                             "cannot create shard file"),
                      H5Fclose);
-    open_->records = Hid(CheckId(H5Gcreate2(open_->fid.get(), "records", H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT),
-                               open_->file.final_path(), "cannot create group /records"),
-                         H5Gclose);
+    open_->records = Hid(
+        CheckId(H5Gcreate2(open_->fid.get(), "records", H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT),
+                open_->file.final_path(), "cannot create group /records"),
+        H5Gclose);
   }
   Open& o = *open_;
   WriteRecord(r);
@@ -395,11 +396,12 @@ void ShardWriter::WriteRecord(const EncodedRecord& r) {
   Open& o = *open_;
   const fs::path& file = o.file.final_path();
   const std::string name = RecordName(o.info.records);
-  Hid g(CheckId(H5Gcreate2(o.records.get(), name.c_str(), H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT), file,
-              "cannot create record group (disk full?)"),
-        H5Gclose);
-  WriteChunkedDataset(g.get(), "image", H5T_STD_U8LE,
-                      {hsize_t(r.image_rows), hsize_t(r.image_cols), 3}, r.image_bytes, r.image_deflated, deflate_, file);
+  Hid g(
+      CheckId(H5Gcreate2(o.records.get(), name.c_str(), H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT),
+              file, "cannot create record group (disk full?)"),
+      H5Gclose);
+  WriteChunkedDataset(g.get(), "image", H5T_STD_U8LE, {hsize_t(r.image_rows), hsize_t(r.image_cols), 3}, r.image_bytes,
+                      r.image_deflated, deflate_, file);
   WriteChunkedDataset(g.get(), "target", H5T_IEEE_F32LE, {hsize_t(r.target_rows), hsize_t(r.target_cols)},
                       r.target_bytes, r.target_deflated, deflate_, file);
   WriteAttrString(g.get(), "source", r.source, file);
@@ -418,8 +420,8 @@ void ShardWriter::Close() {
   const fs::path& file = o.file.final_path();
   const hsize_t n = static_cast<hsize_t>(o.info.records);
   {
-    Hid index(CheckId(H5Gcreate2(o.fid.get(), "index", H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT), file,
-                    "cannot create group /index (disk full?)"),
+    Hid index(CheckId(H5Gcreate2(o.fid.get(), "index", H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT),
+                      file, "cannot create group /index (disk full?)"),
               H5Gclose);
     WriteIndexStrings(index.get(), "source", o.sources, file);
     WriteIndexArray(index.get(), "box", H5T_STD_I32LE, H5T_NATIVE_INT32, o.boxes, {n, 4}, file);
@@ -546,8 +548,6 @@ void ShardSetWriter::Abandon() noexcept {
 
 namespace {
 
-
-
 struct ShardFile {
   fs::path path;
   int64_t records = 0;
@@ -574,8 +574,8 @@ struct SplitData {
   std::vector<ShardFile> shards;
   std::vector<RecordInfo> info;
   std::vector<std::array<int, 4>> boxes;  // x, y, w, h per record
-  std::vector<int32_t> shard_of;  // record -> shard
-  std::vector<int32_t> local;     // record -> index inside its shard
+  std::vector<int32_t> shard_of;          // record -> shard
+  std::vector<int32_t> local;             // record -> index inside its shard
 };
 
 // One dataset's stored bytes, fetched under the lock and decoded outside it.
@@ -614,7 +614,7 @@ std::vector<std::string> ReadIndexStrings(hid_t group, const char* name, size_t 
   Hid mtype(H5Tcopy(ftype.get()), H5Tclose);  // same size and character set: no conversion
   std::vector<char> buf(n * width + 1, '\0');
   CheckRc(H5Dread(ds.get(), mtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), file,
-        "cannot read the shard index (corrupt shard?)");
+          "cannot read the shard index (corrupt shard?)");
   std::vector<std::string> out(n);
   for (size_t i = 0; i < n; ++i) out[i] = std::string(&buf[i * width], strnlen(&buf[i * width], width));
   return out;
@@ -630,7 +630,7 @@ std::vector<T> ReadIndexArray(hid_t group, const char* name, hid_t mem_type, siz
   std::vector<T> out(n);
   if (n > 0) {
     CheckRc(H5Dread(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()), file,
-          "cannot read the shard index (corrupt shard?)");
+            "cannot read the shard index (corrupt shard?)");
   }
   return out;
 }
@@ -638,8 +638,8 @@ std::vector<T> ReadIndexArray(hid_t group, const char* name, hid_t mem_type, siz
 // Reads the whole dataset `name` of a record. Fast path: a single-chunk
 // dataset stored raw or deflated is fetched as stored bytes (decompressed by
 // the caller, outside the lock); anything else goes through H5Dread.
-RawArray FetchArray(hid_t group, const char* name, hid_t want_type, int cv_depth, uint64_t max_rows,
-                    uint64_t max_cols, const fs::path& file) {
+RawArray FetchArray(hid_t group, const char* name, hid_t want_type, int cv_depth, uint64_t max_rows, uint64_t max_cols,
+                    const fs::path& file) {
   Hid ds(CheckId(H5Dopen2(group, name, H5P_DEFAULT), file, StrCat("missing dataset '", name, "'")), H5Dclose);
   Hid space(H5Dget_space(ds.get()), H5Sclose);
   const int rank = H5Sget_simple_extent_ndims(space.get());
@@ -668,7 +668,8 @@ RawArray FetchArray(hid_t group, const char* name, hid_t want_type, int cv_depth
       unsigned flags = 0, cd[8];
       size_t ncd = 8;
       fast = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &ncd, cd, 0, nullptr, nullptr) ==
-                 H5Z_FILTER_DEFLATE && nfilters == 1;
+                 H5Z_FILTER_DEFLATE &&
+             nfilters == 1;
     }
   }
   const std::vector<hsize_t> offset(a.dims.size(), 0);
@@ -681,7 +682,7 @@ RawArray FetchArray(hid_t group, const char* name, hid_t want_type, int cv_depth
     a.bytes.resize(stored);
     uint32_t mask = 0;
     CheckRc(H5Dread_chunk(ds.get(), H5P_DEFAULT, offset.data(), &mask, a.bytes.data()), file,
-          StrCat("cannot read dataset '", name, "' (corrupt shard?)"));
+            StrCat("cannot read dataset '", name, "' (corrupt shard?)"));
     a.deflated = H5Pget_nfilters(dcpl.get()) == 1 && (mask & 1u) == 0;
     return a;
   }
@@ -689,8 +690,8 @@ RawArray FetchArray(hid_t group, const char* name, hid_t want_type, int cv_depth
   a.decoded.create(2, sizes, cv_depth == CV_8U ? CV_8UC3 : CV_32FC1);
   if (a.decoded.total() > 0) {
     CheckRc(H5Dread(ds.get(), cv_depth == CV_8U ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                  a.decoded.data),
-          file, StrCat("cannot read dataset '", name, "' (corrupt shard?)"));
+                    a.decoded.data),
+            file, StrCat("cannot read dataset '", name, "' (corrupt shard?)"));
   }
   return a;
 }
@@ -832,8 +833,8 @@ void CheckShardAttributes(hid_t fid, const ShardFile& sh, const std::string& spl
                                          "\": not a csrnet-cpp shard"));
   }
   if (ReadAttrString(fid, "split", &stored, sh.path) && stored != split) {
-    throw Error(sh.path.string(), StrCat("shard belongs to split '", stored, "' but manifest.json lists it under '",
-                                         split, "'"));
+    throw Error(sh.path.string(),
+                StrCat("shard belongs to split '", stored, "' but manifest.json lists it under '", split, "'"));
   }
 }
 
@@ -899,14 +900,16 @@ void ShardSet::Impl::LoadSplit(const std::string& name, const nlohmann::json& js
   // The split's totals are what a user reads first (--inspect): they must be
   // the sums of its shards, not whatever an edit left there.
   if (js.contains("records") && FieldAs<int64_t>(js, "records", mpath, where) != total_records) {
-    throw Error(mpath.string(), StrCat("'", where, ".records' says ", js.at("records").dump(), " but its shards hold ",
-                                       total_records, " records: the manifest was modified; rebuild with crop_shards "
-                                       "--overwrite"));
+    throw Error(mpath.string(),
+                StrCat("'", where, ".records' says ", js.at("records").dump(), " but its shards hold ", total_records,
+                       " records: the manifest was modified; rebuild with crop_shards "
+                       "--overwrite"));
   }
   if (js.contains("bytes") && FieldAs<uint64_t>(js, "bytes", mpath, where) != total_bytes) {
-    throw Error(mpath.string(), StrCat("'", where, ".bytes' says ", js.at("bytes").dump(), " but its shards are ",
-                                       total_bytes, " bytes: the manifest was modified; rebuild with crop_shards "
-                                       "--overwrite"));
+    throw Error(mpath.string(),
+                StrCat("'", where, ".bytes' says ", js.at("bytes").dump(), " but its shards are ", total_bytes,
+                       " bytes: the manifest was modified; rebuild with crop_shards "
+                       "--overwrite"));
   }
   splits.push_back(std::move(s));
 }
@@ -957,9 +960,7 @@ std::vector<std::string> ShardSet::splits() const {
   return out;
 }
 
-int64_t ShardSet::size(const std::string& split) const {
-  return static_cast<int64_t>(impl_->Split(split).info.size());
-}
+int64_t ShardSet::size(const std::string& split) const { return static_cast<int64_t>(impl_->Split(split).info.size()); }
 
 RecordInfo ShardSet::Info(const std::string& split, int64_t index) const {
   const SplitData& s = impl_->Split(split);
@@ -980,8 +981,9 @@ ShardRecord ShardSet::Read(const std::string& split, int64_t index) const {
     h5::Lock lock;
     h5::QuietErrors();
     const hid_t fid = impl_->FileFor(sh);
-    Hid g(CheckId(H5Gopen2(fid, group.c_str(), H5P_DEFAULT), sh.path, StrCat("cannot open ", what, " (corrupt shard?)")),
-          H5Gclose);
+    Hid g(
+        CheckId(H5Gopen2(fid, group.c_str(), H5P_DEFAULT), sh.path, StrCat("cannot open ", what, " (corrupt shard?)")),
+        H5Gclose);
     const RecordInfo& in = s.info[i];
     const auto rows = static_cast<uint64_t>(in.height), cols = static_cast<uint64_t>(in.width);
     image = FetchArray(g.get(), "image", H5T_STD_U8LE, CV_8U, rows, cols, sh.path);

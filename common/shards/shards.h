@@ -29,13 +29,13 @@ namespace fs = std::filesystem;
 constexpr int kShardFormatVersion = 2;
 
 struct ShardRecord {
-  cv::Mat image;               // CV_8UC3, RGB, h x w
-  cv::Mat target;              // CV_32F, h/8 x w/8 (floor for test images)
-  std::string source;          // source image file name, e.g. "IMG_12.jpg"
-  std::array<int, 4> box{};    // x, y, w, h in source pixels
-  int64_t count = 0;           // annotations inside the box
-  double density_sum = 0.0;    // full-resolution density summed over the box
-  int crop = -1;               // 0..3 the quarters (TL, TR, BL, BR), 4.. random crops, -1 the whole image
+  cv::Mat image;             // CV_8UC3, RGB, h x w
+  cv::Mat target;            // CV_32F, h/8 x w/8 (floor for test images)
+  std::string source;        // source image file name, e.g. "IMG_12.jpg"
+  std::array<int, 4> box{};  // x, y, w, h in source pixels
+  int64_t count = 0;         // annotations inside the box
+  double density_sum = 0.0;  // full-resolution density summed over the box
+  int crop = -1;             // 0..3 the quarters (TL, TR, BL, BR), 4.. random crops, -1 the whole image
 };
 
 // Size and labels of a record, known without reading its pixels.
@@ -115,10 +115,10 @@ EncodedRecord EncodeRecord(const ShardRecord& record, int deflate);
 
 // One finished shard file, as listed in the manifest.
 struct ShardFileInfo {
-  std::string file;      // relative to the shard set folder, e.g. "train/shard-00000.h5"
+  std::string file;  // relative to the shard set folder, e.g. "train/shard-00000.h5"
   int64_t records = 0;
   uint64_t bytes = 0;
-  uint32_t crc32 = 0;    // of the whole file
+  uint32_t crc32 = 0;  // of the whole file
 };
 
 // Writes one split's shards: <dir>/<split>/shard-00000.h5, ... Each shard is

@@ -3,8 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <H5Cpp.h>
-#include <sys/wait.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <csignal>
@@ -108,8 +108,8 @@ TEST_CASE("cli: options not given keep their in-class defaults") {
 }
 
 TEST_CASE("cli: --name value and --name=value both assign, underscores and dashes are one name") {
-  const Parsed r = ParseArgs({"--root", "/data/st", "--threads=3", "--seed", "-7", "--sigma=2.5",
-                              "--scales", "1,2,0.25", "--empty-default=x"});
+  const Parsed r = ParseArgs({"--root", "/data/st", "--threads=3", "--seed", "-7", "--sigma=2.5", "--scales",
+                              "1,2,0.25", "--empty-default=x"});
   CHECK(r.ok);
   CHECK(r.opts.root == "/data/st");
   CHECK(r.opts.threads == 3);
@@ -172,11 +172,11 @@ TEST_CASE("cli: --help returns false and lists every option with its default") {
   const std::string help = p.Help();
   CHECK(printed == help);
   INFO(help);
-  for (const char* line : {"--root VALUE", "(default: ShanghaiTech)", "--part A|B", "(default: A)",
-                           "--threads VALUE, --workers", "(default: 0)", "--seed VALUE", "(default: 42)",
-                           "--sigma VALUE", "(default: 15)", "--scales VALUE", "(default: 0.5,1)", "--overwrite\n",
-                           "(default: false)", "--empty-default VALUE", "(default: \"\")", "--help", "FILE",
-                           "Input files"}) {
+  for (const char* line :
+       {"--root VALUE", "(default: ShanghaiTech)", "--part A|B", "(default: A)", "--threads VALUE, --workers",
+        "(default: 0)", "--seed VALUE", "(default: 42)", "--sigma VALUE", "(default: 15)", "--scales VALUE",
+        "(default: 0.5,1)", "--overwrite\n", "(default: false)", "--empty-default VALUE", "(default: \"\")", "--help",
+        "FILE", "Input files"}) {
     CHECK_MESSAGE(help.find(line) != std::string::npos, "help lacks: " << line);
   }
   // Defaults are the values at registration, not what the command line set.
@@ -274,8 +274,8 @@ TEST_CASE("cli: ToJson output applied to a fresh parser reproduces every value")
   Opts a;
   ArgParser pa("tool", "", "");
   Bind(pa, a);
-  const char* argv[] = {"tool",    "--root", "/r", "--part", "B",         "--threads", "3",
-                        "--seed",  "-9",     "--sigma",      "0.1", "--scales", "0.3,7", "--overwrite"};
+  const char* argv[] = {"tool",   "--root", "/r",      "--part", "B",        "--threads", "3",
+                        "--seed", "-9",     "--sigma", "0.1",    "--scales", "0.3,7",     "--overwrite"};
   REQUIRE(pa.Parse(14, argv));
   const nlohmann::json j = pa.ToJson();
   CHECK(j.at("threads") == 3);

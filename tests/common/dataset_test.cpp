@@ -81,8 +81,8 @@ TEST_CASE("dataset: samples come train first, then test, each in natural order (
   test::TempDir root;
   MakePart(root.path(), "B", false, {10, 2, 100, 1, 21}, {300, 3, 30});
   const Discovery d = DiscoverPart(root.path(), "B", "all");
-  CHECK(Stems(d) == std::vector<std::string>{"IMG_1", "IMG_2", "IMG_10", "IMG_21", "IMG_100", "IMG_3", "IMG_30",
-                                             "IMG_300"});
+  CHECK(Stems(d) ==
+        std::vector<std::string>{"IMG_1", "IMG_2", "IMG_10", "IMG_21", "IMG_100", "IMG_3", "IMG_30", "IMG_300"});
 }
 
 TEST_CASE("dataset: NaturalLess compares digit runs by value") {
@@ -143,9 +143,9 @@ TEST_CASE("dataset: images without annotation and annotations without image are 
   Touch(l.Gt("test") / "GT_IMG_77.mat");
   const Discovery d = DiscoverPart(root.path(), "A", "all");
   CHECK(Stems(d) == std::vector<std::string>{"IMG_1", "IMG_2", "IMG_3"});
-  CHECK(d.unannotated_images ==
-        std::vector<fs::path>{l.Images("train") / "IMG_5.jpg", l.Images("train") / "IMG_12.jpg",
-                              l.Images("train") / "IMG_40.jpg", l.Images("train") / "IMG_300.jpg"});
+  CHECK(d.unannotated_images == std::vector<fs::path>{l.Images("train") / "IMG_5.jpg", l.Images("train") / "IMG_12.jpg",
+                                                      l.Images("train") / "IMG_40.jpg",
+                                                      l.Images("train") / "IMG_300.jpg"});
   CHECK(d.orphan_annotations == std::vector<fs::path>{l.Gt("train") / "GT_IMG_9.mat", l.Gt("train") / "GT_IMG_90.mat",
                                                       l.Gt("train") / "GT_IMG_100.mat",
                                                       l.Gt("test") / "GT_IMG_77.mat"});

@@ -1,8 +1,8 @@
 #include "common/io/h5.h"
 
-#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <doctest/doctest.h>
 
 #include <cstdio>
 #include <fstream>
@@ -10,8 +10,8 @@
 #include <thread>
 #include <vector>
 
-#include <sys/wait.h>
 #include <csignal>
+#include <sys/wait.h>
 
 #include <opencv2/core.hpp>
 
@@ -252,11 +252,12 @@ TEST_CASE("h5: a missing or mistyped attribute throws an Error naming the file a
   ExpectError([&] { h5::GetAttrInts(f, "absent", path); }, {path, "absent"});
 }
 
-TEST_CASE("h5: files and attributes we write read back in h5py with the same values and types" * doctest::test_suite("optional")) {
+TEST_CASE("h5: files and attributes we write read back in h5py with the same values and types" *
+          doctest::test_suite("optional")) {
   h5::Lock lock;  // every h5 helper asserts it is held
-  CSR_SKIP_UNLESS(fs::exists("/usr/bin/python3") &&
-                      test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") == 0,
-                  csr::test::kNeedPython, "needs /usr/bin/python3 with h5py");
+  CSR_SKIP_UNLESS(
+      fs::exists("/usr/bin/python3") && test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") == 0,
+      csr::test::kNeedPython, "needs /usr/bin/python3 with h5py");
   test::TempDir dir;
   const std::string path = (dir / "interop.h5").string();
   cv::Mat m(3, 4, CV_32F);
@@ -301,11 +302,12 @@ print('ok')
   CHECK(out.find("ok") != std::string::npos);
 }
 
-TEST_CASE("h5: a file written by h5py (float64 map, int attribute, bytes string) reads back" * doctest::test_suite("optional")) {
+TEST_CASE("h5: a file written by h5py (float64 map, int attribute, bytes string) reads back" *
+          doctest::test_suite("optional")) {
   h5::Lock lock;  // every h5 helper asserts it is held
-  CSR_SKIP_UNLESS(fs::exists("/usr/bin/python3") &&
-                      test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") == 0,
-                  csr::test::kNeedPython, "needs /usr/bin/python3 with h5py");
+  CSR_SKIP_UNLESS(
+      fs::exists("/usr/bin/python3") && test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") == 0,
+      csr::test::kNeedPython, "needs /usr/bin/python3 with h5py");
   test::TempDir dir;
   const std::string path = (dir / "py.h5").string();
   const std::string cmd = "/usr/bin/python3 -c \"import h5py, numpy as np; f = h5py.File('" + path +
@@ -327,8 +329,8 @@ TEST_CASE("h5: OpenRead on a truncated HDF5 file throws an Error naming it, with
   test::TempDir dir;
   const fs::path p = WriteSmallFile(dir, "cut.h5");
   fs::resize_file(p, fs::file_size(p) / 2);
-  const std::string err = CaptureStderr(dir / "stderr.txt", [&] { ExpectError([&] { h5::OpenRead(p.string()); },
-                                                                               {p.string()}); });
+  const std::string err =
+      CaptureStderr(dir / "stderr.txt", [&] { ExpectError([&] { h5::OpenRead(p.string()); }, {p.string()}); });
   CHECK_MESSAGE(err.empty(), "stderr: " << err);
 }
 

@@ -100,8 +100,8 @@ TEST_CASE("image_io: a complete JPEG followed by trailing bytes is accepted, as 
   // libjpeg ignores it, so the image is complete.
   test::TempDir dir;
   const cv::Mat img = Noise(48, 64, CV_8UC3, 5);
-  for (const std::string& trailer : {std::string("\0\0\n", 3), std::string("trailing camera data \x01\x02\xFF\x00"),
-                                    std::string(1000, '\x55')}) {
+  for (const std::string& trailer :
+       {std::string("\0\0\n", 3), std::string("trailing camera data \x01\x02\xFF\x00"), std::string(1000, '\x55')}) {
     const fs::path p = Write(dir, "t.jpg", img);
     {
       std::ofstream f(p, std::ios::binary | std::ios::app);
@@ -192,7 +192,8 @@ TEST_CASE("image_io: the real samples decode at their header size; IMG_40 is a g
           doctest::test_suite("optional")) {
   const fs::path data = test::SharedData();
   const fs::path img40 = data / "ShanghaiTech/part_A_final/train_data/images/IMG_40.jpg";
-  CSR_SKIP_UNLESS(!data.empty() && fs::exists(img40), csr::test::kNeedShared, "shared ShanghaiTech samples not present");
+  CSR_SKIP_UNLESS(!data.empty() && fs::exists(img40), csr::test::kNeedShared,
+                  "shared ShanghaiTech samples not present");
   const cv::Mat raw = cv::imread(img40.string(), cv::IMREAD_UNCHANGED);
   REQUIRE(raw.channels() == 1);
   const cv::Mat rgb = ReadImageRGB(img40.string());

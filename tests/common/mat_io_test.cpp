@@ -1,9 +1,9 @@
 #include "common/io/mat_io.h"
 
-#include <doctest/doctest.h>
 #include <hdf5.h>
 #include <matio.h>
 #include <unistd.h>
+#include <doctest/doctest.h>
 
 #include <cstdio>
 #include <fstream>
@@ -84,7 +84,6 @@ Points ManyPoints(int n) {
   return pts;
 }
 
-
 }  // namespace
 
 TEST_CASE("real ShanghaiTech annotations: number equals rows, known counts, points inside the image") {
@@ -162,7 +161,8 @@ TEST_CASE("writing rejects a number class that cannot hold N or is unknown") {
   ExpectError([&] { WriteAnnotation((dir / "x.mat").string(), ManyPoints(256), "uint8"); }, "do not fit");
   ExpectError([&] { WriteAnnotation((dir / "x.mat").string(), ManyPoints(2), "int7"); }, "unsupported class");
   CHECK(!fs::exists(dir / "x.mat"));
-  ExpectError([&] { WriteAnnotation((dir / "no/such/folder/x.mat").string(), ManyPoints(2)); }, "cannot create MAT-file");
+  ExpectError([&] { WriteAnnotation((dir / "no/such/folder/x.mat").string(), ManyPoints(2)); },
+              "cannot create MAT-file");
 }
 
 TEST_CASE("reading tolerates single/integer location, a missing number and a bare struct") {
@@ -199,7 +199,8 @@ TEST_CASE("reading tolerates single/integer location, a missing number and a bar
 TEST_CASE("reading rejects malformed annotation structures with a message naming the problem") {
   test::TempDir dir;
   WriteVars(dir / "novar.mat", {Numeric("annotation", 1, 2, {1, 2})});
-  ExpectError([&] { ReadAnnotation((dir / "novar.mat").string()); }, "no variable 'image_info' (variables: annotation)");
+  ExpectError([&] { ReadAnnotation((dir / "novar.mat").string()); },
+              "no variable 'image_info' (variables: annotation)");
 
   WriteVars(dir / "numeric.mat", {Numeric("image_info", 1, 2, {1, 2})});
   ExpectError([&] { ReadAnnotation((dir / "numeric.mat").string()); }, "image_info is a numeric array");
@@ -224,12 +225,11 @@ TEST_CASE("reading rejects malformed annotation structures with a message naming
   double re[2] = {1, 2}, im[2] = {0, 1};
   mat_complex_split_t z = {re, im};
   size_t d12[2] = {1, 2};
-  WriteInfo(dir / "complex.mat",
-            {Mat_VarCreate("location", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, d12, &z, MAT_F_COMPLEX)});
+  WriteInfo(dir / "complex.mat", {Mat_VarCreate("location", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, d12, &z, MAT_F_COMPLEX)});
   ExpectError([&] { ReadAnnotation((dir / "complex.mat").string()); }, "(complex)");
 
-  WriteInfo(dir / "numchar.mat",
-            {Numeric("location", 1, 2, {1, 2}), Mat_VarCreate("number", MAT_C_CHAR, MAT_T_UINT8, 2, d12, (void*)"ab", 0)});
+  WriteInfo(dir / "numchar.mat", {Numeric("location", 1, 2, {1, 2}),
+                                  Mat_VarCreate("number", MAT_C_CHAR, MAT_T_UINT8, 2, d12, (void*)"ab", 0)});
   ExpectError([&] { ReadAnnotation((dir / "numchar.mat").string()); }, "number is a char array");
 }
 
@@ -286,9 +286,10 @@ TEST_CASE("corrupt compressed data gives csr::Error") {
 TEST_CASE("MATLAB v7.3 (HDF5) files: read when well-formed, clear errors otherwise") {
   test::TempDir dir;
   // matio writes v7.3 the way MATLAB does (cell of object references under #refs#).
-  WriteVars(dir / "v73.mat",
-            {Cell("image_info", {Struct({Numeric("location", 2, 2, {1.5, 2.5, 3.5, 4.5}), Numeric("number", 1, 1, {2})})})},
-            MAT_FT_MAT73);
+  WriteVars(
+      dir / "v73.mat",
+      {Cell("image_info", {Struct({Numeric("location", 2, 2, {1.5, 2.5, 3.5, 4.5}), Numeric("number", 1, 1, {2})})})},
+      MAT_FT_MAT73);
   CHECK(ReadBytes(dir / "v73.mat").rfind("MATLAB 7.3 MAT-file", 0) == 0);
   const Annotation a = ReadAnnotation((dir / "v73.mat").string());
   CHECK(a.points == Points{{1.5, 3.5}, {2.5, 4.5}});
@@ -310,7 +311,8 @@ TEST_CASE("MATLAB v7.3 (HDF5) files: read when well-formed, clear errors otherwi
   H5Fclose(f);
   H5Pclose(fcpl);
   std::string fake = ReadBytes(dir / "fake73.mat");
-  std::string header = "MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 .";
+  std::string header =
+      "MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 .";
   header.resize(116, ' ');
   header += std::string(8, '\0') + std::string("\x00\x02IM", 4);
   fake.replace(0, header.size(), header);
@@ -352,9 +354,7 @@ TEST_CASE("MATLAB v7.3 files written by h5py in the ShanghaiTech layout are read
   CSR_SKIP_UNLESS(test::Run("/usr/bin/python3 -c 'import h5py, numpy'") == 0, csr::test::kNeedPython,
                   "needs /usr/bin/python3 with h5py");
   test::TempDir dir;
-  {
-    std::ofstream(dir / "mk.py") << kH5pyV73;
-  }
+  { std::ofstream(dir / "mk.py") << kH5pyV73; }
   for (int n : {3, 1, 0}) {
     CAPTURE(n);
     const fs::path mat = dir / StrCat("h5py_", n, ".mat");
@@ -466,7 +466,8 @@ print('ok')
 static void WriteForgedRows(const fs::path& path, int32_t rows) {
   mat_t* mat = Mat_CreateVer(path.c_str(), nullptr, MAT_FT_MAT5);
   REQUIRE(mat != nullptr);
-  matvar_t* v = Cell("image_info", {Struct({Numeric("location", 3, 2, {1, 2, 3, 4, 5, 6}), Numeric("number", 1, 1, {3})})});
+  matvar_t* v =
+      Cell("image_info", {Struct({Numeric("location", 3, 2, {1, 2, 3, 4, 5, 6}), Numeric("number", 1, 1, {3})})});
   REQUIRE(Mat_VarWrite(mat, v, MAT_COMPRESSION_NONE) == 0);
   Mat_VarFree(v);
   Mat_Close(mat);

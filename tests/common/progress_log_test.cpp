@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <doctest/doctest.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -100,9 +100,7 @@ TEST_CASE("progress: Finish is idempotent and the destructor finishes an unfinis
   CHECK(Lines(twice).size() == 1);
   CHECK(Contains(twice, "4/4 done"));
 
-  const std::string by_destructor = CaptureStderr([] {
-    Progress p("maps", 0);
-  });
+  const std::string by_destructor = CaptureStderr([] { Progress p("maps", 0); });
   CHECK(Lines(by_destructor).size() == 1);
   CHECK(Contains(by_destructor, "maps: 0/0 done"));
 }

@@ -154,7 +154,8 @@ TEST_CASE("WriteReport fails with a clear error in a folder that cannot be writt
 std::string ChromiumCommand(const fs::path& profile) {
   return "chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
          "--disable-background-networking --disable-component-update --disable-sync --hide-scrollbars "
-         "--user-data-dir=" + profile.string() + " --enable-logging=stderr --v=0";
+         "--user-data-dir=" +
+         profile.string() + " --enable-logging=stderr --v=0";
 }
 
 bool HaveChromium() { return test::Run("command -v chromium >/dev/null 2>&1") == 0; }
@@ -170,7 +171,8 @@ std::vector<std::string> ConsoleLines(const fs::path& log) {
   return lines;
 }
 
-TEST_CASE("The report renders in headless Chromium with every section and no console errors" * doctest::test_suite("optional")) {
+TEST_CASE("The report renders in headless Chromium with every section and no console errors" *
+          doctest::test_suite("optional")) {
   CSR_SKIP_UNLESS(HaveChromium(), test::kNeedChromium, "chromium not installed (scripts/deps.sh test installs it)");
   test::TempDir dir;
   const fs::path page = dir / "report.html";
@@ -196,7 +198,8 @@ TEST_CASE("The report renders in headless Chromium with every section and no con
   cv::Scalar mean, stddev;
   cv::meanStdDev(img, mean, stddev);
   CHECK(stddev[0] > 10.0);
-  if (const char* keep = std::getenv("CSR_KEEP_REPORT_SHOT")) fs::copy_file(shot, keep, fs::copy_options::overwrite_existing);
+  if (const char* keep = std::getenv("CSR_KEEP_REPORT_SHOT"))
+    fs::copy_file(shot, keep, fs::copy_options::overwrite_existing);
 }
 
 TEST_CASE("The Chromium check notices an image that does not decode" * doctest::test_suite("optional")) {
@@ -206,8 +209,7 @@ TEST_CASE("The Chromium check notices an image that does not decode" * doctest::
   d.worst[1].png = "not a png";
   const fs::path page = dir / "report.html";
   WriteReport(page.string(), d);
-  REQUIRE(test::Run(ChromiumCommand(dir / "profile") + " --dump-dom file://" + page.string(),
-                    dir / "dom.log") == 0);
+  REQUIRE(test::Run(ChromiumCommand(dir / "profile") + " --dump-dom file://" + page.string(), dir / "dom.log") == 0);
   const std::vector<std::string> console = ConsoleLines(dir / "dom.log");
   REQUIRE(console.size() == 1);
   CHECK(console[0].find("image failed to decode: IMG_2.jpg") != std::string::npos);

@@ -2,8 +2,8 @@
 // concurrency, and corruption detected with clear errors.
 #include "common/shards/shards.h"
 
-#include <doctest/doctest.h>
 #include <hdf5.h>
+#include <doctest/doctest.h>
 
 #include <atomic>
 #include <fstream>
@@ -183,14 +183,15 @@ TEST_CASE("ShardSetWriter writes the manifest last, with marker, version, totals
     for (const auto& r : SomeRecords(3)) set.split("train").Add(EncodeRecord(r, 0));
     set.split("test").Add(EncodeRecord(MakeRecord(16, 16, 9), 0));
     CHECK_FALSE(fs::exists(tmp / kManifestName));
-    const nlohmann::json m = set.Finish({{"created_by", "test"}, {"totals", {{"images", 7}}}},
-                                        {{"train", {{"images", 5}}}});
+    const nlohmann::json m =
+        set.Finish({{"created_by", "test"}, {"totals", {{"images", 7}}}}, {{"train", {{"images", 5}}}});
     CHECK(set.shards("train").size() == 2);
     CHECK(m == nlohmann::json::parse(ReadTextFile(tmp / kManifestName)));
     CHECK(m["format"] == kShardSetFormat);
     CHECK(m["format_version"] == kShardFormatVersion);
     CHECK(m["created_by"] == "test");
-    CHECK(m["totals"] == nlohmann::json({{"images", 7}, {"records", 4}, {"shards", 3}, {"bytes", m["totals"]["bytes"]}}));
+    CHECK(m["totals"] ==
+          nlohmann::json({{"images", 7}, {"records", 4}, {"shards", 3}, {"bytes", m["totals"]["bytes"]}}));
     CHECK(m["splits"]["train"]["images"] == 5);
     CHECK(m["splits"]["train"]["records"] == 3);
     CHECK(m["splits"]["test"]["records"] == 1);

@@ -235,11 +235,11 @@ TEST_CASE("out-of-range offsets, sizes and lengths in a hand-built zip are refus
   const size_t e1 = CentralEntry(good, 1);
   CHECK(broken(eocd + 16, 0xFFFFFFF0u).find("central directory out of range") != std::string::npos);  // cd offset
   CHECK(broken(eocd + 12, 0x7FFFFFFFu).find("central directory out of range") != std::string::npos);  // cd size
-  CHECK_FALSE(broken(eocd + 8, 0xFFFF, false).empty());   // entry count
+  CHECK_FALSE(broken(eocd + 8, 0xFFFF, false).empty());                                               // entry count
   CHECK_FALSE(broken(eocd + 10, 0xFFFF, false).empty());
   CHECK_FALSE(broken(eocd + 10, 0, false).empty());
   CHECK(broken(e1 + 42, 0xFFFFFF00u).find("archive/data/0 starts out of range") != std::string::npos);
-  CHECK(broken(e1 + 42, 0).find("archive/data/0") != std::string::npos);            // points at record 0
+  CHECK(broken(e1 + 42, 0).find("archive/data/0") != std::string::npos);                // points at record 0
   CHECK(broken(e1 + 20, 0x7FFFFFF0u).find("inconsistent sizes") != std::string::npos);  // comp size
   {
     std::string z = good;  // both sizes huge and equal: past the directory
@@ -272,15 +272,15 @@ TEST_CASE("broken ZIP64 records are refused") {
     z.replace(at, 8, b);
     return ErrorOf(z);
   };
-  CHECK_FALSE(broken(locator + 8, 0xFFFFFFFFFFFFull).empty());     // record offset
+  CHECK_FALSE(broken(locator + 8, 0xFFFFFFFFFFFFull).empty());  // record offset
   CHECK_FALSE(broken(locator + 8, locator - 10).empty());
-  CHECK_FALSE(broken(record + 4, 0xFFFFFFFFFFFFFFFFull).empty());  // record size
-  CHECK_FALSE(broken(record + 40, 0xFFFFFFFFFFFFFFF0ull).empty()); // cd size
-  CHECK_FALSE(broken(record + 48, 0xFFFFFFFFFFFFFFF0ull).empty()); // cd offset
-  CHECK_FALSE(broken(record + 32, 1ull << 60).empty());            // entries
+  CHECK_FALSE(broken(record + 4, 0xFFFFFFFFFFFFFFFFull).empty());   // record size
+  CHECK_FALSE(broken(record + 40, 0xFFFFFFFFFFFFFFF0ull).empty());  // cd size
+  CHECK_FALSE(broken(record + 48, 0xFFFFFFFFFFFFFFF0ull).empty());  // cd offset
+  CHECK_FALSE(broken(record + 32, 1ull << 60).empty());             // entries
   const size_t e1 = CentralEntry(good, 1);
-  CHECK_FALSE(broken(e1 + 46 + 14 + 4 + 16, 1ull << 62).empty());   // ZIP64 local header offset
-  CHECK_FALSE(broken(e1 + 46 + 14 + 4, 1ull << 62).empty());        // ZIP64 uncompressed size
+  CHECK_FALSE(broken(e1 + 46 + 14 + 4 + 16, 1ull << 62).empty());  // ZIP64 local header offset
+  CHECK_FALSE(broken(e1 + 46 + 14 + 4, 1ull << 62).empty());       // ZIP64 uncompressed size
 }
 
 // A cheap in-process fuzz pass (the real one is libFuzzer + ASan over

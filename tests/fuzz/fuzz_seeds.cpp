@@ -54,8 +54,14 @@ void MatSeeds(const fs::path& dir) {
 // A stored (uncompressed) zip, as torch.save and torch::save write them.
 std::vector<uint8_t> TinyZip() {
   std::vector<uint8_t> out, central;
-  auto u16 = [](std::vector<uint8_t>& v, uint32_t x) { v.push_back(x & 0xff); v.push_back((x >> 8) & 0xff); };
-  auto u32 = [&](std::vector<uint8_t>& v, uint32_t x) { u16(v, x & 0xffff); u16(v, x >> 16); };
+  auto u16 = [](std::vector<uint8_t>& v, uint32_t x) {
+    v.push_back(x & 0xff);
+    v.push_back((x >> 8) & 0xff);
+  };
+  auto u32 = [&](std::vector<uint8_t>& v, uint32_t x) {
+    u16(v, x & 0xffff);
+    u16(v, x >> 16);
+  };
   const std::vector<std::pair<std::string, std::string>> entries = {{"archive/data.pkl", "\x80\x02}q\x00."},
                                                                     {"archive/data/0", std::string(64, '\x01')}};
   for (const auto& [name, body] : entries) {

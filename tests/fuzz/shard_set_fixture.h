@@ -10,9 +10,9 @@
 namespace csr::fuzz {
 
 struct ShardSetFixture {
-  fs::path dir;                 // the set's folder
-  std::string manifest;         // its valid manifest.json text
-  std::vector<uint8_t> shard;   // the bytes of train/shard-00000.h5
+  fs::path dir;                // the set's folder
+  std::string manifest;        // its valid manifest.json text
+  std::vector<uint8_t> shard;  // the bytes of train/shard-00000.h5
 };
 
 inline ShardRecord FixtureRecord(int w, int h, int seed) {

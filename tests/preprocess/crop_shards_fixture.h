@@ -33,7 +33,7 @@ inline std::vector<std::array<double, 2>> FixturePoints(int w, int h, int n, cv:
   for (int i = 0; i < n; ++i) pts.push_back({rng.uniform(0.0, double(w)), rng.uniform(0.0, double(h))});
   if (n >= 3) {
     pts.push_back({std::floor(pts[0][0]) + 0.7, std::floor(pts[0][1]) + 0.1});  // same pixel as point 0
-    pts.push_back({w - 0.2, h / 2.0});                                            // just inside the right edge
+    pts.push_back({w - 0.2, h / 2.0});                                          // just inside the right edge
   }
   return pts;
 }

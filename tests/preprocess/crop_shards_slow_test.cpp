@@ -4,8 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <thread>
@@ -23,8 +23,8 @@ std::string Q(const fs::path& p) { return "'" + p.string() + "'"; }
 void MakeData(const fs::path& root, const std::string& extra) {
   REQUIRE(test::Run(test::Tool("make_synthetic") + " --out " + Q(root) + " " + extra, root.parent_path() / "syn.log") ==
           0);
-  REQUIRE(test::Run(test::Tool("gt_gen") + " --quiet --root " + Q(root) + " --part A",
-                    root.parent_path() / "gt.log") == 0);
+  REQUIRE(test::Run(test::Tool("gt_gen") + " --quiet --root " + Q(root) + " --part A", root.parent_path() / "gt.log") ==
+          0);
 }
 
 bool HasCommittedShard(const fs::path& dir) {

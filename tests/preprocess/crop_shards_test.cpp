@@ -29,8 +29,8 @@ using test::FixtureImage;
 // Two train images big enough to crop, a grayscale one, one too small to crop,
 // and two test images (one not a multiple of 8).
 const std::vector<FixtureImage> kSmallSet = {
-    {"train", 200, 120, 30},      {"train", 97, 161, 25, true}, {"train", 150, 150, 12},
-    {"train", 14, 60, 3},         {"test", 180, 100, 40},       {"test", 83, 61, 10},
+    {"train", 200, 120, 30}, {"train", 97, 161, 25, true}, {"train", 150, 150, 12},
+    {"train", 14, 60, 3},    {"test", 180, 100, 40},       {"test", 83, 61, 10},
 };
 
 CropShardsOptions OptionsFor(const test::TempDir& tmp, const std::string& out = "shards") {
@@ -73,7 +73,8 @@ fs::path DensityPath(const test::TempDir& tmp, const std::string& split, const s
 }
 
 HeadPixels HeadsOf(const test::TempDir& tmp, const std::string& split, const std::string& name, int w, int h) {
-  const fs::path mat = PartDir(tmp) / (split + "_data") / "ground_truth" / ("GT_" + fs::path(name).stem().string() + ".mat");
+  const fs::path mat =
+      PartDir(tmp) / (split + "_data") / "ground_truth" / ("GT_" + fs::path(name).stem().string() + ".mat");
   return ToHeadPixels(ReadAnnotation(mat.string()).points, w, h);
 }
 
@@ -165,7 +166,7 @@ TEST_CASE("random positions cover the whole valid range") {
       high += c.x == 40 - 16;
     }
   }
-  CHECK(low > 400);   // includes the quarters' 800
+  CHECK(low > 400);  // includes the quarters' 800
   CHECK(high > 800);
 }
 
@@ -621,7 +622,7 @@ TEST_CASE("an output folder holding a different shard set is refused unless --ov
   CHECK(RunTool(base + " --seed 2", &err, tmp) == 1);
   CheckOneErrorLine(err, (tmp / "s").string(), "different shard set");
   CHECK(ReadTextFile(tmp / "s" / kManifestName) == before);  // untouched
-  CHECK(RunTool(base + " --seed 1", &err, tmp) == 0);          // the same set may be rebuilt
+  CHECK(RunTool(base + " --seed 1", &err, tmp) == 0);        // the same set may be rebuilt
   CHECK(RunTool(base + " --seed 2 --overwrite", &err, tmp) == 0);
   CHECK(nlohmann::json::parse(ReadTextFile(tmp / "s" / kManifestName))["settings"]["seed"] == 2);
 }

@@ -68,8 +68,8 @@ TEST_CASE("kernel weights follow scipy: radius int(4 sigma + 0.5), exp(-x^2/2s^2
 }
 
 TEST_CASE("points truncate toward zero, duplicates merge, outside points are dropped") {
-  const std::vector<std::array<double, 2>> pts = {
-      {3.9, 2.1}, {3.1, 2.8}, {0.0, 0.0}, {9.99, 4.5}, {10.0, 1.0}, {-0.5, 1.0}, {2.0, 5.0}};
+  const std::vector<std::array<double, 2>> pts = {{3.9, 2.1},  {3.1, 2.8},  {0.0, 0.0}, {9.99, 4.5},
+                                                  {10.0, 1.0}, {-0.5, 1.0}, {2.0, 5.0}};
   const HeadPixels hp = ToHeadPixels(pts, 10, 5);
   CHECK(hp.annotations == 7);
   CHECK(hp.outside == 3);  // x == W, x < 0, y == H
@@ -266,12 +266,11 @@ TEST_CASE("heads rendered in memory-bounded batches give the same bits as one at
   const int w = 20000, h = 8;
   std::vector<HeadPixel> px;
   for (int i = 0; i < 2000; ++i) px.push_back({i % h, (i * 7919) % w, 1});
-  std::sort(px.begin(), px.end(), [](const HeadPixel& a, const HeadPixel& b) {
-    return a.row != b.row ? a.row < b.row : a.col < b.col;
-  });
-  px.erase(std::unique(px.begin(), px.end(), [](const HeadPixel& a, const HeadPixel& b) {
-             return a.row == b.row && a.col == b.col;
-           }), px.end());
+  std::sort(px.begin(), px.end(),
+            [](const HeadPixel& a, const HeadPixel& b) { return a.row != b.row ? a.row < b.row : a.col < b.col; });
+  px.erase(std::unique(px.begin(), px.end(),
+                       [](const HeadPixel& a, const HeadPixel& b) { return a.row == b.row && a.col == b.col; }),
+           px.end());
   const std::vector<double> sigmas(px.size(), 6000.0);
   DensityOptions o = PartA();
   o.kernel = KernelRule::kFixed;

@@ -4,8 +4,8 @@
 #include <fstream>
 #include <limits>
 
-#include <sys/mount.h>
 #include <unistd.h>
+#include <sys/mount.h>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>

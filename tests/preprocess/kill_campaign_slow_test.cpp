@@ -6,8 +6,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <random>
@@ -128,8 +128,9 @@ TEST_CASE("crop_shards killed at random moments, rerun each time, ends byte-equa
   REQUIRE(test::Run(test::Tool("gt_gen") + " --quiet --root " + Q(tmp / "data"), tmp / "gt.log") == 0);
   const std::string tool = test::Tool("crop_shards");
   const auto args = [&](const fs::path& out) {
-    return std::vector<std::string>{tool,         "--quiet", "--threads", "2", "--records-per-shard", "5",
-                                    "--root",     (tmp / "data").string(), "--out", out.string()};
+    return std::vector<std::string>{
+        tool,    "--quiet",   "--threads", "2", "--records-per-shard", "5", "--root", (tmp / "data").string(),
+        "--out", out.string()};
   };
   const auto command = [&](const fs::path& out) {
     std::string c;

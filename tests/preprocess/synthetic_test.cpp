@@ -11,8 +11,8 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "common/io/dataset.h"
 #include "common/base/error.h"
+#include "common/io/dataset.h"
 #include "common/io/image_io.h"
 #include "common/io/mat_io.h"
 #include "tests/test_util.h"
@@ -234,8 +234,9 @@ TEST_CASE("make_synthetic: --help exits 0, bad options exit 2, an existing datas
   CHECK(RunMake({"--images", "many"}) == 2);
   CHECK(RunMake({}) == 2);  // --out is required
 
-  const std::vector<std::string> args = {"--out", dir.path().string(), "--images", "2", "--test-images", "1",
-                                         "--max-size", "96", "--min-size", "64", "--max-heads", "30"};
+  const std::vector<std::string> args = {
+      "--out", dir.path().string(), "--images", "2", "--test-images", "1", "--max-size", "96", "--min-size",
+      "64",    "--max-heads",       "30"};
   CHECK(RunMake(args) == 0);
   CHECK(DiscoverPart(dir.path(), "A", "all").samples.size() == 3);
   CHECK(RunMake(args) == 1);  // not empty

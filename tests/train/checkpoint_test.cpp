@@ -2,8 +2,8 @@
 #include "tests/train/train_test_util.h"
 
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <fstream>
@@ -193,8 +193,8 @@ TEST_CASE("the fused SGD step equals torch::optim::SGD's, channels-last weights 
     // A small conv net: the optimizer does not care which module it updates.
     auto make = [&] {
       torch::manual_seed(3);
-      torch::nn::Sequential net(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 16, 3).padding(1)),
-                                torch::nn::ReLU(), torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 1, 1)));
+      torch::nn::Sequential net(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 16, 3).padding(1)), torch::nn::ReLU(),
+                                torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 1, 1)));
       if (channels_last) {
         for (auto& p : net->parameters()) {
           if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));

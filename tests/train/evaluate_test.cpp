@@ -50,8 +50,8 @@ std::string W() { return "--weights " + Weights().string() + " "; }
 TEST_CASE("evaluate on a shard set writes per-image rows and a summary that agree with the predictions") {
   TempDir dir;
   test::WriteTestShards(dir / "shards", 4);
-  const Outcome o = Evaluate(dir, W() + (dir / "shards").string() + " --csv " + (dir / "e.csv").string() +
-                                      " --json " + (dir / "e.json").string());
+  const Outcome o = Evaluate(dir, W() + (dir / "shards").string() + " --csv " + (dir / "e.csv").string() + " --json " +
+                                      (dir / "e.json").string());
   REQUIRE_MESSAGE(o.rc == 0, o.err);
   const std::vector<std::string> rows = Lines(Slurp(dir / "e.csv"));
   REQUIRE(rows.size() == 5);
@@ -115,8 +115,8 @@ TEST_CASE("The shard set's test/ subfolder names the same test set") {
 TEST_CASE("evaluate --root reads images, .mat counts and gt_gen density maps") {
   TempDir dir;
   const std::vector<int> counts = test::WriteTinyDataset(dir / "ds", 3);
-  const Outcome o = Evaluate(dir, W() + "--root " + (dir / "ds").string() + " --part A --split test --csv " +
-                                      (dir / "r.csv").string());
+  const Outcome o = Evaluate(
+      dir, W() + "--root " + (dir / "ds").string() + " --part A --split test --csv " + (dir / "r.csv").string());
   REQUIRE_MESSAGE(o.rc == 0, o.err);
   const std::vector<std::string> rows = Lines(Slurp(dir / "r.csv"));
   REQUIRE(rows.size() == 4);
@@ -242,9 +242,9 @@ TEST_CASE("Bad options are usage errors (exit 2)") {
   TempDir dir;
   test::WriteTestShards(dir / "shards", 1);
   const std::string shards = (dir / "shards").string();
-  CHECK(Evaluate(dir, shards).rc == 2);                                    // no weights
-  CHECK(Evaluate(dir, W()).rc == 2);                                       // no test set
-  CHECK(Evaluate(dir, W() + shards + " --root " + shards).rc == 2);        // both
+  CHECK(Evaluate(dir, shards).rc == 2);                              // no weights
+  CHECK(Evaluate(dir, W()).rc == 2);                                 // no test set
+  CHECK(Evaluate(dir, W() + shards + " --root " + shards).rc == 2);  // both
   CHECK(Evaluate(dir, W() + "--root x --split val").rc == 2);
   CHECK(Evaluate(dir, W() + shards + " --precision int8").rc == 2);
   CHECK(Evaluate(dir, "--help").rc == 0);

@@ -25,8 +25,8 @@ TEST_CASE("images are normalised with ImageNet statistics, mirrored on request")
 }
 
 TEST_CASE("tiles cover every output cell once, start on the pooling grid and carry the margin") {
-  for (auto [h, w, tile] : std::vector<std::tuple<int, int, int>>{{75, 101, 32}, {768, 1024, 256}, {37, 9, 8},
-                                                                 {2304, 3072, 1000}, {100, 100, 0}}) {
+  for (auto [h, w, tile] : std::vector<std::tuple<int, int, int>>{
+           {75, 101, 32}, {768, 1024, 256}, {37, 9, 8}, {2304, 3072, 1000}, {100, 100, 0}}) {
     const int margin = 144;
     const auto tiles = PlanTiles(h, w, tile, margin);
     std::vector<int> hits((h / 8) * (w / 8), 0);

@@ -4,7 +4,6 @@
 #include <fstream>
 #include <limits>
 
-
 #include "common/base/error.h"
 #include "common/io/h5.h"
 #include "common/io/zip_check.h"
@@ -31,9 +30,8 @@ bool SameWeights(CSRNet& a, CSRNet& b) {
 
 // Writes the model's parameters to an HDF5 file in the original layout,
 // optionally renaming/skipping/reshaping one of them.
-void WriteH5(CSRNet& model, const std::string& path, const std::string& skip = "",
-             const std::string& reshape = "", const std::string& prefix_from = "",
-             const std::string& prefix_to = "") {
+void WriteH5(CSRNet& model, const std::string& path, const std::string& skip = "", const std::string& reshape = "",
+             const std::string& prefix_from = "", const std::string& prefix_to = "") {
   h5::Lock h5_lock;
   H5::H5File f = h5::Create(path);
   for (const auto& item : model->named_parameters()) {
@@ -174,19 +172,28 @@ TEST_CASE("bad weight files are refused with the file and the tensor named") {
   test::HeInit(a, 5);
   const std::string missing = (tmp / "missing.h5").string();
   WriteH5(a, missing, /*skip=*/"backend.4.weight");
-  std::string msg = ErrorOf([&] { CSRNet m; LoadWeights(m, missing); });
+  std::string msg = ErrorOf([&] {
+    CSRNet m;
+    LoadWeights(m, missing);
+  });
   CHECK(msg.find("missing.h5") != std::string::npos);
   CHECK(msg.find("backend.4.weight") != std::string::npos);
 
   const std::string shaped = (tmp / "shaped.h5").string();
   WriteH5(a, shaped, "", /*reshape=*/"frontend.0.bias");
-  msg = ErrorOf([&] { CSRNet m; LoadWeights(m, shaped); });
+  msg = ErrorOf([&] {
+    CSRNet m;
+    LoadWeights(m, shaped);
+  });
   CHECK(msg.find("frontend.0.bias") != std::string::npos);
   CHECK(msg.find("shape") != std::string::npos);
 
   const std::string garbage = (tmp / "garbage.pt").string();
   std::ofstream(garbage) << "not a model";
-  msg = ErrorOf([&] { CSRNet m; LoadWeights(m, garbage); });
+  msg = ErrorOf([&] {
+    CSRNet m;
+    LoadWeights(m, garbage);
+  });
   CHECK(msg.find("garbage.pt") != std::string::npos);
 
   // A .pt truncated in the middle.
@@ -194,10 +201,16 @@ TEST_CASE("bad weight files are refused with the file and the tensor named") {
   SaveModelPt(a, full, {});
   fs::copy_file(full, cut);
   fs::resize_file(cut, fs::file_size(full) / 2);
-  msg = ErrorOf([&] { CSRNet m; LoadWeights(m, cut); });
+  msg = ErrorOf([&] {
+    CSRNet m;
+    LoadWeights(m, cut);
+  });
   CHECK(msg.find("cut.pt") != std::string::npos);
 
-  msg = ErrorOf([&] { CSRNet m; LoadWeights(m, (tmp / "nope.h5").string()); });
+  msg = ErrorOf([&] {
+    CSRNet m;
+    LoadWeights(m, (tmp / "nope.h5").string());
+  });
   CHECK(msg.find("no such file") != std::string::npos);
 }
 
@@ -250,7 +263,10 @@ TEST_CASE("a .pt with flipped bytes in the middle is refused naming the file; in
   std::string msg = ErrorOf([&] { LoadModel(path); });
   CHECK(msg.find(path + ": checksum mismatch in ") != std::string::npos);
   CHECK(msg.find("(corrupt file)") != std::string::npos);
-  msg = ErrorOf([&] { CSRNet m; LoadWeights(m, path); });
+  msg = ErrorOf([&] {
+    CSRNet m;
+    LoadWeights(m, path);
+  });
   CHECK(msg.find("checksum mismatch") != std::string::npos);
   CHECK(ErrorOf([&] { ReadWeightsBackend(path); }).find("checksum mismatch") != std::string::npos);
 }
@@ -264,7 +280,10 @@ TEST_CASE("weights of another back end are refused, LoadModel follows the file")
   SaveWeightsH5(a, h5);
   WriteH5(a, plain);  // the original layout records no variant
   for (const std::string& path : {pt, h5}) {
-    const std::string msg = ErrorOf([&] { CSRNet b(Backend::kB); LoadWeights(b, path); });
+    const std::string msg = ErrorOf([&] {
+      CSRNet b(Backend::kB);
+      LoadWeights(b, path);
+    });
     INFO(msg);
     CHECK(msg.find(path + ": holds back end A weights, not B") != std::string::npos);
     CHECK(RecordedBackend(path) == Backend::kA);
@@ -313,7 +332,10 @@ TEST_CASE("an .h5 dataset of the wrong rank is refused before its data is read")
     const float x = 1.0f;
     h5::WriteFloats(f, "frontend.2.bias", &x, {});  // a scalar
   }
-  const std::string msg = ErrorOf([&] { CSRNet m; LoadWeights(m, path); });
+  const std::string msg = ErrorOf([&] {
+    CSRNet m;
+    LoadWeights(m, path);
+  });
   INFO(msg);
   CHECK(msg.find("rank.h5: tensor 'frontend.2.weight' has shape [36864], expected [64,64,3,3]") != std::string::npos);
 }

@@ -3,10 +3,10 @@
 // images against a PyTorch CSRNet. Minutes on a small CPU: labelled slow.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 
 #include <cmath>
 #include <cstdio>
@@ -85,8 +85,8 @@ TEST_CASE("A 3072 x 2304 image counts within 2.5 GB of peak memory (fp32, defaul
   const fs::path image = dir / "big.jpg";
   test::WriteRgb(image, test::CrowdImage(3072, 2304, 22));
   long peak = 0;
-  const int rc = SpawnMeasured({test::Tool("predict"), "--weights", Weights().string(), image.string()},
-                               dir / "out.txt", &peak);
+  const int rc =
+      SpawnMeasured({test::Tool("predict"), "--weights", Weights().string(), image.string()}, dir / "out.txt", &peak);
   REQUIRE(rc == 0);
   const std::vector<std::string> lines = Lines(Slurp(dir / "out.txt"));
   REQUIRE(lines.size() == 1);
@@ -122,7 +122,6 @@ TEST_CASE("Counts on real images equal a PyTorch CSRNet's within 1e-4 in fp32" *
   }
 }
 
-
 TEST_CASE("A CSRNet-pytorch checkpoint converted by tools/convert_checkpoint.py counts as in PyTorch, both ways" *
           doctest::test_suite("optional")) {
   CSR_SKIP_UNLESS(test::HavePythonTorch(), test::kNeedPython,
@@ -130,17 +129,19 @@ TEST_CASE("A CSRNet-pytorch checkpoint converted by tools/convert_checkpoint.py 
   TempDir dir;
   // A checkpoint as CSRNet-pytorch saves it, from nn.DataParallel ("module." keys),
   // and a broken one without the output layer's bias.
-  std::ofstream(dir / "make.py") << "import sys, torch\n"
-                                    "sys.path.insert(0, '" CSR_SOURCE_DIR "/tools')\n"
-                                    "from csrnet_pytorch import CSRNet\n"
-                                    "torch.manual_seed(3)\n"
-                                    "m = CSRNet()\n"
-                                    "for p in m.parameters():\n"
-                                    "    torch.nn.init.kaiming_normal_(p) if p.dim() == 4 else torch.nn.init.normal_(p, 0, 0.01)\n"
-                                    "sd = {'module.' + k: v for k, v in m.state_dict().items()}\n"
-                                    "torch.save({'epoch': 7, 'arch': 'x', 'state_dict': sd, 'best_prec1': 70.5}, sys.argv[1])\n"
-                                    "del sd['module.output_layer.bias']\n"
-                                    "torch.save({'state_dict': sd}, sys.argv[2])\n";
+  std::ofstream(dir / "make.py")
+      << "import sys, torch\n"
+         "sys.path.insert(0, '" CSR_SOURCE_DIR
+         "/tools')\n"
+         "from csrnet_pytorch import CSRNet\n"
+         "torch.manual_seed(3)\n"
+         "m = CSRNet()\n"
+         "for p in m.parameters():\n"
+         "    torch.nn.init.kaiming_normal_(p) if p.dim() == 4 else torch.nn.init.normal_(p, 0, 0.01)\n"
+         "sd = {'module.' + k: v for k, v in m.state_dict().items()}\n"
+         "torch.save({'epoch': 7, 'arch': 'x', 'state_dict': sd, 'best_prec1': 70.5}, sys.argv[1])\n"
+         "del sd['module.output_layer.bias']\n"
+         "torch.save({'state_dict': sd}, sys.argv[2])\n";
   const std::string ck = (dir / "ck.pth.tar").string(), broken = (dir / "broken.pth.tar").string();
   REQUIRE(test::Run("/usr/bin/python3 " + (dir / "make.py").string() + " " + ck + " " + broken) == 0);
   const std::string convert = "/usr/bin/python3 " CSR_SOURCE_DIR "/tools/convert_checkpoint.py ";

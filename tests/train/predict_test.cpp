@@ -6,8 +6,8 @@
 #include "train/trainer.h"
 
 #include <cmath>
-#include <fstream>
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 
 #include <opencv2/videoio.hpp>
@@ -98,8 +98,8 @@ TEST_CASE("A grayscale image counts as its RGB replication") {
   cv::Mat rgb;
   cv::cvtColor(gray, rgb, cv::COLOR_GRAY2RGB);
   test::WriteRgb(dir / "c.png", rgb);
-  const Outcome o = Predict(dir, "--threads 2 --weights " + Weights().string() + " " + (dir / "g.png").string() +
-                                     " " + (dir / "c.png").string());
+  const Outcome o = Predict(dir, "--threads 2 --weights " + Weights().string() + " " + (dir / "g.png").string() + " " +
+                                     (dir / "c.png").string());
   REQUIRE(o.rc == 0);
   const std::vector<std::string> lines = Lines(o.out);
   REQUIRE(lines.size() == 2);
@@ -374,8 +374,7 @@ TEST_CASE("Weights of another architecture name the missing or mis-shaped tensor
   test::WriteRandomWeights(dir / "shape.h5", 1, "", "backend.4.weight");
   o = Predict(dir, "--weights " + (dir / "shape.h5").string() + " " + image);
   CHECK(o.rc == 1);
-  CHECK(o.err.find("tensor 'backend.4.weight' has shape [1024,512,3,3], expected [512,512,3,3]") !=
-        std::string::npos);
+  CHECK(o.err.find("tensor 'backend.4.weight' has shape [1024,512,3,3], expected [512,512,3,3]") != std::string::npos);
 
   std::ofstream(dir / "junk.pt") << "not weights";
   o = Predict(dir, "--weights " + (dir / "junk.pt").string() + " " + image);
@@ -387,8 +386,8 @@ TEST_CASE("An output folder that cannot be written fails before any image is cou
   TempDir dir;
   test::WriteRgb(dir / "a.png", test::CrowdImage(64, 48, 15));
   std::ofstream(dir / "file") << "x";
-  const Outcome o = Predict(dir, "--weights " + Weights().string() + " --out " + (dir / "file" / "out").string() +
-                                     " " + (dir / "a.png").string());
+  const Outcome o = Predict(dir, "--weights " + Weights().string() + " --out " + (dir / "file" / "out").string() + " " +
+                                     (dir / "a.png").string());
   CHECK(o.rc == 1);
   CHECK(o.out.empty());
   CHECK(o.err.find("file/out") != std::string::npos);
@@ -398,15 +397,15 @@ TEST_CASE("Bad options are usage errors (exit 2)") {
   TempDir dir;
   test::WriteRgb(dir / "a.png", test::CrowdImage(64, 48, 16));
   const std::string image = (dir / "a.png").string(), w = " --weights " + Weights().string();
-  CHECK(Predict(dir, image).rc == 2);                                  // no weights
-  CHECK(Predict(dir, w).rc == 2);                                      // nothing to count
+  CHECK(Predict(dir, image).rc == 2);  // no weights
+  CHECK(Predict(dir, w).rc == 2);      // nothing to count
   CHECK(Predict(dir, w + " --precision fp16 " + image).rc == 2);
   CHECK(Predict(dir, w + " --tile 20 " + image).rc == 2);
   CHECK(Predict(dir, w + " --alpha nan " + image).rc == 2);
   CHECK(Predict(dir, w + " --threads 1000000 " + image).rc == 2);
   CHECK(Predict(dir, w + " --tile 99999999999 " + image).rc == 2);
   CHECK(Predict(dir, w + " --video x.avi --every 0").rc == 2);
-  CHECK(Predict(dir, w + " --csv c.csv " + image).rc == 2);            // --csv needs --video
+  CHECK(Predict(dir, w + " --csv c.csv " + image).rc == 2);  // --csv needs --video
   CHECK(Predict(dir, "--help").rc == 0);
 }
 

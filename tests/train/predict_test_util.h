@@ -118,7 +118,8 @@ inline ShardRecord WholeRecord(int w, int h, unsigned seed, int index) {
 // A shard set with `n` whole test images of varied sizes (and, when asked, a
 // train split with one crop) written with the real ShardWriter.
 inline void WriteTestShards(const fs::path& dir, int n, bool with_train = false) {
-  ShardSetWriter set(dir, with_train ? std::vector<std::string>{"test", "train"} : std::vector<std::string>{"test"}, 3, 1);
+  ShardSetWriter set(dir, with_train ? std::vector<std::string>{"test", "train"} : std::vector<std::string>{"test"}, 3,
+                     1);
   for (int i = 0; i < n; ++i) set.split("test").Add(EncodeRecord(WholeRecord(96 + 8 * i, 72 + 5 * i, 100 + i, i), 1));
   if (with_train) {
     ShardRecord r = WholeRecord(64, 48, 7, 0);
@@ -193,8 +194,6 @@ inline ToolOutcome RunCaptured(const TempDir& dir, const std::string& tool, cons
 }
 
 // True when Debian's Python has torch, h5py and cv2 (the PyTorch reference).
-inline bool HavePythonTorch() {
-  return Run("/usr/bin/python3 -c 'import torch, h5py, cv2' >/dev/null 2>&1") == 0;
-}
+inline bool HavePythonTorch() { return Run("/usr/bin/python3 -c 'import torch, h5py, cv2' >/dev/null 2>&1") == 0; }
 
 }  // namespace csr::test

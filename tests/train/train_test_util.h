@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "train/model.h"
 #include "tests/fixtures/synthetic_shards.h"
+#include "train/model.h"
 
 namespace csr::test {
 

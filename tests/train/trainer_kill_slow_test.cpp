@@ -62,7 +62,8 @@ struct Loaded {
   }
 };
 
-TEST_CASE("killed with SIGKILL at random moments and resumed each time, training ends bitwise where a straight run ends") {
+TEST_CASE(
+    "killed with SIGKILL at random moments and resumed each time, training ends bitwise where a straight run ends") {
   TempDir tmp;
   const fs::path shards = tmp / "shards", log = tmp / "log.txt";
   test::WriteSyntheticShards(shards, {/*train=*/3, /*test=*/1});  // 6 patches per epoch

@@ -20,9 +20,7 @@ namespace {
 
 using test::TempDir;
 
-int Trainer(const std::string& args, const fs::path& log) {
-  return test::Run(test::Tool("trainer") + " " + args, log);
-}
+int Trainer(const std::string& args, const fs::path& log) { return test::Run(test::Tool("trainer") + " " + args, log); }
 
 std::vector<nlohmann::json> ReadLog(const fs::path& run) {
   std::vector<nlohmann::json> out;
@@ -49,12 +47,12 @@ double CheckpointDiff(const fs::path& a, const fs::path& b, TrainState* sa, Trai
   REQUIRE(pa.size() == pb.size());
   REQUIRE(oa.state().size() == pa.size());
   for (size_t i = 0; i < pa.size(); ++i) {
-    const auto& buf_a = static_cast<torch::optim::SGDParamState&>(
-                            *oa.state().at(c10::guts::to_string(pa[i].unsafeGetTensorImpl())))
-                            .momentum_buffer();
-    const auto& buf_b = static_cast<torch::optim::SGDParamState&>(
-                            *ob.state().at(c10::guts::to_string(pb[i].unsafeGetTensorImpl())))
-                            .momentum_buffer();
+    const auto& buf_a =
+        static_cast<torch::optim::SGDParamState&>(*oa.state().at(c10::guts::to_string(pa[i].unsafeGetTensorImpl())))
+            .momentum_buffer();
+    const auto& buf_b =
+        static_cast<torch::optim::SGDParamState&>(*ob.state().at(c10::guts::to_string(pb[i].unsafeGetTensorImpl())))
+            .momentum_buffer();
     diff = std::max(diff, (buf_a - buf_b).abs().max().item<double>());
   }
   return diff;
@@ -74,8 +72,8 @@ TEST_CASE("a short training on synthetic shards lowers the loss") {
   REQUIRE(Trainer(f.Args("run") + "--epochs 3 --threads 2", f.tmp / "log.txt") == 0);
   const auto log = ReadLog(f.tmp / "run");
   REQUIRE(log.size() == 3);
-  MESSAGE("train loss " << log[0]["train_loss"] << " -> " << log[2]["train_loss"] << ", MAE " << log[0]["mae"]
-                        << " -> " << log[2]["mae"]);
+  MESSAGE("train loss " << log[0]["train_loss"] << " -> " << log[2]["train_loss"] << ", MAE " << log[0]["mae"] << " -> "
+                        << log[2]["mae"]);
   CHECK(log[2]["train_loss"].get<double>() < log[0]["train_loss"].get<double>());
   CHECK(log[2]["steps"] == 24);
   CHECK(ReadTextFile(f.tmp / "log.txt").find("finished") != std::string::npos);
@@ -103,7 +101,8 @@ TEST_CASE("2 epochs straight equal 1 epoch + resume + 1 epoch, also resuming mid
   MESSAGE("max weight/momentum difference: resumed at the epoch boundary " << split << ", mid-epoch " << mid);
 
   // The logs agree too, with the partial epoch's line replaced.
-  const auto straight = ReadLog(f.tmp / "straight"), resumed = ReadLog(f.tmp / "split"), mid_log = ReadLog(f.tmp / "mid");
+  const auto straight = ReadLog(f.tmp / "straight"), resumed = ReadLog(f.tmp / "split"),
+             mid_log = ReadLog(f.tmp / "mid");
   REQUIRE(straight.size() == 2);
   REQUIRE(resumed.size() == 2);
   REQUIRE(mid_log.size() == 2);
@@ -118,8 +117,8 @@ TEST_CASE("2 epochs straight equal 1 epoch + resume + 1 epoch, also resuming mid
 TEST_CASE("SIGTERM finishes the step, writes the checkpoint and says how to resume") {
   Fixture f;
   const fs::path run = f.tmp / "run", log = f.tmp / "log.txt";
-  const std::string cmd = test::Tool("trainer") + " " + f.Args("run") + "--epochs 100 --threads 2 >" +
-                          log.string() + " 2>&1";
+  const std::string cmd =
+      test::Tool("trainer") + " " + f.Args("run") + "--epochs 100 --threads 2 >" + log.string() + " 2>&1";
   pid_t pid = 0;
   const char* argv[] = {"sh", "-c", cmd.c_str(), nullptr};
   // exec replaces the shell (a single command), so the signal reaches the trainer.
@@ -148,8 +147,8 @@ TEST_CASE("SIGTERM finishes the step, writes the checkpoint and says how to resu
   CHECK(s.epoch >= 1);
   CHECK(s.step == s.epoch * 8 + s.batch);
   // And it goes on from there.
-  REQUIRE(Trainer("--resume " + (run / "checkpoint.pt").string() + " --epochs " + std::to_string(s.epoch + 1),
-                  log) == 0);
+  REQUIRE(Trainer("--resume " + (run / "checkpoint.pt").string() + " --epochs " + std::to_string(s.epoch + 1), log) ==
+          0);
   CHECK(ReadLog(run).size() == static_cast<size_t>(s.epoch + 1));
 }
 

@@ -15,9 +15,7 @@ namespace {
 using test::TempDir;
 
 // Runs the trainer binary; its stderr+stdout land in `log`.
-int Trainer(const std::string& args, const fs::path& log) {
-  return test::Run(test::Tool("trainer") + " " + args, log);
-}
+int Trainer(const std::string& args, const fs::path& log) { return test::Run(test::Tool("trainer") + " " + args, log); }
 
 std::string Read(const fs::path& p) { return fs::exists(p) ? ReadTextFile(p) : std::string(); }
 
@@ -28,8 +26,7 @@ struct Fixture {
   Fixture() { test::WriteSyntheticShards(shards, {/*train=*/2, /*test=*/1}); }
   // A one-step run with quick settings plus `extra`.
   int Quick(const std::string& out, const std::string& extra = "") {
-    return Trainer(shards.string() + " --out " + (tmp / out).string() +
-                       " --max-steps 1 --threads 2 --lr 1e-6 " + extra,
+    return Trainer(shards.string() + " --out " + (tmp / out).string() + " --max-steps 1 --threads 2 --lr 1e-6 " + extra,
                    log);
   }
 };
@@ -38,10 +35,32 @@ TEST_CASE("--help lists every option with its default") {
   TempDir tmp;
   REQUIRE(Trainer("--help", tmp / "help.txt") == 0);
   const std::string help = Read(tmp / "help.txt");
-  for (const char* name : {"--shards", "--config", "--out", "--resume", "--pre", "--vgg16", "--weights", "--backend",
-                           "--epochs", "--lr", "--lr-steps", "--lr-gamma", "--momentum", "--weight-decay",
-                           "--batch-size", "--max-steps", "--checkpoint-every", "--checkpoint-minutes", "--seed", "--workers", "--prefetch", "--threads",
-                           "--precision", "--device", "--eval-tile", "--eval-every"}) {
+  for (const char* name : {"--shards",
+                           "--config",
+                           "--out",
+                           "--resume",
+                           "--pre",
+                           "--vgg16",
+                           "--weights",
+                           "--backend",
+                           "--epochs",
+                           "--lr",
+                           "--lr-steps",
+                           "--lr-gamma",
+                           "--momentum",
+                           "--weight-decay",
+                           "--batch-size",
+                           "--max-steps",
+                           "--checkpoint-every",
+                           "--checkpoint-minutes",
+                           "--seed",
+                           "--workers",
+                           "--prefetch",
+                           "--threads",
+                           "--precision",
+                           "--device",
+                           "--eval-tile",
+                           "--eval-every"}) {
     CHECK_MESSAGE(help.find(name) != std::string::npos, name);
   }
   CHECK(help.find("default: 1e-07") != std::string::npos);
@@ -59,16 +78,16 @@ TEST_CASE("a smoke run writes config, log, checkpoint and best model; the comman
     CHECK_MESSAGE(fs::exists(run / file), file);
   }
   const auto cfg = nlohmann::json::parse(Read(run / "config.json"));
-  CHECK(cfg["epochs"] == 2);        // command line
-  CHECK(cfg["lr"] == 1e-6);         // command line (Quick)
-  CHECK(cfg["seed"] == 4);          // config file
-  CHECK(cfg["batch-size"] == 2);    // config file
-  CHECK(cfg["eval-tile"] == 64);    // config file, underscore spelling
-  CHECK(cfg["momentum"] == 0.95);   // default
+  CHECK(cfg["epochs"] == 2);       // command line
+  CHECK(cfg["lr"] == 1e-6);        // command line (Quick)
+  CHECK(cfg["seed"] == 4);         // config file
+  CHECK(cfg["batch-size"] == 2);   // config file
+  CHECK(cfg["eval-tile"] == 64);   // config file, underscore spelling
+  CHECK(cfg["momentum"] == 0.95);  // default
   CHECK(cfg["shards"] == f.shards.string());
   const auto entry = nlohmann::json::parse(Read(run / "train_log.jsonl"));
-  for (const char* key : {"epoch", "train_loss", "mae", "rmse", "lr", "seconds", "patches_per_s",
-                          "data_wait_fraction"}) {
+  for (const char* key :
+       {"epoch", "train_loss", "mae", "rmse", "lr", "seconds", "patches_per_s", "data_wait_fraction"}) {
     CHECK_MESSAGE(entry.contains(key), key);
   }
   CHECK(entry["epoch"] == 1);
@@ -160,8 +179,8 @@ TEST_CASE("bad inputs: a shard set without manifest, a corrupt checkpoint, mis-s
 
 TEST_CASE("tools/export_vgg16.py writes a front end the trainer loads" * doctest::test_suite("optional")) {
   TempDir tmp;
-  CSR_SKIP_UNLESS(test::Run("/usr/bin/python3 -c 'import torch, h5py'", tmp / "probe.txt") == 0,
-                  test::kNeedPython, "Debian's python3-torch / python3-h5py absent (scripts/deps.sh test)");
+  CSR_SKIP_UNLESS(test::Run("/usr/bin/python3 -c 'import torch, h5py'", tmp / "probe.txt") == 0, test::kNeedPython,
+                  "Debian's python3-torch / python3-h5py absent (scripts/deps.sh test)");
   // A stand-in torchvision checkpoint: every tensor of conv i filled with i / 1000.
   const fs::path pth = tmp / "vgg16.pth", broken = tmp / "broken.pth", h5 = tmp / "vgg16.h5";
   const std::string make =
@@ -173,9 +192,12 @@ TEST_CASE("tools/export_vgg16.py writes a front end the trainer loads" * doctest
       "    sd[f'features.{i}.weight'] = torch.full((o, c, 3, 3), i / 1000.0)\n"
       "    sd[f'features.{i}.bias'] = torch.full((o,), i / 1000.0)\n"
       "sd['classifier.0.weight'] = torch.zeros(4, 4)\n"
-      "torch.save(sd, '" + pth.string() + "')\n"
+      "torch.save(sd, '" +
+      pth.string() +
+      "')\n"
       "del sd['features.17.bias']\n"
-      "torch.save(sd, '" + broken.string() + "')\n";
+      "torch.save(sd, '" +
+      broken.string() + "')\n";
   std::ofstream(tmp / "make.py") << make;
   REQUIRE(test::Run("/usr/bin/python3 " + (tmp / "make.py").string(), tmp / "make.txt") == 0);
   const std::string tool = std::string(CSR_SOURCE_DIR) + "/tools/export_vgg16.py";
@@ -188,8 +210,7 @@ TEST_CASE("tools/export_vgg16.py writes a front end the trainer loads" * doctest
     CHECK(conv->weight.min().item<float>() == doctest::Approx(i / 1000.0));
     CHECK(conv->bias.max().item<float>() == doctest::Approx(i / 1000.0));
   }
-  CHECK(test::Run("/usr/bin/python3 " + tool + " --weights " + broken.string() + " --out " +
-                      (tmp / "x.h5").string(),
+  CHECK(test::Run("/usr/bin/python3 " + tool + " --weights " + broken.string() + " --out " + (tmp / "x.h5").string(),
                   tmp / "broken.txt") != 0);
   CHECK(Read(tmp / "broken.txt").find("features.17.bias") != std::string::npos);
   CHECK_FALSE(fs::exists(tmp / "x.h5"));
@@ -257,9 +278,9 @@ TEST_CASE("hostile option values are usage errors, never a crash") {
 TEST_CASE("configs with values of the wrong type are one-line errors naming the file") {
   Fixture f;
   int n = 0;
-  for (const char* json : {R"({"momentum": "fast"})", R"({"lr-steps": "x"})", R"({"backend": 3})", R"([1, 2])",
-                           R"({"epochs": 1.5})", R"({"epochs": null})", R"({"seed": {"a": 1}})", R"("text")",
-                           R"({"batch_size": 1e300})"}) {
+  for (const char* json :
+       {R"({"momentum": "fast"})", R"({"lr-steps": "x"})", R"({"backend": 3})", R"([1, 2])", R"({"epochs": 1.5})",
+        R"({"epochs": null})", R"({"seed": {"a": 1}})", R"("text")", R"({"batch_size": 1e300})"}) {
     INFO(std::string(json));
     const fs::path config = f.tmp / ("cfg" + std::to_string(++n) + ".json");
     std::ofstream(config) << json;
