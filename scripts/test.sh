@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need (packages, builds) and runs every test
 # stage, then prints how long each took:
+#   format   the tree is clang-formatted (.clang-format; scripts/format.sh --check), seconds
 #   release  Release build, the whole ctest suite (slow tests included)
 #   asan     AddressSanitizer + UBSan build, the quick tests   (scripts/sanitize.sh asan)
 #   tsan     ThreadSanitizer build, the multi-threaded tests   (scripts/sanitize.sh tsan)
-#   fuzz     libFuzzer build, each fuzz target FUZZ_SECONDS    (scripts/sanitize.sh fuzz)
+#   fuzz     libFuzzer build, each fuzz target FUZZ_RUNS inputs (scripts/sanitize.sh fuzz)
 # `scripts/test.sh --quick`: the release stage without slow tests, nothing else.
 # `scripts/test.sh --stages "release fuzz"`: only those stages.
 # Under CI (CI=true) a test that needs chromium, Debian's Python packages,
@@ -12,12 +13,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-stages="release asan tsan fuzz" quick=0
+stages="format release asan tsan fuzz" quick=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1; stages=release; shift ;;
     --stages) stages=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -40,6 +41,7 @@ release() {
 }
 for s in $stages; do
   case "$s" in
+    format) run_stage format scripts/format.sh --check ;;
     release) run_stage release release ;;
     asan|tsan|fuzz) run_stage "$s" scripts/sanitize.sh "$s" ;;
     *) echo "test.sh: unknown stage '$s'" >&2; exit 2 ;;
