@@ -295,7 +295,7 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
                                             if (progress) progress->Tick();
                                           }));
   tsan::Release(&handoff);
-  tbb::parallel_pipeline(static_cast<size_t>(2 * threads), chain);
+  tbb::parallel_pipeline(2 * static_cast<size_t>(threads), chain);
   tsan::Acquire(&handoff);
   if (progress) progress->Finish();
   WriteImageLists(options.root, options.part, found.samples, failed_images);

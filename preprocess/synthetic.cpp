@@ -35,7 +35,7 @@ class Rng {
   double Uniform() { return Uniform01(gen_); }  // [0, 1)
   double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
   int Int(int lo, int hi) {  // inclusive
-    return lo + static_cast<int>(ModuloDraw(gen_, static_cast<uint64_t>(hi - lo + 1)));
+    return lo + static_cast<int>(ModuloDraw(gen_, static_cast<uint64_t>(int64_t{hi} - lo + 1)));
   }
   double Normal() {                     // Box-Muller
     const double u1 = 1.0 - Uniform();  // (0, 1]

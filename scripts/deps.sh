@@ -8,10 +8,10 @@ build_pkgs=(build-essential cmake pkg-config libopencv-dev libeigen3-dev libnano
             libtbb-dev nlohmann-json3-dev libtorch-dev doctest-dev libmatio-dev)
 # Interop tests compare against Debian's scipy/h5py/OpenCV/PyTorch; the HTML
 # report test renders in headless Chromium; the fuzz stage needs clang with
-# its libFuzzer/sanitizer runtimes; the format stage clang-format; the tmpfs
+# its libFuzzer/sanitizer runtimes; the lint stage clang-format and clang-tidy; the tmpfs
 # tests need util-linux's mount.
 test_pkgs=(python3 python3-numpy python3-scipy python3-h5py python3-opencv python3-torch chromium
-           clang libclang-rt-14-dev clang-format)
+           clang libclang-rt-14-dev clang-format clang-tidy)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-build}" == "test" ]]; then want+=("${test_pkgs[@]}"); fi

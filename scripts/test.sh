@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need (packages, builds) and runs every test
 # stage, then prints how long each took:
-#   format   the tree is clang-formatted (.clang-format; scripts/format.sh --check), seconds
+#   lint     the tree is clang-formatted (scripts/format.sh --check) and passes .clang-tidy on
+#            common/ and preprocess/ (scripts/tidy.sh), about 30 s
 #   release  Release build, the whole ctest suite (slow tests included)
 #   asan     AddressSanitizer + UBSan build, the quick tests   (scripts/sanitize.sh asan)
 #   tsan     ThreadSanitizer build, the multi-threaded tests   (scripts/sanitize.sh tsan)
@@ -13,12 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-stages="format release asan tsan fuzz" quick=0
+stages="lint release asan tsan fuzz" quick=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1; stages=release; shift ;;
     --stages) stages=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -39,9 +40,13 @@ release() {
   if [[ $quick -eq 1 ]]; then args+=(-LE slow); fi
   ctest "${args[@]}"
 }
+lint() {
+  scripts/format.sh --check
+  BUILD_DIR=${BUILD_DIR:-build} scripts/tidy.sh 2> >(grep -v "warnings\? generated" >&2)
+}
 for s in $stages; do
   case "$s" in
-    format) run_stage format scripts/format.sh --check ;;
+    lint) run_stage lint lint ;;
     release) run_stage release release ;;
     asan|tsan|fuzz) run_stage "$s" scripts/sanitize.sh "$s" ;;
     *) echo "test.sh: unknown stage '$s'" >&2; exit 2 ;;

@@ -243,9 +243,9 @@ void ArgParser::AssignJson(Option& opt, const nlohmann::json& v, const std::stri
 void ArgParser::ApplyJson(const nlohmann::json& config, const std::string& source) {
   if (!config.is_object()) throw Error(source, "a config must be a JSON object");
   for (const auto& item : config.items()) {
-    // Named copies, not a structured binding: lambdas may not capture those
-    // before C++20, and clang (the fuzz stage's compiler) refuses it.
-    const std::string key = item.key();
+    // Named references, not a structured binding: lambdas may not capture
+    // those before C++20, and clang (the fuzz stage's compiler) refuses it.
+    const std::string& key = item.key();
     const nlohmann::json& value = item.value();
     Option* opt = Find(key);
     if (!opt) throw Error(source, StrCat("unknown key '", key, "'"));
