@@ -230,18 +230,6 @@ void PreparePartDir(const SyntheticOptions& o, const fs::path& part_dir) {
                              ", part ", o.part, "). make_synthetic --overwrite may replace this folder.\n"));
 }
 
-void WriteBytesAtomic(const fs::path& path, const std::vector<uint8_t>& bytes) {
-  AtomicFile out(path);
-  {
-    std::ofstream f(out.temp_path(), std::ios::binary);
-    if (!f) throw Error(path.string(), "cannot open for writing");
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    f.flush();
-    if (!f) throw Error(path.string(), "write failed (disk full?)");
-  }
-  out.Commit();
-}
-
 struct ImagePlan {
   int width, height, heads;
   bool gray;
@@ -337,7 +325,7 @@ SyntheticSummary GenerateSynthetic(const SyntheticOptions& o) {
       const std::string stem = "IMG_" + std::to_string(i);
       const fs::path image_path = split_dir / "images" / (stem + ".jpg");
       if (!cv::imencode(".jpg", img, jpeg, jpeg_params)) throw Error(image_path.string(), "JPEG encoding failed");
-      WriteBytesAtomic(image_path, jpeg);
+      WriteFileAtomic(image_path, jpeg.data(), jpeg.size());
       const fs::path gt_path = split_dir / gt_name / ("GT_" + stem + ".mat");
       // The real files' `number` is uint8 or uint16 as scipy sees it, by size.
       WriteAnnotation(gt_path.string(), pts, pts.size() > 255 ? "uint16" : "uint8");

@@ -299,18 +299,6 @@ std::string EncodePng(const cv::Mat& bgr) {
   return std::string(buf.begin(), buf.end());
 }
 
-void WriteBytesAtomic(const std::string& path, const std::string& bytes) {
-  AtomicFile out(path);
-  {
-    std::ofstream f(out.temp_path(), std::ios::binary);
-    if (!f) throw Error(path, "cannot open for writing");
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    f.flush();
-    if (!f) throw Error(path, "write failed (disk full?)");
-  }
-  out.Commit();
-}
-
 void WriteDensityH5(const std::string& path, const cv::Mat& density, const std::string& image, int width, int height) {
   AtomicFile out(path);
   {
@@ -485,7 +473,8 @@ int PredictImages(const PredictOptions& o, const std::vector<std::string>& input
       std::cout << path << '\t' << Fixed6(count) << '\n' << std::flush;
       if (!o.out.empty()) {
         const std::string base = (fs::path(o.out) / names.Next(path)).string();
-        WriteBytesAtomic(base + "_heatmap.png", EncodePng(RenderHeatmap(rgb, density, count, o.alpha)));
+        const std::string png = EncodePng(RenderHeatmap(rgb, density, count, o.alpha));
+        WriteFileAtomic(base + "_heatmap.png", png.data(), png.size());
         WriteDensityH5(base + "_density.h5", density, path, rgb.cols, rgb.rows);
       }
     } catch (const std::exception& e) {  // report it, go on with the others

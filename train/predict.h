@@ -75,8 +75,6 @@ cv::Mat RenderHeatmap(const cv::Mat& rgb, const cv::Mat& density, double count, 
                       const std::string& caption = "");
 // PNG bytes of a BGR image.
 std::string EncodePng(const cv::Mat& bgr);
-// Writes bytes to `path` atomically; throws csr::Error naming it.
-void WriteBytesAtomic(const std::string& path, const std::string& bytes);
 // The density map as HDF5: dataset `density` (the 1/8 map, float32) with
 // attributes count, scale (8), image, width and height. Atomic.
 void WriteDensityH5(const std::string& path, const cv::Mat& density, const std::string& image, int width, int height);

@@ -56,16 +56,20 @@ void AtomicFile::Commit() {
 
 bool IsAtomicTemp(const fs::path& name) { return name.filename().string().find(kTempMarker) != std::string::npos; }
 
-void WriteTextFileAtomic(const fs::path& path, const std::string& text) {
+void WriteFileAtomic(const fs::path& path, const void* data, size_t size) {
   AtomicFile out(path);
   {
     std::ofstream f(out.temp_path(), std::ios::binary);
     if (!f) throw Error(path.string(), "cannot open for writing");
-    f << text;
+    f.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
     f.flush();
     if (!f) throw Error(path.string(), "write failed (disk full?)");
   }
   out.Commit();
+}
+
+void WriteTextFileAtomic(const fs::path& path, const std::string& text) {
+  WriteFileAtomic(path, text.data(), text.size());
 }
 
 std::string ReadTextFile(const fs::path& path) {

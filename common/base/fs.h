@@ -37,6 +37,9 @@ bool IsAtomicTemp(const fs::path& name);
 
 // Writes `text` atomically to `path`.
 void WriteTextFileAtomic(const fs::path& path, const std::string& text);
+// The same for any bytes (encoded images, archives): written under a
+// temporary name beside `path`, flushed, then renamed into place.
+void WriteFileAtomic(const fs::path& path, const void* data, size_t size);
 // Reads a whole file; throws csr::Error naming the path.
 std::string ReadTextFile(const fs::path& path);
 
