@@ -494,20 +494,16 @@ ShardSetWriter::~ShardSetWriter() {
   if (!finished_) Abandon();
 }
 
-ShardWriter& ShardSetWriter::split(const std::string& name) {
-  for (size_t k = 0; k < names_.size(); ++k) {
-    if (names_[k] == name) return *writers_[k];
-  }
-  CSR_ASSERT(false, "no split '", name, "' in this ShardSetWriter");
-  return *writers_.front();  // unreachable
+size_t ShardSetWriter::IndexOf(const std::string& name) const {
+  const auto it = std::find(names_.begin(), names_.end(), name);
+  CSR_ASSERT(it != names_.end(), "no split '", name, "' in this ShardSetWriter");
+  return static_cast<size_t>(it - names_.begin());
 }
 
+ShardWriter& ShardSetWriter::split(const std::string& name) { return *writers_[IndexOf(name)]; }
+
 const std::vector<ShardFileInfo>& ShardSetWriter::shards(const std::string& name) const {
-  for (size_t k = 0; k < names_.size(); ++k) {
-    if (names_[k] == name) return infos_[k];
-  }
-  CSR_ASSERT(false, "no split '", name, "' in this ShardSetWriter");
-  return infos_.front();  // unreachable
+  return infos_[IndexOf(name)];
 }
 
 nlohmann::json ShardSetWriter::Finish(const nlohmann::json& extra, const nlohmann::json& split_extra) {

@@ -208,6 +208,8 @@ class ShardSetWriter {
   void Abandon() noexcept;
 
  private:
+  size_t IndexOf(const std::string& name) const;  // of a split given to the constructor
+
   fs::path dir_;
   std::vector<std::string> names_;
   std::vector<std::unique_ptr<ShardWriter>> writers_;
