@@ -254,47 +254,54 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   size_t next = 0;
   std::atomic<bool> stop{false};  // set by the output stage, read by the input stage (other threads)
   const char handoff = 0;         // tokens pass between stages inside libtbb: see common/base/tsan.h
+  // Stages pass indices, not results: a token of class type is constructed
+  // by oneTBB after the stage body returns, outside the body's hand-off, so
+  // TSan would see its fields race with the next stage. The result is
+  // written into its slot inside the body and moved out in the last stage.
+  std::vector<ImageResult> results(found.samples.size());
+  auto next_index = [&](tbb::flow_control& fc) -> size_t {
+    if (stop || next >= found.samples.size()) {
+      fc.stop();
+      return 0;
+    }
+    return next++;
+  };
+  auto process = [&](size_t i) {
+    results[i] = ProcessImage(found.samples[i], dopt, settings, options.overwrite);
+    return i;
+  };
+  auto collect = [&](size_t i) {
+    const ImageResult r = std::move(results[i]);
+    results[i] = ImageResult();  // frees its heads now
+    for (const auto& w : r.warnings) log::Warn(w);
+    switch (r.outcome) {
+      case Outcome::kWritten:
+        ++report.written;
+        break;
+      case Outcome::kUpToDate:
+        ++report.up_to_date;
+        break;
+      case Outcome::kFailed:
+        log::Error(r.error_file.empty() ? "" : r.error_file + ": ", r.error);
+        report.failures.emplace_back(r.error_file, r.error);
+        failed_images.insert(r.sample->image.string());
+        if (options.strict) stop = true;
+        break;
+    }
+    report.annotations += r.heads.annotations;
+    report.head_pixels += static_cast<int64_t>(r.heads.pixels.size());
+    report.merged += r.heads.merged;
+    report.outside += r.heads.outside;
+    report.pixels += r.pixels;
+    if (progress) progress->Tick();
+  };
+  const tbb::filter<void, void> chain =
+      tbb::make_filter<void, size_t>(tbb::filter_mode::serial_in_order, tsan::Task(&handoff, next_index)) &
+      tbb::make_filter<size_t, size_t>(tbb::filter_mode::parallel, tsan::Task(&handoff, process)) &
+      tbb::make_filter<size_t, void>(tbb::filter_mode::serial_in_order, tsan::Task(&handoff, collect));
+  tsan::Release(&handoff);
   // Two tokens per thread keep every core busy while bounding the maps in
   // flight (and so memory) whatever the dataset size.
-  const tbb::filter<void, void> chain =
-      tbb::make_filter<void, size_t>(tbb::filter_mode::serial_in_order,
-                                     tsan::Task(&handoff,
-                                                [&](tbb::flow_control& fc) -> size_t {
-                                                  if (stop || next >= found.samples.size()) {
-                                                    fc.stop();
-                                                    return 0;
-                                                  }
-                                                  return next++;
-                                                })) &
-      tbb::make_filter<size_t, ImageResult>(
-          tbb::filter_mode::parallel,
-          tsan::Task(&handoff,
-                     [&](size_t i) { return ProcessImage(found.samples[i], dopt, settings, options.overwrite); })) &
-      tbb::make_filter<ImageResult, void>(tbb::filter_mode::serial_in_order,
-                                          tsan::Task(&handoff, [&](const ImageResult& r) {
-                                            for (const auto& w : r.warnings) log::Warn(w);
-                                            switch (r.outcome) {
-                                              case Outcome::kWritten:
-                                                ++report.written;
-                                                break;
-                                              case Outcome::kUpToDate:
-                                                ++report.up_to_date;
-                                                break;
-                                              case Outcome::kFailed:
-                                                log::Error(r.error_file.empty() ? "" : r.error_file + ": ", r.error);
-                                                report.failures.emplace_back(r.error_file, r.error);
-                                                failed_images.insert(r.sample->image.string());
-                                                if (options.strict) stop = true;
-                                                break;
-                                            }
-                                            report.annotations += r.heads.annotations;
-                                            report.head_pixels += static_cast<int64_t>(r.heads.pixels.size());
-                                            report.merged += r.heads.merged;
-                                            report.outside += r.heads.outside;
-                                            report.pixels += r.pixels;
-                                            if (progress) progress->Tick();
-                                          }));
-  tsan::Release(&handoff);
   tbb::parallel_pipeline(2 * static_cast<size_t>(threads), chain);
   tsan::Acquire(&handoff);
   if (progress) progress->Finish();

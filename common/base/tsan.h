@@ -53,6 +53,9 @@ class Handoff {
 //    the other calls: each call runs inside Handoff(sync). The starting thread
 //    Releases(sync) before the work and Acquires(sync) after the join.
 // Use: tbb::parallel_for(range, tsan::Task(&handoff, [&](auto& r) {...})).
+// Pipeline stages must pass pointers or indices, not objects of class type:
+// oneTBB constructs such a token from the body's return value after the body
+// (and so its Release) has returned, and TSan would report its fields.
 template <typename F>
 class Task {
  public:
