@@ -24,6 +24,7 @@
 #include "common/base/random.h"
 #include "common/base/tsan.h"
 #include "common/io/dataset.h"
+#include "common/io/density_map.h"
 #include "common/io/h5.h"
 #include "common/io/image_io.h"
 #include "common/io/mat_io.h"
@@ -63,34 +64,6 @@ std::vector<CropBox> TrainCrops(int width, int height, int random_crops, uint64_
 namespace {
 
 template <typename T>
-cv::Mat BlockSums(const cv::Mat& density, const cv::Rect& box, double* covered) {
-  const int rows = box.height / 8, cols = box.width / 8;
-  cv::Mat out(rows, cols, CV_32F);
-  std::vector<double> acc(static_cast<size_t>(cols));
-  double total = 0.0;
-  for (int r = 0; r < rows; ++r) {
-    std::fill(acc.begin(), acc.end(), 0.0);
-    for (int dy = 0; dy < 8; ++dy) {
-      const T* p = density.ptr<T>(box.y + 8 * r + dy) + box.x;
-      for (int c = 0; c < cols; ++c) {
-        double s = 0.0;
-        for (int k = 0; k < 8; ++k) s += p[8 * c + k];
-        acc[static_cast<size_t>(c)] += s;
-      }
-    }
-    float* o = out.ptr<float>(r);
-    double row = 0.0;
-    for (int c = 0; c < cols; ++c) {
-      o[c] = static_cast<float>(acc[static_cast<size_t>(c)]);
-      row += acc[static_cast<size_t>(c)];
-    }
-    total += row;
-  }
-  if (covered) *covered = total;
-  return out;
-}
-
-template <typename T>
 double SumBox(const cv::Mat& density, const cv::Rect& box) {
   double total = 0.0;
   for (int y = box.y; y < box.y + box.height; ++y) {
@@ -109,11 +82,6 @@ void CheckDensity(const cv::Mat& density, const cv::Rect& box) {
 }
 
 }  // namespace
-
-cv::Mat TargetSum8(const cv::Mat& density, const cv::Rect& box, double* covered) {
-  CheckDensity(density, box);
-  return density.depth() == CV_32F ? BlockSums<float>(density, box, covered) : BlockSums<double>(density, box, covered);
-}
 
 cv::Mat TargetCubic(const cv::Mat& density, const cv::Rect& box) {
   CheckDensity(density, box);
@@ -186,6 +154,7 @@ void ReadDensityMap(const Sample& s, Job* job) {
   h5::Lock lock;  // before the file: its destructor calls HDF5, also while unwinding
   H5::H5File f = h5::OpenRead(path);
   try {
+    CheckDensityFormat(f, path);
     job->density = h5::ReadMat2f(f, "density", path);
     for (const char* key : kGtKeys) {
       if (h5::HasAttr(f, key)) job->gt.settings[key] = h5::GetAttrString(f, key, path);
@@ -264,7 +233,7 @@ void MakeRecords(Job& job, const CropShardsOptions& o) {
     r.image = image(box);  // EncodeRecord copies the bytes exactly
     const bool cubic = job.train && o.target == "cubic";
     double covered = 0.0;
-    r.target = cubic ? TargetCubic(job.density, box) : TargetSum8(job.density, box, &covered);
+    r.target = cubic ? TargetCubic(job.density, box) : SumBlocks8(job.density, box, &covered);
     r.source = s.image.filename().string();
     r.box = {box.x, box.y, box.width, box.height};
     r.count = CountInBox(heads, box);

@@ -60,11 +60,7 @@ std::vector<CropBox> TrainCrops(int width, int height, int random_crops, uint64_
 
 // ------------------------------------------------------------------ targets
 
-// Each cell the sum of its 8x8 block of `density` inside `box`:
-// floor(h/8) x floor(w/8) cells, CV_32F (accumulated in double). `covered`,
-// if given, receives the double sum of the cells (= BoxSum when w and h are
-// multiples of 8), saving a second pass over the density.
-cv::Mat TargetSum8(const cv::Mat& density, const cv::Rect& box, double* covered = nullptr);
+// The exact target is SumBlocks8 (common/io/density_map.h).
 // The original CSRNet target: cv::resize(density(box), (w/8, h/8), INTER_CUBIC) * 64,
 // CV_32F (the resize runs in the density's own depth, as cv2 does).
 cv::Mat TargetCubic(const cv::Mat& density, const cv::Rect& box);

@@ -23,6 +23,7 @@
 #include "common/base/progress.h"
 #include "common/base/tsan.h"
 #include "common/io/dataset.h"
+#include "common/io/density_map.h"
 #include "common/io/h5.h"
 #include "common/io/image_io.h"
 #include "common/io/mat_io.h"
@@ -87,6 +88,7 @@ void WriteDensityFile(const fs::path& temp, const cv::Mat& density, const HeadPi
   h5::Lock lock;  // declared before the file, so its destructor (even while unwinding) is locked too
   H5::H5File f = h5::Create(temp.string());
   h5::WriteMat(f, "density", density);
+  WriteDensityFormat(f);
   h5::SetAttr(f, "annotation_count", heads.annotations);
   h5::SetAttr(f, "head_pixels", static_cast<int64_t>(heads.pixels.size()));
   h5::SetAttr(f, "merged_points", heads.merged);

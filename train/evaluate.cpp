@@ -15,6 +15,7 @@
 #include "common/base/progress.h"
 #include "common/eval/report.h"
 #include "common/io/dataset.h"
+#include "common/io/density_map.h"
 #include "common/io/h5.h"
 #include "common/io/image_io.h"
 #include "common/io/mat_io.h"
@@ -72,13 +73,14 @@ class DatasetSource : public EvalSource {
     {
       h5::Lock lock;  // HDF5 is not thread-safe; held for the file's whole life
       const H5::H5File f = h5::OpenRead(density_path);
+      CheckDensityFormat(f, density_path);
       density = h5::ReadMat2f(f, "density", density_path);
     }
     if (density.rows != out.rgb.rows || density.cols != out.rgb.cols) {
       throw Error(density_path, StrCat("density map is ", density.cols, "x", density.rows, " but the image is ",
                                        out.rgb.cols, "x", out.rgb.rows, " (stale: rerun gt_gen)"));
     }
-    out.truth_map = SumPool8(density);
+    out.truth_map = SumBlocks8(density);
     return out;
   }
   std::string Describe() const override {

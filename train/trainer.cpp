@@ -13,8 +13,6 @@
 #include <sstream>
 #include <utility>
 
-#include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
@@ -22,40 +20,9 @@
 #include "common/base/fs.h"
 #include "common/base/log.h"
 #include "common/base/progress.h"
+#include "common/eval/train_log.h"
 
 namespace csr {
-
-void RegisterTrainOptions(ArgParser& p, TrainOptions* o) {
-  p.Add("shards", &o->shards, "Shard set folder written by crop_shards (or give it as the argument)");
-  p.Add("config", &o->config, "JSON file of option values (keys as the long options); the command line wins");
-  p.Add("out", &o->out, "Run folder; empty = runs/<date-time> (with --resume: the checkpoint's folder)");
-  p.Add("resume", &o->resume, "Continue exactly from this checkpoint (RUN/checkpoint.pt)");
-  p.AddAlias("pre", "resume");
-  p.Add("vgg16", &o->vgg16, "ImageNet VGG-16 front end: HDF5 with torchvision names (tools/export_vgg16.py)");
-  p.Add("weights", &o->weights, "Start from these CSRNet weights (.h5 original layout or .pt) instead of the init");
-  p.AddChoice("backend", &o->backend, {"A", "B", "C", "D"},
-              "Back-end variant of the paper (dilation 1/2/2,2,2,4,4,4/4)");
-  p.Add("epochs", &o->epochs, "Epochs in total (a resumed run continues up to this)");
-  p.Add("lr", &o->lr, "SGD learning rate");
-  p.Add("lr-steps", &o->lr_steps, "Comma-separated epochs (1-based) from which the rate is multiplied by --lr-gamma");
-  p.Add("lr-gamma", &o->lr_gamma, "Factor applied to the rate at each of --lr-steps");
-  p.Add("momentum", &o->momentum, "SGD momentum");
-  p.Add("weight-decay", &o->weight_decay, "L2 weight decay");
-  p.Add("batch-size", &o->batch_size, "Patches per step; a batch only groups records of equal size");
-  p.Add("max-steps", &o->max_steps, "Stop after this many steps in total, checkpointed (0 = no limit)");
-  p.Add("checkpoint-every", &o->checkpoint_every,
-        "Also write the checkpoint every N steps within an epoch (0 = only by --checkpoint-minutes)");
-  p.Add("checkpoint-minutes", &o->checkpoint_minutes,
-        "Also write the checkpoint mid-epoch when this many minutes have passed since the last (0 = never)");
-  p.Add("seed", &o->seed, "Seeds the initialisation and every epoch's data order");
-  p.Add("workers", &o->workers, "Background threads that decode batches ahead of the step (0 = in the step)");
-  p.Add("prefetch", &o->prefetch, "Batches prepared ahead");
-  p.Add("threads", &o->threads, "LibTorch compute threads; 0 = every core");
-  p.AddChoice("precision", &o->precision, {"fp32", "bf16"}, "fp32, or bf16 autocast with channels-last tensors");
-  p.Add("device", &o->device, "auto, cpu, cuda or cuda:N (auto = CUDA when available)");
-  p.Add("eval-tile", &o->eval_tile, "Validation images larger than this many pixels a side run in tiles (0 = never)");
-  p.Add("eval-every", &o->eval_every, "Validate every N epochs and after the last (0 = never)");
-}
 
 // ---- Signals ------------------------------------------------------------------
 namespace {
@@ -112,307 +79,6 @@ std::string FormatDuration(double seconds) {
   return os.str();
 }
 
-// ---- Checkpoint fields --------------------------------------------------------
-int64_t ReadInt(torch::serialize::InputArchive& a, const std::string& key, const std::string& file) {
-  c10::IValue v;
-  if (!a.try_read(key, v) || !v.isInt()) throw Error(file, StrCat("checkpoint field '", key, "' missing or corrupt"));
-  return v.toInt();
-}
-
-double ReadDouble(torch::serialize::InputArchive& a, const std::string& key, const std::string& file) {
-  c10::IValue v;
-  if (!a.try_read(key, v) || !v.isDouble()) {
-    throw Error(file, StrCat("checkpoint field '", key, "' missing or corrupt"));
-  }
-  return v.toDouble();
-}
-
-torch::serialize::InputArchive OpenCheckpoint(const std::string& path, c10::Device device) {
-  torch::serialize::InputArchive archive = OpenArchive(path, device);
-  c10::IValue kind;
-  if (!archive.try_read("kind", kind) || !kind.isString() || kind.toStringRef() != "checkpoint") {
-    throw Error(path, "not a trainer checkpoint (a model file? start from it with --weights)");
-  }
-  return archive;
-}
-
-c10::Device ModelDevice(CSRNet& model) { return model->parameters().front().device(); }
-
-std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
-
-std::string ShapeText(c10::IntArrayRef shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
-// A corrupt or hand-made checkpoint can carry momentum buffers that are NaN,
-// infinite or of the wrong shape; any of them poisons every later step (the
-// update would go on silently with a momentum off by orders of magnitude).
-void CheckMomentum(CSRNet& model, torch::optim::Optimizer& optimizer, const std::string& path) {
-  const auto named = model->named_parameters();
-  size_t i = 0;
-  for (auto& group : optimizer.param_groups()) {
-    for (auto& p : group.params()) {
-      const std::string name = i < named.size() ? named[i].key() : StrCat("#", i);
-      ++i;
-      const auto it = optimizer.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
-      if (it == optimizer.state().end()) continue;
-      const torch::Tensor& buf = static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer();
-      if (!buf.defined()) continue;
-      if (buf.sizes() != p.sizes()) {
-        throw Error(path, StrCat("momentum buffer of '", name, "' has shape ", ShapeText(buf.sizes()), ", expected ",
-                                 ShapeText(p.sizes()), " (corrupt checkpoint)"));
-      }
-      if (!torch::isfinite(buf).all().item<bool>()) {
-        throw Error(path, StrCat("momentum buffer of '", name, "' holds NaN or infinite values (corrupt checkpoint)"));
-      }
-    }
-  }
-}
-
-// Counters that index the epoch's plan must be sane before they are used.
-void CheckState(const TrainState& s, const std::string& path) {
-  const std::pair<const char*, int64_t> counts[] = {{"state_epoch", s.epoch},
-                                                    {"state_batch", s.batch},
-                                                    {"state_step", s.step},
-                                                    {"patches", s.patches},
-                                                    {"best_epoch", s.best_epoch}};
-  for (const auto& [key, v] : counts) {
-    if (v < 0) throw Error(path, StrCat("checkpoint field '", key, "' is negative (corrupt checkpoint)"));
-  }
-  for (double v : {s.best_mae, s.loss_sum, s.seconds, s.wait_seconds}) {
-    if (!std::isfinite(v)) throw Error(path, "checkpoint holds a non-finite statistic (corrupt checkpoint)");
-  }
-}
-
-}  // namespace
-
-void SaveCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimizer& optimizer, const TrainState& state,
-                    const nlohmann::json& config) {
-  torch::serialize::OutputArchive archive;
-  ModelFileInfo info;
-  info.backend = model->backend_variant();
-  info.epoch = state.epoch;
-  info.mae = state.best_mae;
-  WriteModelArchive(model, info, archive);
-  torch::serialize::OutputArchive opt(archive.compilation_unit());
-  optimizer.save(opt);
-  archive.write("optimizer", opt);
-  archive.write("kind", c10::IValue(std::string("checkpoint")));
-  archive.write("state_epoch", c10::IValue(state.epoch));
-  archive.write("state_batch", c10::IValue(state.batch));
-  archive.write("state_step", c10::IValue(state.step));
-  archive.write("best_mae", c10::IValue(state.best_mae));
-  archive.write("best_epoch", c10::IValue(state.best_epoch));
-  archive.write("loss_sum", c10::IValue(state.loss_sum));
-  archive.write("patches", c10::IValue(state.patches));
-  archive.write("seconds", c10::IValue(state.seconds));
-  archive.write("wait_seconds", c10::IValue(state.wait_seconds));
-  {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    archive.write("rng_cpu", gen.get_state());
-  }
-  archive.write("config", c10::IValue(config.dump()));
-  AtomicFile out(path);
-  try {
-    archive.save_to(out.temp_path().string());
-  } catch (const c10::Error& e) {
-    throw Error(path, StrCat("cannot write the checkpoint: ", e.what_without_backtrace(), " (disk full?)"));
-  }
-  out.Commit();
-}
-
-namespace {
-TrainState ReadCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimizer& optimizer) {
-  torch::serialize::InputArchive archive = OpenCheckpoint(path, ModelDevice(model));
-  const ModelFileInfo info = ReadModelInfo(archive, path);
-  if (info.backend != model->backend_variant()) {
-    throw Error(path, StrCat("holds a back end ", BackendName(info.backend), " model, not ",
-                             BackendName(model->backend_variant())));
-  }
-  ReadModelArchive(model, archive, path);
-  torch::serialize::InputArchive opt;
-  if (!archive.try_read("optimizer", opt)) throw Error(path, "checkpoint has no optimizer state");
-  try {
-    optimizer.load(opt);
-  } catch (const c10::Error& e) {
-    throw Error(path, StrCat("optimizer state does not fit the model: ", FirstLine(e.what_without_backtrace())));
-  }
-  CheckMomentum(model, optimizer, path);
-  TrainState s;
-  s.epoch = ReadInt(archive, "state_epoch", path);
-  s.batch = ReadInt(archive, "state_batch", path);
-  s.step = ReadInt(archive, "state_step", path);
-  s.best_mae = ReadDouble(archive, "best_mae", path);
-  s.best_epoch = ReadInt(archive, "best_epoch", path);
-  s.loss_sum = ReadDouble(archive, "loss_sum", path);
-  s.patches = ReadInt(archive, "patches", path);
-  s.seconds = ReadDouble(archive, "seconds", path);
-  s.wait_seconds = ReadDouble(archive, "wait_seconds", path);
-  CheckState(s, path);
-  torch::Tensor rng;
-  if (!archive.try_read("rng_cpu", rng)) throw Error(path, "checkpoint has no RNG state");
-  at::Generator gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  try {
-    gen.set_state(rng.to(torch::kCPU));
-  } catch (const c10::Error&) {
-    throw Error(path, "checkpoint RNG state is corrupt");
-  }
-  return s;
-}
-}  // namespace
-
-TrainState LoadCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimizer& optimizer) {
-  try {
-    return ReadCheckpoint(path, model, optimizer);
-  } catch (const c10::Error& e) {  // a well-formed archive holding ill-formed values
-    throw Error(path, StrCat("corrupt checkpoint: ", FirstLine(e.what_without_backtrace())));
-  }
-}
-
-nlohmann::json ReadCheckpointConfig(const std::string& path) {
-  torch::serialize::InputArchive archive = OpenCheckpoint(path, c10::Device(c10::kCPU));
-  c10::IValue v;
-  try {
-    if (!archive.try_read("config", v) || !v.isString()) throw Error(path, "checkpoint has no configuration");
-  } catch (const c10::Error& e) {
-    throw Error(path, StrCat("corrupt checkpoint: ", FirstLine(e.what_without_backtrace())));
-  }
-  try {
-    return nlohmann::json::parse(v.toStringRef());
-  } catch (const nlohmann::json::exception&) {
-    throw Error(path, "checkpoint configuration is corrupt");
-  }
-}
-
-namespace {
-
-// One parameter's share of a fused SGD step.
-struct SgdSlice {
-  float* w;
-  const float* g;
-  float* v;  // momentum buffer, or null without momentum
-  int64_t n;
-  bool first;  // the buffer is new: it starts as the step itself (torch's rule)
-  float lr, wd, momentum;
-};
-
-void UpdateSlice(const SgdSlice& s, int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; ++i) {
-    const float d = s.g[i] + s.wd * s.w[i];
-    float step = d;
-    if (s.v) {
-      step = s.first ? d : s.momentum * s.v[i] + d;
-      s.v[i] = step;
-    }
-    s.w[i] -= s.lr * step;
-  }
-}
-
-// torch::optim::SGD's arithmetic op by op, for tensors the fused loop cannot take.
-void UpdateOpByOp(torch::Tensor& p, const torch::Tensor& grad, torch::Tensor& buf, bool first, float lr, float wd,
-                  float momentum) {
-  torch::Tensor d = wd != 0 ? grad.add(p, wd) : grad;
-  if (buf.defined()) {
-    if (first) {
-      buf.copy_(d);
-    } else {
-      buf.mul_(momentum).add_(d);
-    }
-    d = buf;
-  }
-  p.add_(d, -lr);
-}
-
-}  // namespace
-
-torch::Tensor FusedSGD::step(LossClosure closure) {
-  for (auto& group : param_groups_) {
-    const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
-    if (o.dampening() != 0 || o.nesterov()) return SGD::step(std::move(closure));
-  }
-  torch::NoGradGuard no_grad;
-  torch::Tensor loss;
-  if (closure) {
-    torch::AutoGradMode enable(true);
-    loss = closure();
-  }
-  std::vector<SgdSlice> slices;
-  std::vector<int64_t> ends;  // running element count at the end of each slice
-  for (auto& group : param_groups_) {
-    const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
-    const float lr = static_cast<float>(o.lr()), wd = static_cast<float>(o.weight_decay());
-    const float momentum = static_cast<float>(o.momentum());
-    for (auto& p : group.params()) {
-      if (!p.grad().defined()) continue;
-      const torch::Tensor& grad = p.grad();
-      torch::Tensor buf;
-      bool first = false;
-      if (momentum != 0) {
-        const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
-        auto it = state_.find(key);
-        if (it == state_.end()) {
-          auto state = std::make_unique<torch::optim::SGDParamState>();
-          state->momentum_buffer(torch::empty_like(p));
-          it = state_.emplace(key, std::move(state)).first;
-          first = true;
-        }
-        buf = static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer();
-      }
-      const bool fusable = p.scalar_type() == torch::kFloat32 && grad.scalar_type() == torch::kFloat32 &&
-                           p.device().is_cpu() && p.is_non_overlapping_and_dense() && grad.strides() == p.strides() &&
-                           (!buf.defined() || buf.strides() == p.strides());
-      if (!fusable) {
-        UpdateOpByOp(p, grad, buf, first, lr, wd, momentum);
-        continue;
-      }
-      slices.push_back({p.data_ptr<float>(), grad.data_ptr<float>(), buf.defined() ? buf.data_ptr<float>() : nullptr,
-                        p.numel(), first, lr, wd, momentum});
-      ends.push_back((ends.empty() ? 0 : ends.back()) + p.numel());
-    }
-  }
-  if (slices.empty()) return loss;
-  // One parallel region over every parameter's elements: a single fork/join
-  // per step rather than one per tensor (each costs a barrier, and barriers
-  // are slow when the machine is shared).
-  at::parallel_for(0, ends.back(), 1 << 15, [&](int64_t begin, int64_t end) {
-    size_t k = static_cast<size_t>(std::upper_bound(ends.begin(), ends.end(), begin) - ends.begin());
-    for (; k < slices.size() && begin < end; ++k) {
-      const int64_t start = ends[k] - slices[k].n;
-      const int64_t stop = std::min(end, ends[k]);
-      UpdateSlice(slices[k], begin - start, stop - start);
-      begin = stop;
-    }
-  });
-  return loss;
-}
-
-void ClearGradients(torch::optim::Optimizer& optimizer) {
-  for (auto& group : optimizer.param_groups()) {
-    for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
-  }
-}
-
-FusedSGD MakeOptimizer(CSRNet& model, const TrainOptions& opts) {
-  return FusedSGD(model->parameters(),
-                  torch::optim::SGDOptions(opts.lr).momentum(opts.momentum).weight_decay(opts.weight_decay));
-}
-
-double LearningRate(const TrainOptions& opts, int64_t epoch) {
-  double lr = opts.lr;
-  for (double step : opts.lr_steps) {
-    if (static_cast<double>(epoch + 1) >= step) lr *= opts.lr_gamma;
-  }
-  return lr;
-}
-
-namespace {
-void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
-}
 }  // namespace
 
 double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch::data::Example<>& batch,
@@ -436,43 +102,6 @@ double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch:
   return value;
 }
 
-ValidationResult Validate(CSRNet& model, const ShardDataset& test, const InferenceOptions& opts, int workers,
-                          const std::function<bool()>& stop) {
-  ValidationResult r;
-  const size_t n = test.size().value();
-  std::vector<std::vector<size_t>> plan(n);
-  for (size_t i = 0; i < n; ++i) plan[i] = {i};
-  BatchLoader loader(test, std::move(plan), 0, workers, 2);
-  double abs_sum = 0, sq_sum = 0, abs_d = 0, sq_d = 0, loss = 0;
-  torch::data::Example<> batch;
-  for (size_t i = 0; i < n; ++i) {
-    if (stop && stop()) {
-      r.complete = false;
-      break;
-    }
-    if (!loader.Next(&batch)) break;
-    const torch::Tensor density = PredictDensity(model, batch.data, opts);
-    const double predicted = density.sum().item<double>();
-    const RecordInfo info = test.info(i);
-    const double err = predicted - static_cast<double>(info.count), err_d = predicted - info.density_sum;
-    abs_sum += std::abs(err);
-    sq_sum += err * err;
-    abs_d += std::abs(err_d);
-    sq_d += err_d * err_d;
-    loss += (density - batch.target[0][0]).pow(2).sum().item<double>();
-    ++r.images;
-  }
-  if (r.images > 0) {
-    const double k = static_cast<double>(r.images);
-    r.mae = abs_sum / k;
-    r.rmse = std::sqrt(sq_sum / k);
-    r.mae_density = abs_d / k;
-    r.rmse_density = std::sqrt(sq_d / k);
-    r.loss = loss / k;
-  }
-  return r;
-}
-
 // ---- The tool -----------------------------------------------------------------
 namespace {
 
@@ -486,35 +115,6 @@ std::string DefaultRunFolder() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
   return std::string("runs/") + buf;
-}
-
-// Comparisons are written so that NaN fails them: every bound also refuses NaN.
-// The upper bounds stop values that would only exhaust memory or threads.
-void CheckOptions(const TrainOptions& o) {
-  if (o.shards.empty()) throw UsageError("SHARDS", "no shard set given (trainer SHARDS [options], see --help)");
-  if (o.epochs < 1) throw UsageError("--epochs", "must be >= 1");
-  if (!(o.lr > 0 && std::isfinite(o.lr))) throw UsageError("--lr", "must be a finite number > 0");
-  if (!(o.momentum >= 0 && o.momentum < 1)) throw UsageError("--momentum", "must be in [0, 1)");
-  if (!(o.weight_decay >= 0 && std::isfinite(o.weight_decay)))
-    throw UsageError("--weight-decay", "must be a finite number >= 0");
-  if (!(o.lr_gamma > 0 && std::isfinite(o.lr_gamma))) throw UsageError("--lr-gamma", "must be a finite number > 0");
-  for (double e : o.lr_steps) {
-    if (!(e >= 1 && e < 1e9)) throw UsageError("--lr-steps", "epochs must be numbers >= 1");
-  }
-  if (o.batch_size < 1 || o.batch_size > 4096) throw UsageError("--batch-size", "must be between 1 and 4096");
-  if (o.max_steps < 0) throw UsageError("--max-steps", "must be >= 0");
-  if (o.checkpoint_every < 0) throw UsageError("--checkpoint-every", "must be >= 0 (0 = only by time)");
-  if (!(o.checkpoint_minutes >= 0 && std::isfinite(o.checkpoint_minutes))) {
-    throw UsageError("--checkpoint-minutes", "must be a finite number >= 0 (0 = never by time)");
-  }
-  if (o.workers < 0 || o.workers > 256) throw UsageError("--workers", "must be between 0 and 256");
-  if (o.prefetch < 1 || o.prefetch > 1024) throw UsageError("--prefetch", "must be between 1 and 1024");
-  if (o.threads < 0 || o.threads > 1024) throw UsageError("--threads", "must be between 0 (every core) and 1024");
-  if (o.eval_tile != 0 && (o.eval_tile < 64 || o.eval_tile > 1 << 20)) {
-    throw UsageError("--eval-tile", "must be 0 (never tile) or between 64 and 1048576 pixels");
-  }
-  if (o.eval_every < 0) throw UsageError("--eval-every", "must be >= 0");
-  ParseBackend(o.backend);  // throws UsageError for a name that is not A-D
 }
 
 // Command line > --config file > the resumed checkpoint's configuration > defaults.
@@ -575,7 +175,7 @@ class Trainer {
   std::unique_ptr<FusedSGD> optimizer_;
   TrainState state_;
   int64_t epoch_batches_ = 0;
-  std::vector<nlohmann::json> log_;
+  std::vector<EpochLog> log_;
   double run_seconds_ = 0;
   int64_t run_epochs_ = 0;
 };
@@ -658,13 +258,8 @@ void Trainer::PrepareRunFolder() {
   // Keep only the epochs the checkpoint has completed: lines written after
   // it (a crash between log and checkpoint, a partial epoch) are redone.
   if (!opts_.resume.empty() && fs::exists(Path(kLog))) {
-    std::istringstream lines(ReadTextFile(Path(kLog)));
-    for (std::string line; std::getline(lines, line);) {
-      if (line.empty()) continue;
-      nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (entry.is_object() && entry.value("epoch", int64_t{0}) <= state_.epoch && !entry.contains("partial")) {
-        log_.push_back(std::move(entry));
-      }
+    for (EpochLog& e : ReadTrainLog(Path(kLog))) {
+      if (e.epoch <= state_.epoch && !e.partial) log_.push_back(std::move(e));
     }
   }
 }
@@ -726,19 +321,21 @@ Trainer::Stop Trainer::TrainEpoch() {
 void Trainer::FinishEpoch(const ValidationResult* eval, bool complete, double eval_seconds) {
   const int64_t epoch = state_.epoch + 1;
   const double train_seconds = std::max(state_.seconds, 1e-9);
-  nlohmann::json entry = {
-      {"epoch", epoch},
-      {"train_loss", state_.patches > 0 ? state_.loss_sum / static_cast<double>(state_.patches) : 0.0},
-      {"mae", eval ? nlohmann::json(eval->mae) : nlohmann::json(nullptr)},
-      {"rmse", eval ? nlohmann::json(eval->rmse) : nlohmann::json(nullptr)},
-      {"mae_density", eval ? nlohmann::json(eval->mae_density) : nlohmann::json(nullptr)},
-      {"rmse_density", eval ? nlohmann::json(eval->rmse_density) : nlohmann::json(nullptr)},
-      {"lr", LearningRate(opts_, state_.epoch)},
-      {"seconds", state_.seconds + eval_seconds},
-      {"patches_per_s", static_cast<double>(state_.patches) / train_seconds},
-      {"data_wait_fraction", state_.wait_seconds / train_seconds},
-      {"steps", state_.step}};
-  if (!complete) entry["partial"] = true;
+  EpochLog entry;
+  entry.epoch = epoch;
+  entry.train_loss = state_.patches > 0 ? state_.loss_sum / static_cast<double>(state_.patches) : 0.0;
+  if (eval) {
+    entry.mae = eval->mae;
+    entry.rmse = eval->rmse;
+    entry.mae_density = eval->mae_density;
+    entry.rmse_density = eval->rmse_density;
+  }
+  entry.lr = LearningRate(opts_, state_.epoch);
+  entry.seconds = state_.seconds + eval_seconds;
+  entry.patches_per_s = static_cast<double>(state_.patches) / train_seconds;
+  entry.data_wait_fraction = state_.wait_seconds / train_seconds;
+  entry.steps = state_.step;
+  entry.partial = !complete;
   const bool improved = eval && eval->images > 0 && (state_.best_mae < 0 || eval->mae < state_.best_mae);
   if (improved) {
     state_.best_mae = eval->mae;
@@ -747,11 +344,9 @@ void Trainer::FinishEpoch(const ValidationResult* eval, bool complete, double ev
     SaveModelPt(model_, Path("model_best.pt"), info);
     SaveWeightsH5(model_, Path("model_best.h5"));
   }
-  entry["best_mae"] = state_.best_mae >= 0 ? nlohmann::json(state_.best_mae) : nlohmann::json(nullptr);
+  if (state_.best_mae >= 0) entry.best_mae = state_.best_mae;
   log_.push_back(entry);
-  std::string text;
-  for (const auto& e : log_) text += e.dump() + "\n";
-  WriteTextFileAtomic(Path(kLog), text);
+  WriteTextFileAtomic(Path(kLog), FormatTrainLog(log_));
 
   const double epoch_seconds = state_.seconds + eval_seconds;
   if (complete) {
@@ -764,12 +359,11 @@ void Trainer::FinishEpoch(const ValidationResult* eval, bool complete, double ev
   std::ostringstream line;
   line.setf(std::ios::fixed);
   line.precision(2);
-  line << "epoch " << epoch << "/" << opts_.epochs << (complete ? "" : " (partial)") << ": loss "
-       << entry["train_loss"].get<double>();
+  line << "epoch " << epoch << "/" << opts_.epochs << (complete ? "" : " (partial)") << ": loss " << *entry.train_loss;
   if (eval) line << ", MAE " << eval->mae << ", RMSE " << eval->rmse;
   if (state_.best_mae >= 0) line << " (best " << state_.best_mae << " at epoch " << state_.best_epoch << ")";
-  line << ", " << entry["patches_per_s"].get<double>() << " patches/s, data wait "
-       << 100.0 * entry["data_wait_fraction"].get<double>() << "%, " << FormatDuration(epoch_seconds);
+  line << ", " << entry.patches_per_s << " patches/s, data wait " << 100.0 * entry.data_wait_fraction << "%, "
+       << FormatDuration(epoch_seconds);
   if (run_epochs_ > 0 && state_.epoch < opts_.epochs) {
     line << ", ~" << FormatDuration(run_seconds_ / run_epochs_ * static_cast<double>(opts_.epochs - state_.epoch))
          << " left";
@@ -847,7 +441,7 @@ int RunTrainer(int argc, const char* const* argv) {
     parser.AddPositional("SHARDS", &positional, "Shard set folder (the output of crop_shards)");
     if (!parser.Parse(argc, argv)) return 0;
     ResolveOptions(parser, opts, positional);
-    CheckOptions(opts);
+    CheckTrainOptions(opts);
     Trainer trainer(opts, parser.ToJson(), parser.IsSet("backend"));
     return trainer.Run();
   });

@@ -94,19 +94,6 @@ double Ssim(const cv::Mat& predicted, const cv::Mat& truth) {
   return cv::mean(map)[0];
 }
 
-cv::Mat SumPool8(const cv::Mat& density) {
-  CSR_CHECK(density.channels() == 1, "density", "expected a single-channel density map");
-  const cv::Mat d = AsDouble(density);
-  cv::Mat out = cv::Mat::zeros(d.rows / 8, d.cols / 8, CV_64F);
-  for (int y = 0; y < out.rows * 8; ++y) {
-    const double* row = d.ptr<double>(y);
-    double* o = out.ptr<double>(y / 8);
-    for (int x = 0; x < out.cols * 8; ++x) o[x / 8] += row[x];
-  }
-  out.convertTo(out, CV_32F);
-  return out;
-}
-
 ImageMetrics MeasureImage(const cv::Mat& predicted, const cv::Mat& truth_map, double truth) {
   CheckPair(predicted, truth_map);
   ImageMetrics m;
@@ -119,18 +106,19 @@ ImageMetrics MeasureImage(const cv::Mat& predicted, const cv::Mat& truth_map, do
   return m;
 }
 
+double CountErrors::mae() const { return images_ > 0 ? abs_sum_ / static_cast<double>(images_) : 0.0; }
+double CountErrors::rmse() const { return images_ > 0 ? std::sqrt(sq_sum_ / static_cast<double>(images_)) : 0.0; }
+double CountErrors::mean_error() const { return images_ > 0 ? sum_ / static_cast<double>(images_) : 0.0; }
+
 MetricsSummary Summarize(const std::vector<ImageMetrics>& images) {
   MetricsSummary s;
   s.images = static_cast<int64_t>(images.size());
   if (images.empty()) return s;
-  double se = 0;
+  CountErrors counts;
   for (const ImageMetrics& m : images) {
-    const double e = m.error();
-    s.mae += std::abs(e);
-    se += e * e;
-    s.mean_error += e;
+    counts.Add(m.predicted, m.truth);
     if (m.truth > 0) {
-      s.nae += std::abs(e) / m.truth;
+      s.nae += std::abs(m.error()) / m.truth;
       ++s.nae_images;
     }
     for (int l = 0; l < kGameLevels; ++l) s.game[l] += m.game[l];
@@ -138,9 +126,9 @@ MetricsSummary Summarize(const std::vector<ImageMetrics>& images) {
     s.ssim += m.ssim;
   }
   const double n = static_cast<double>(images.size());
-  s.mae /= n;
-  s.rmse = std::sqrt(se / n);
-  s.mean_error /= n;
+  s.mae = counts.mae();
+  s.rmse = counts.rmse();
+  s.mean_error = counts.mean_error();
   if (s.nae_images > 0) s.nae /= static_cast<double>(s.nae_images);
   for (double& g : s.game) g /= n;
   s.psnr /= n;

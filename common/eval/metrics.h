@@ -34,10 +34,6 @@ double Psnr(const cv::Mat& predicted, const cv::Mat& truth);
 // reflected. Two all-zero maps give 1.
 double Ssim(const cv::Mat& predicted, const cv::Mat& truth);
 
-// Sums of 8 x 8 blocks of a full-resolution density map: the exact 1/8 map
-// (floor(h/8) x floor(w/8), CV_32F), as crop_shards makes test targets.
-cv::Mat SumPool8(const cv::Mat& density);
-
 // The measures of one image.
 struct ImageMetrics {
   double truth = 0;                        // annotation count
@@ -53,6 +49,28 @@ struct ImageMetrics {
 // the annotation count (MAE/RMSE/NAE use it; GAME/PSNR/SSIM use the map).
 // The maps must have the same size (csr::Error otherwise).
 ImageMetrics MeasureImage(const cv::Mat& predicted, const cv::Mat& truth_map, double truth);
+
+// Count errors accumulated image by image: MAE and RMSE (the papers'
+// "MSE") of predicted - truth. Used by Summarize and by the trainer's
+// validation, so both report the same arithmetic.
+class CountErrors {
+ public:
+  void Add(double predicted, double truth) {
+    const double e = predicted - truth;
+    abs_sum_ += e < 0 ? -e : e;
+    sq_sum_ += e * e;
+    sum_ += e;
+    ++images_;
+  }
+  int64_t images() const { return images_; }
+  double mae() const;         // 0 with no images
+  double rmse() const;        // 0 with no images
+  double mean_error() const;  // the bias; 0 with no images
+
+ private:
+  double abs_sum_ = 0, sq_sum_ = 0, sum_ = 0;
+  int64_t images_ = 0;
+};
 
 // Averages over a test set.
 struct MetricsSummary {

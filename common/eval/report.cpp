@@ -12,6 +12,7 @@
 
 #include "common/base/error.h"
 #include "common/base/fs.h"
+#include "common/eval/train_log.h"
 
 namespace csr {
 namespace {
@@ -316,27 +317,12 @@ std::string RenderReportHtml(const ReportData& data) {
 void WriteReport(const std::string& path, const ReportData& data) { WriteTextFileAtomic(path, RenderReportHtml(data)); }
 
 void ReadTrainingLog(const std::string& path, std::vector<Series>* loss, std::vector<Series>* errors) {
-  std::ifstream in(path);
-  if (!in) throw Error(path, "cannot read training log");
   Series train{"train loss", {}}, mae{"MAE", {}}, rmse{"RMSE", {}};
-  // A resumed run may log an epoch twice (a partial entry, then the full
-  // one): the last complete entry of each epoch wins.
-  std::map<double, nlohmann::json> epochs;
-  std::string line;
-  while (std::getline(in, line)) {
-    nlohmann::json e = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!e.is_object() || !e.contains("epoch") || !e["epoch"].is_number() || e.contains("partial")) continue;
-    const double epoch = e["epoch"].get<double>();
-    epochs[epoch] = std::move(e);
-  }
-  for (const auto& item : epochs) {
-    auto add = [&item](Series& s, const char* key) {
-      const nlohmann::json& e = item.second;
-      if (e.contains(key) && e[key].is_number()) s.points.emplace_back(item.first, e[key].get<double>());
-    };
-    add(train, "train_loss");
-    add(mae, "mae");
-    add(rmse, "rmse");
+  for (const EpochLog& e : CompleteEpochs(ReadTrainLog(path))) {
+    const double x = static_cast<double>(e.epoch);
+    if (e.train_loss) train.points.emplace_back(x, *e.train_loss);
+    if (e.mae) mae.points.emplace_back(x, *e.mae);
+    if (e.rmse) rmse.points.emplace_back(x, *e.rmse);
   }
   loss->clear();
   errors->clear();

@@ -121,18 +121,6 @@ TEST_CASE("SSIM works on maps smaller than its window") {
   CHECK(std::isfinite(Ssim(t * 0.5, t)));
 }
 
-TEST_CASE("SumPool8 sums 8x8 blocks and drops the partial border, as the shard targets do") {
-  cv::Mat d(17, 20, CV_64F, cv::Scalar(0.5));
-  d.at<double>(16, 19) = 100;  // in the dropped border
-  d.at<double>(9, 10) = 2.5;   // block (1, 1)
-  const cv::Mat s = SumPool8(d);
-  REQUIRE(s.rows == 2);
-  REQUIRE(s.cols == 2);
-  CHECK(s.type() == CV_32F);
-  CHECK(s.at<float>(0, 0) == doctest::Approx(32.0));
-  CHECK(s.at<float>(1, 1) == doctest::Approx(32.0 + 2.0));
-}
-
 TEST_CASE("MeasureImage fills counts, GAME and map measures") {
   const ImageMetrics m = MeasureImage(kPred, kTruth, 5.0);
   CHECK(m.truth == 5.0);

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/base/random.h"
+#include "common/io/density_map.h"
 #include "common/io/h5.h"
 #include "common/shards/shards.h"
 #include "tests/preprocess/crop_shards_fixture.h"
@@ -177,16 +178,16 @@ TEST_CASE("sum8 cells are 8x8 block sums and add up to the density in the box") 
   cv::RNG rng(5);
   rng.fill(d, cv::RNG::UNIFORM, 0.0, 0.01);
   const cv::Rect box(13, 5, 48, 64);
-  const cv::Mat t = TargetSum8(d, box);
+  const cv::Mat t = SumBlocks8(d, box);
   REQUIRE(t.rows == 8);
   REQUIRE(t.cols == 6);
   CHECK(t.at<float>(2, 3) == doctest::Approx(cv::sum(d(cv::Rect(13 + 24, 5 + 16, 8, 8)))[0]).epsilon(1e-6));
   CHECK(cv::sum(t)[0] == doctest::Approx(BoxSum(d, box)).epsilon(1e-6));
   double covered = 0;
-  TargetSum8(d, box, &covered);
+  SumBlocks8(d, box, &covered);
   CHECK(covered == doctest::Approx(BoxSum(d, box)).epsilon(1e-12));
   // Not a multiple of 8: floor, the partial blocks are left out.
-  const cv::Mat whole = TargetSum8(d, cv::Rect(0, 0, 93, 77));
+  const cv::Mat whole = SumBlocks8(d, cv::Rect(0, 0, 93, 77));
   CHECK(whole.rows == 9);
   CHECK(whole.cols == 11);
   CHECK(cv::sum(whole)[0] == doctest::Approx(BoxSum(d, cv::Rect(0, 0, 88, 72))).epsilon(1e-6));
@@ -213,7 +214,7 @@ TEST_CASE("the cubic target reproduces the reference target_cubic vectors" * doc
       CHECK(cv::norm(got, ref, cv::NORM_INF) <= 1e-6 * std::max(1.0, cv::norm(ref, cv::NORM_INF)));
     }
     // The original target's sum drifts from the true count; sum8 does not.
-    CHECK(cv::sum(TargetSum8(density, cv::Rect(0, 0, density.cols / 8 * 8, density.rows / 8 * 8)))[0] ==
+    CHECK(cv::sum(SumBlocks8(density, cv::Rect(0, 0, density.cols / 8 * 8, density.rows / 8 * 8)))[0] ==
           doctest::Approx(BoxSum(density, cv::Rect(0, 0, density.cols / 8 * 8, density.rows / 8 * 8))).epsilon(1e-6));
     ++files;
   }
@@ -256,7 +257,7 @@ TEST_CASE("records: nine per train image, whole test images, exact pixels, targe
       CHECK(r.count == CountInBox(HeadsOf(tmp, split, r.source, src.cols, src.rows), box));
       CHECK(r.target.rows == box.height / 8);
       CHECK(r.target.cols == box.width / 8);
-      CHECK(cv::norm(r.target, TargetSum8(density, box), cv::NORM_INF) == 0.0);
+      CHECK(cv::norm(r.target, SumBlocks8(density, box), cv::NORM_INF) == 0.0);
       if (split == "train") {
         CHECK(r.crop == i % 9);
         CHECK(cv::sum(r.target)[0] == doctest::Approx(r.density_sum).epsilon(1e-5));
@@ -355,7 +356,7 @@ TEST_CASE("--target cubic stores the original's resized targets for training, su
     CHECK(cv::norm(r.target, TargetCubic(density, box), cv::NORM_INF) == 0.0);
   }
   const ShardRecord t = set.Read("test", 0);
-  CHECK(cv::norm(t.target, TargetSum8(DensityOf(DensityPath(tmp, "test", "IMG_1.jpg")), cv::Rect(0, 0, 120, 96)),
+  CHECK(cv::norm(t.target, SumBlocks8(DensityOf(DensityPath(tmp, "test", "IMG_1.jpg")), cv::Rect(0, 0, 120, 96)),
                  cv::NORM_INF) == 0.0);
   CHECK(set.manifest()["splits"]["train"]["target"] == "cubic");
 }

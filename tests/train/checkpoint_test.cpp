@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "common/base/error.h"
@@ -105,6 +106,40 @@ TEST_CASE("a corrupt, truncated or foreign checkpoint is refused naming the file
   CSRNet other(Backend::kD);
   FusedSGD opt_other = MakeOptimizer(other, opts);
   CHECK_THROWS_AS(LoadCheckpoint(good, other, opt_other), Error);
+}
+
+// A hand-made archive: the checkpoint marker, a configuration, and
+// optionally a format version.
+std::string WriteMiniCheckpoint(const TempDir& tmp, const std::string& name, std::optional<int64_t> version) {
+  torch::serialize::OutputArchive a;
+  a.write("kind", c10::IValue(std::string("checkpoint")));
+  a.write("config", c10::IValue(std::string("{\"epochs\": 3}")));
+  if (version) a.write("format_version", c10::IValue(*version));
+  const std::string path = (tmp / name).string();
+  a.save_to(path);
+  return path;
+}
+
+TEST_CASE("a checkpoint carries its format version; a newer one is refused, one without reads as version 1") {
+  TempDir tmp;
+  CSRNet model;
+  TrainOptions opts;
+  FusedSGD opt = MakeOptimizer(model, opts);
+  const std::string good = (tmp / "good.pt").string();
+  SaveCheckpoint(good, model, opt, TrainState{}, nlohmann::json::object());
+  torch::serialize::InputArchive in;
+  in.load_from(good);
+  c10::IValue v;
+  REQUIRE(in.try_read("format_version", v));
+  CHECK(v.toInt() == kCheckpointFormatVersion);
+
+  const std::string older = WriteMiniCheckpoint(tmp, "older.pt", std::nullopt);
+  CHECK(ReadCheckpointConfig(older) == nlohmann::json{{"epochs", 3}});
+  const std::string newer = WriteMiniCheckpoint(tmp, "newer.pt", kCheckpointFormatVersion + 1);
+  test::ExpectError([&] { ReadCheckpointConfig(newer); }, {newer, "checkpoint format version 2", "newer csrnet-cpp"});
+  test::ExpectError([&] { LoadCheckpoint(newer, model, opt); }, {newer, "format version 2"});
+  const std::string zero = WriteMiniCheckpoint(tmp, "zero.pt", 0);
+  test::ExpectError([&] { ReadCheckpointConfig(zero); }, {zero, "checkpoint format version 0"});
 }
 
 TEST_CASE("a checkpoint with flipped bytes or a NaN momentum buffer is refused naming the file") {

@@ -1,0 +1,40 @@
+// The ground-truth density map file that gt_gen writes beside each
+// annotation (IMG_n.h5, dataset `density`, float32 H x W), and the one
+// reduction every reader of it needs: sums over 8 x 8 blocks, the exact
+// target at the network's 1/8 resolution.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <opencv2/core.hpp>
+
+namespace H5 {
+class H5File;
+}
+
+namespace csr {
+
+// The file's marker and layout version (attributes `format` and
+// `format_version`). Version 1 is today's layout; the maps of the original
+// Python preprocessing carry neither attribute and are read as version 1.
+inline constexpr const char* kDensityFormat = "csrnet-density";
+inline constexpr int64_t kDensityFormatVersion = 1;
+
+// Writes the marker and version into `f` (under the caller's h5::Lock).
+void WriteDensityFormat(H5::H5File& f);
+// Throws csr::Error naming `path` when `f` carries another marker, or a
+// version this build cannot read (written by a newer csrnet-cpp). A file
+// without the attributes passes. Under the caller's h5::Lock.
+void CheckDensityFormat(const H5::H5File& f, const std::string& path);
+
+// Each cell the sum of its 8 x 8 block of `density` inside `box`:
+// floor(h/8) x floor(w/8) cells, CV_32F, accumulated in double in one fixed
+// order (so crop_shards' targets and evaluate's maps are bit-identical).
+// `covered`, if given, receives the double sum of the cells. `density` is
+// one channel of CV_32F or CV_64F and `box` lies inside it (CSR_ASSERT).
+cv::Mat SumBlocks8(const cv::Mat& density, const cv::Rect& box, double* covered = nullptr);
+// The whole map: the border rows and columns past a multiple of 8 are dropped.
+cv::Mat SumBlocks8(const cv::Mat& density);
+
+}  // namespace csr

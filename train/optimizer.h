@@ -1,0 +1,35 @@
+// The optimizer and its schedule: SGD with momentum and weight decay fused
+// into one pass, and the step learning-rate schedule of --lr-steps.
+#pragma once
+
+#include <cstdint>
+
+#include <torch/optim/sgd.h>
+
+#include "train/model.h"
+#include "train/train_options.h"
+
+namespace csr {
+
+// torch::optim::SGD (same options, state, and checkpoint format) whose step
+// does weight decay, momentum and the update in one pass over each parameter
+// instead of four: the step is memory-bound, so this saves most of its time.
+// Falls back to torch's step for dampening, Nesterov or unusual layouts.
+class FusedSGD : public torch::optim::SGD {
+ public:
+  using torch::optim::SGD::SGD;
+  torch::Tensor step(LossClosure closure = nullptr) override;
+};
+
+// Drops the gradients (instead of zero-filling them) so backward writes
+// fresh ones: saves a pass over every parameter per step.
+void ClearGradients(torch::optim::Optimizer& optimizer);
+
+// SGD with the options' rate, momentum and weight decay over the model.
+FusedSGD MakeOptimizer(CSRNet& model, const TrainOptions& opts);
+// The learning rate of a 0-based epoch under lr, lr_steps and lr_gamma.
+double LearningRate(const TrainOptions& opts, int64_t epoch);
+// Sets every parameter group's rate.
+void SetLearningRate(torch::optim::Optimizer& optimizer, double lr);
+
+}  // namespace csr
