@@ -4,11 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
-#include <map>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "common/base/error.h"
 #include "common/base/fs.h"

@@ -67,8 +67,7 @@ cv::Mat SumBlocks8(const cv::Mat& density, const cv::Rect& box, double* covered)
   CSR_ASSERT(density.channels() == 1 && (density.depth() == CV_32F || density.depth() == CV_64F),
              "density map must be one float channel, got type ", density.type());
   CSR_ASSERT((box & cv::Rect(0, 0, density.cols, density.rows)) == box, "box outside the density map");
-  return density.depth() == CV_32F ? SumBlocks<float>(density, box, covered)
-                                   : SumBlocks<double>(density, box, covered);
+  return density.depth() == CV_32F ? SumBlocks<float>(density, box, covered) : SumBlocks<double>(density, box, covered);
 }
 
 cv::Mat SumBlocks8(const cv::Mat& density) { return SumBlocks8(density, cv::Rect(0, 0, density.cols, density.rows)); }
