@@ -29,6 +29,7 @@
 
 #include "common/base/cli.h"
 #include "common/base/fs.h"
+#include "common/base/heap.h"
 #include "train/model.h"
 #include "train/predict.h"
 
@@ -81,9 +82,9 @@ struct Ours {
   static csr::ModelSettings Make(const Options& o, const std::string& precision) {
     csr::ModelSettings s;
     s.weights = o.weights;
-    s.precision = precision;
+    s.precision = csr::ParsePrecision(precision);
     s.threads = o.threads;
-    s.device = "cpu";
+    s.device.kind = csr::DeviceChoice::Kind::kCpu;
     return s;
   }
   Timing Time(const std::vector<cv::Mat>& images, int warmup) {
@@ -116,7 +117,7 @@ int Run(int argc, char** argv) {
   p.Add("work", &o.work, "folder for the bench images (default: a temporary folder, removed)");
   if (!p.Parse(argc, argv)) return 0;
   if (o.images < 1 || o.rounds < 1) throw csr::UsageError("predict_bench", "--images and --rounds must be >= 1");
-  csr::EnableMemoryReuse();  // as the predict and evaluate tools do
+  csr::UseInferenceHeap();  // as the predict and evaluate tools do
   if (o.threads <= 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const bool temp = o.work.empty();
   const path work =

@@ -33,6 +33,7 @@
 
 #include "common/base/cli.h"
 #include "common/base/fs.h"
+#include "common/base/heap.h"
 #include "tests/fixtures/synthetic_shards.h"
 #include "train/dataset.h"
 #include "train/inference.h"
@@ -283,7 +284,7 @@ int main(int argc, char** argv) {
     p.Add("work", &o.work, "Folder for the synthetic shards (default: a temporary folder)");
     if (!p.Parse(argc, argv)) return 0;
     const int threads = csr::SetThreads(o.threads);
-    csr::KeepFreedMemory();  // as the trainer does
+    csr::UseTrainingHeap();  // as the trainer does
     std::cerr << "train_bench: " << threads << " threads, load average " << LoadAverage() << "\n";
     if (o.steps > 0) Speed(o, threads);
     if (o.converge_steps > 0) Convergence(o);

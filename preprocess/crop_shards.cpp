@@ -61,6 +61,8 @@ std::vector<CropBox> TrainCrops(int width, int height, int random_crops, uint64_
 
 // ================================================================ targets
 
+const char* Name(TargetRule target) { return target == TargetRule::kCubic ? "cubic" : "sum8"; }
+
 namespace {
 
 template <typename T>
@@ -231,7 +233,7 @@ void MakeRecords(Job& job, const CropShardsOptions& o) {
     const cv::Rect box = boxes[i].rect();
     ShardRecord r;
     r.image = image(box);  // EncodeRecord copies the bytes exactly
-    const bool cubic = job.train && o.target == "cubic";
+    const bool cubic = job.train && o.target == TargetRule::kCubic;
     double covered = 0.0;
     r.target = cubic ? TargetCubic(job.density, box) : SumBlocks8(job.density, box, &covered);
     r.source = s.image.filename().string();
@@ -253,7 +255,6 @@ void CheckOptions(const CropShardsOptions& o) {
     throw UsageError("--records-per-shard", "must be 1..1000000");
   }
   if (o.compress < 0 || o.compress > 9) throw UsageError("--compress", "must be a zlib level 0..9");
-  if (o.target != "sum8" && o.target != "cubic") throw UsageError("--target", "expected sum8 or cubic");
   if (o.out.empty()) throw UsageError("--out", "must name a folder");
 }
 
@@ -263,7 +264,7 @@ nlohmann::json Identity(const CropShardsOptions& o) {
           {"part", o.part},
           {"seed", o.seed},
           {"random_crops", o.random_crops},
-          {"target", o.target},
+          {"target", Name(o.target)},
           {"records_per_shard", o.records_per_shard},
           {"compress", o.compress}};
 }
@@ -357,7 +358,7 @@ nlohmann::json ManifestExtra(const CropShardsOptions& o, const Discovery& found,
           {"settings",
            {{"seed", o.seed},
             {"random_crops", o.random_crops},
-            {"target", o.target},
+            {"target", Name(o.target)},
             {"records_per_shard", o.records_per_shard},
             {"compress", o.compress}}},
           {"ground_truth", GtManifest(s)},
@@ -372,7 +373,7 @@ nlohmann::json SplitExtra(const CropShardsOptions& o, const Summary& s) {
         {"images", s.images[k]},
         {"skipped_images", s.skipped[k]},
         {"annotations", s.annotations[k]},
-        {"target", k == 0 ? o.target : "sum8"},
+        {"target", Name(k == 0 ? o.target : TargetRule::kSum8)},
         {"crops", k == 0 ? StrCat("4 quarters + ", o.random_crops,
                                   " random per image, each half the image rounded "
                                   "down to a multiple of 8; mirroring left to the trainer")
@@ -521,8 +522,10 @@ int RunCropShards(int argc, const char* const* argv) {
     p.Add("seed", &o.seed, "seed of the random crop positions (with each image's name)");
     p.Add("threads", &o.threads, "worker threads; 0 = all cores (output is identical for any value)");
     p.Add("random-crops", &o.random_crops, "random crops per training image besides the four quarters");
-    p.AddChoice("target", &o.target, {"sum8", "cubic"},
-                "training target: sum8 = exact 8x8 block sums; cubic = the original's resize*64 (drifts)");
+    p.AddEnum<TargetRule>(
+        "target", &o.target,
+        {{Name(TargetRule::kSum8), TargetRule::kSum8}, {Name(TargetRule::kCubic), TargetRule::kCubic}},
+        "training target: sum8 = exact 8x8 block sums; cubic = the original's resize*64 (drifts)");
     p.Add("records-per-shard", &o.records_per_shard, "records per shard file");
     p.Add("compress", &o.compress, "deflate level 0..9 for pixels and targets (0 = none)");
     p.Add("overwrite", &o.overwrite, "replace a different shard set, or write into a non-empty folder");

@@ -18,22 +18,28 @@
 
 namespace csr {
 
+// The training target: exact 8 x 8 block sums of the density, or the
+// original's bicubic resize times 64 (whose count drifts from the crop's).
+enum class TargetRule { kSum8, kCubic };
+// "sum8" | "cubic": the --target spelling and the manifest's `target`.
+const char* Name(TargetRule target);
+
 struct CropShardsOptions {
-  std::string root = "ShanghaiTech";  // dataset root holding part_A_final/ or part_A/
-  std::string part = "A";             // A or B
-  std::string out = "shards";         // shard set folder (with --export: where the PNGs go)
-  int64_t seed = 2018;                // random crop positions follow from it (and each image's name)
-  int threads = 0;                    // worker threads; 0 = all cores
-  int random_crops = 5;               // random crops per training image, besides the four quarters
-  std::string target = "sum8";        // training target: sum8 (exact 8x8 block sums) | cubic (the original)
-  int records_per_shard = 256;        // records per shard file
-  int compress = 0;                   // deflate level 0..9 for pixels and targets (0 = none, fastest)
-  bool overwrite = false;             // replace a different shard set (or other files' folder) at --out
-  bool quiet = false;                 // no progress bar or summary, errors only
-  std::string inspect;                // shard set folder: print its statistics instead of building
-  bool verify = false;                // with --inspect: recompute every shard's checksum
-  int64_t export_record = -1;         // with --inspect: write this record's image and target heatmap as PNG
-  std::string split = "train";        // the split --export takes its record from
+  std::string root = "ShanghaiTech";      // dataset root holding part_A_final/ or part_A/
+  std::string part = "A";                 // A or B
+  std::string out = "shards";             // shard set folder (with --export: where the PNGs go)
+  int64_t seed = 2018;                    // random crop positions follow from it (and each image's name)
+  int threads = 0;                        // worker threads; 0 = all cores
+  int random_crops = 5;                   // random crops per training image, besides the four quarters
+  TargetRule target = TargetRule::kSum8;  // training target: sum8 (exact 8x8 block sums) | cubic (the original)
+  int records_per_shard = 256;            // records per shard file
+  int compress = 0;                       // deflate level 0..9 for pixels and targets (0 = none, fastest)
+  bool overwrite = false;                 // replace a different shard set (or other files' folder) at --out
+  bool quiet = false;                     // no progress bar or summary, errors only
+  std::string inspect;                    // shard set folder: print its statistics instead of building
+  bool verify = false;                    // with --inspect: recompute every shard's checksum
+  int64_t export_record = -1;             // with --inspect: write this record's image and target heatmap as PNG
+  std::string split = "train";            // the split --export takes its record from
 };
 
 // ------------------------------------------------------------------ geometry

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,19 +13,19 @@
 namespace csr {
 
 struct GtGenOptions {
-  std::string root = "ShanghaiTech";  // dataset root holding part_A_final/ or part_A/
-  std::string part = "A";             // A or B
-  std::string split = "all";          // train, test or all
-  int threads = 0;                    // worker threads; 0 = all cores
-  std::string mode = "reference";     // reference | exact-count
-  std::string kernel = "auto";        // adaptive | fixed; auto = adaptive for A, fixed for B
-  double sigma = 15.0;                // fixed kernel sigma (pixels)
-  double beta = 0.3;                  // adaptive: sigma = beta * mean distance to the neighbours
-  int neighbors = 3;                  // adaptive: nearest other heads used
-  std::string border = "auto";        // constant | reflect; auto = constant for A, reflect for B
-  bool overwrite = false;             // regenerate maps that are already up to date
-  bool strict = false;                // stop at the first failing image
-  bool quiet = false;                 // no progress bar or summary, errors only
+  std::string root = "ShanghaiTech";           // dataset root holding part_A_final/ or part_A/
+  std::string part = "A";                      // A or B
+  std::string split = "all";                   // train, test or all
+  int threads = 0;                             // worker threads; 0 = all cores
+  DensityMode mode = DensityMode::kReference;  // reference | exact-count
+  std::optional<KernelRule> kernel;            // adaptive | fixed; auto (nullopt) = adaptive for A, fixed for B
+  double sigma = 15.0;                         // fixed kernel sigma (pixels)
+  double beta = 0.3;                           // adaptive: sigma = beta * mean distance to the neighbours
+  int neighbors = 3;                           // adaptive: nearest other heads used
+  std::optional<Border> border;                // constant | reflect; auto (nullopt) = constant for A, reflect for B
+  bool overwrite = false;                      // regenerate maps that are already up to date
+  bool strict = false;                         // stop at the first failing image
+  bool quiet = false;                          // no progress bar or summary, errors only
 };
 
 struct GtGenReport {

@@ -11,6 +11,7 @@
 
 #include "common/base/error.h"
 #include "common/base/fs.h"
+#include "common/base/heap.h"
 #include "common/base/log.h"
 #include "common/base/progress.h"
 #include "common/eval/report.h"
@@ -20,6 +21,7 @@
 #include "common/io/image_io.h"
 #include "common/io/mat_io.h"
 #include "common/shards/shards.h"
+#include "train/heatmap.h"
 
 namespace csr {
 namespace {
@@ -273,7 +275,7 @@ int RunEvaluate(int argc, const char* const* argv) {
     RegisterEvaluateOptions(parser, &o);
     parser.AddPositional("SHARDS", &positional, "Shard set folder or its test/ subfolder");
     if (!parser.Parse(argc, argv)) return 0;
-    EnableMemoryReuse();
+    UseInferenceHeap();
     if (positional.size() > 1) throw UsageError("evaluate", "give one shard set");
     if (!positional.empty()) {
       if (!o.shards.empty()) throw UsageError("--shards", "given twice (option and argument)");
@@ -326,7 +328,7 @@ int RunEvaluate(int argc, const char* const* argv) {
     const nlohmann::json context = {{"weights", o.model.weights},
                                     {"data", source->Describe()},
                                     {"model", predictor.Describe()},
-                                    {"precision", o.model.precision},
+                                    {"precision", PrecisionName(o.model.precision)},
                                     {"tile", o.model.tile}};
     if (!o.csv.empty()) WriteTextFileAtomic(o.csv, EvaluationCsv(result));
     if (!o.json.empty()) WriteTextFileAtomic(o.json, EvaluationJson(result, context).dump(2) + "\n");

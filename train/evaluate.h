@@ -15,7 +15,7 @@
 #include <opencv2/core.hpp>
 
 #include "common/eval/metrics.h"
-#include "train/predict.h"
+#include "train/predictor.h"
 
 namespace csr {
 

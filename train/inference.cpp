@@ -1,7 +1,5 @@
 #include "train/inference.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <thread>
 
@@ -14,32 +12,21 @@
 
 namespace csr {
 
-Precision ParsePrecision(const std::string& text, const std::string& where) {
-  if (text == "fp32") return Precision::kFp32;
-  if (text == "bf16") return Precision::kBf16;
-  throw UsageError(where, StrCat("unknown precision '", text, "' (expected fp32 or bf16)"));
-}
-
-std::string PrecisionName(Precision precision) { return precision == Precision::kBf16 ? "bf16" : "fp32"; }
-
-c10::Device ResolveDevice(const std::string& text, const std::string& where) {
-  if (text == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
-  if (text == "cpu") return c10::Device(c10::kCPU);
-  if (text.rfind("cuda", 0) == 0) {
-    c10::Device device(c10::kCPU);
-    try {
-      device = c10::Device(text);
-    } catch (const c10::Error&) {
-      throw UsageError(where, StrCat("bad device '", text, "' (expected auto, cpu, cuda or cuda:N)"));
-    }
-    if (!torch::cuda::is_available()) {
-      throw UsageError(where,
-                       "CUDA was asked for, but this LibTorch has no CUDA or no GPU is visible "
-                       "(build against a CUDA LibTorch, see docs/training.md)");
-    }
-    return device;
+c10::Device ResolveDevice(const DeviceChoice& choice, const std::string& where) {
+  switch (choice.kind) {
+    case DeviceChoice::Kind::kAuto:
+      return torch::cuda::is_available() ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
+    case DeviceChoice::Kind::kCpu:
+      return c10::Device(c10::kCPU);
+    case DeviceChoice::Kind::kCuda:
+      break;
   }
-  throw UsageError(where, StrCat("bad device '", text, "' (expected auto, cpu, cuda or cuda:N)"));
+  if (!torch::cuda::is_available()) {
+    throw UsageError(where,
+                     "CUDA was asked for, but this LibTorch has no CUDA or no GPU is visible "
+                     "(build against a CUDA LibTorch, see docs/training.md)");
+  }
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(choice.index));
 }
 
 int SetThreads(int threads) {
@@ -48,13 +35,6 @@ int SetThreads(int threads) {
   const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);
   return at::get_num_threads();
-}
-
-void KeepFreedMemory() {
-  // glibc: blocks up to 1 GB come from the heap (not one mmap each, unmapped
-  // on free), and the heap top is not trimmed below 1 GB of free space.
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 void PrepareModel(CSRNet& model, c10::Device device, Precision precision) {
@@ -170,17 +150,30 @@ std::vector<Tile> PlanTiles(int height, int width, int tile, int margin) {
   return tiles;
 }
 
+at::Tensor StitchTiles(int height, int width, const std::vector<Tile>& tiles,
+                       const std::function<at::Tensor(const Tile&)>& window_density) {
+  using torch::indexing::Slice;
+  at::Tensor density = torch::zeros({height / 8, width / 8}, torch::kFloat32);
+  for (const Tile& t : tiles) {
+    if (t.oy1 <= t.oy0 || t.ox1 <= t.ox0) continue;  // no output cell
+    const at::Tensor part = window_density(t);
+    const int cy = t.y0 / 8, cx = t.x0 / 8;
+    density.index_put_({Slice(t.oy0, t.oy1), Slice(t.ox0, t.ox1)},
+                       part.index({Slice(t.oy0 - cy, t.oy1 - cy), Slice(t.ox0 - cx, t.ox1 - cx)}));
+  }
+  return density;
+}
+
 at::Tensor PredictDensity(CSRNet& model, const at::Tensor& image, const InferenceOptions& opts) {
   CSR_CHECK(image.dim() == 4 && image.size(0) == 1 && image.size(1) == 3, "image", "expected a 1 x 3 x h x w tensor");
   using torch::indexing::Slice;
   const int h = static_cast<int>(image.size(2)), w = static_cast<int>(image.size(3));
-  at::Tensor density = torch::zeros({h / 8, w / 8}, torch::kFloat32);
-  if (h < 8 || w < 8) return density;  // no output cell: the network would fail on it
+  if (h < 8 || w < 8) return torch::zeros({h / 8, w / 8}, torch::kFloat32);  // the network would fail on it
   torch::NoGradGuard no_grad;
   EvalScope eval(model);
   const int margin = ReceptiveFieldMargin(model->backend_variant());
   const at::MemoryFormat format = ModelMemoryFormat(model);
-  for (const Tile& t : PlanTiles(h, w, opts.tile, margin)) {
+  return StitchTiles(h, w, PlanTiles(h, w, opts.tile, margin), [&](const Tile& t) {
     at::Tensor input = image.index({Slice(), Slice(), Slice(t.y0, t.y1), Slice(t.x0, t.x1)}).to(opts.device);
     input = input.contiguous(format);
     at::Tensor out;
@@ -188,12 +181,8 @@ at::Tensor PredictDensity(CSRNet& model, const at::Tensor& image, const Inferenc
       AutocastGuard autocast(opts.precision, opts.device);
       out = model->forward(input);
     }
-    out = out.to(torch::kCPU, torch::kFloat32);
-    const int cy = t.y0 / 8, cx = t.x0 / 8;
-    density.index_put_({Slice(t.oy0, t.oy1), Slice(t.ox0, t.ox1)},
-                       out.index({0, 0, Slice(t.oy0 - cy, t.oy1 - cy), Slice(t.ox0 - cx, t.ox1 - cx)}));
-  }
-  return density;
+    return out.to(torch::kCPU, torch::kFloat32)[0][0];
+  });
 }
 
 at::Tensor PredictDensity(CSRNet& model, const cv::Mat& rgb, const InferenceOptions& opts) {

@@ -3,6 +3,7 @@
 // trainer's validation and the predict/evaluate tools.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -11,28 +12,18 @@
 #include <c10/core/ScalarType.h>
 #include <opencv2/core.hpp>
 
+#include "train/choices.h"
 #include "train/model.h"
 
 namespace csr {
 
-enum class Precision { kFp32, kBf16 };
-
-// "fp32" | "bf16"; throws csr::UsageError naming `where` otherwise.
-Precision ParsePrecision(const std::string& text, const std::string& where = "--precision");
-std::string PrecisionName(Precision precision);
-
-// "auto" (CUDA when available, else CPU) | "cpu" | "cuda" | "cuda:N". Throws
-// csr::UsageError when CUDA is asked for but this LibTorch has none.
-c10::Device ResolveDevice(const std::string& text, const std::string& where = "--device");
+// The device a DeviceChoice (train/choices.h) names on this machine: auto is
+// CUDA when available, else the CPU. Throws csr::UsageError naming `where`
+// when CUDA is asked for but this LibTorch has none or no GPU is visible.
+c10::Device ResolveDevice(const DeviceChoice& choice, const std::string& where = "--device");
 
 // Intra-op threads for LibTorch; 0 = every core. Returns the number in use.
 int SetThreads(int threads);
-
-// Keeps memory freed by LibTorch in the process for reuse instead of handing
-// it back to the kernel: a training step allocates and frees ~1 GB of
-// activations, and fresh pages cost a page fault each (~50,000 per step, tens
-// of ms). The resident size then stays at its peak; call once at start-up.
-void KeepFreedMemory();
 
 // Puts the model on `device` and in the memory layout `precision` runs
 // fastest with for inference (channels-last for bf16). Values are unchanged.
@@ -81,6 +72,14 @@ struct Tile {
 // full cell extends to the image edge. `tile` <= 0 or larger than the image:
 // one tile.
 std::vector<Tile> PlanTiles(int height, int width, int tile, int margin);
+
+// The whole map (floor(h/8) x floor(w/8) float32, on the CPU) of an h x w
+// image from its tiles: `window_density` gives the 1/8 map (2-D float CPU
+// tensor) of a tile's input window, and each tile's own cells are copied out
+// of it (its margin cells, which see the window's edge, are dropped). The
+// one stitching rule of PredictDensity and Predictor.
+at::Tensor StitchTiles(int height, int width, const std::vector<Tile>& tiles,
+                       const std::function<at::Tensor(const Tile&)>& window_density);
 
 struct InferenceOptions {
   // Largest tile side in input pixels (rounded down to a multiple of 8);

@@ -126,28 +126,6 @@ void CheckVariant(Backend recorded, CSRNet& model, const std::string& file) {
 
 }  // namespace
 
-Backend ParseBackend(const std::string& text, const std::string& where) {
-  if (text == "A") return Backend::kA;
-  if (text == "B") return Backend::kB;
-  if (text == "C") return Backend::kC;
-  if (text == "D") return Backend::kD;
-  throw UsageError(where, StrCat("unknown CSRNet back end '", text, "' (expected A, B, C or D)"));
-}
-
-std::string BackendName(Backend backend) {
-  switch (backend) {
-    case Backend::kA:
-      return "A";
-    case Backend::kB:
-      return "B";
-    case Backend::kC:
-      return "C";
-    case Backend::kD:
-      return "D";
-  }
-  return "B";
-}
-
 std::vector<int> BackendDilations(Backend backend) {
   switch (backend) {
     case Backend::kA:

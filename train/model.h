@@ -19,14 +19,11 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include "train/choices.h"
+
 namespace csr {
 
-// The paper's back-end configurations (dilation rates of its six convs).
-enum class Backend { kA, kB, kC, kD };
-
-// "A".."D" -> Backend; throws csr::UsageError naming `where` otherwise.
-Backend ParseBackend(const std::string& text, const std::string& where = "--backend");
-std::string BackendName(Backend backend);
+// The back-end variant (Backend, ParseBackend, BackendName): train/choices.h.
 // The six back-end dilation rates: A 1,1,1,1,1,1; B 2,...; C 2,2,2,4,4,4; D 4,...
 std::vector<int> BackendDilations(Backend backend);
 

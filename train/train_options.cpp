@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "common/base/error.h"
-#include "train/model.h"
 
 namespace csr {
 
@@ -15,8 +14,7 @@ void RegisterTrainOptions(ArgParser& p, TrainOptions* o) {
   p.AddAlias("pre", "resume");
   p.Add("vgg16", &o->vgg16, "ImageNet VGG-16 front end: HDF5 with torchvision names (tools/export_vgg16.py)");
   p.Add("weights", &o->weights, "Start from these CSRNet weights (.h5 original layout or .pt) instead of the init");
-  p.AddChoice("backend", &o->backend, {"A", "B", "C", "D"},
-              "Back-end variant of the paper (dilation 1/2/2,2,2,4,4,4/4)");
+  AddBackendOption(p, "backend", &o->backend, "Back-end variant of the paper (dilation 1/2/2,2,2,4,4,4/4)");
   p.Add("epochs", &o->epochs, "Epochs in total (a resumed run continues up to this)");
   p.Add("lr", &o->lr, "SGD learning rate");
   p.Add("lr-steps", &o->lr_steps, "Comma-separated epochs (1-based) from which the rate is multiplied by --lr-gamma");
@@ -33,8 +31,8 @@ void RegisterTrainOptions(ArgParser& p, TrainOptions* o) {
   p.Add("workers", &o->workers, "Background threads that decode batches ahead of the step (0 = in the step)");
   p.Add("prefetch", &o->prefetch, "Batches prepared ahead");
   p.Add("threads", &o->threads, "LibTorch compute threads; 0 = every core");
-  p.AddChoice("precision", &o->precision, {"fp32", "bf16"}, "fp32, or bf16 autocast with channels-last tensors");
-  p.Add("device", &o->device, "auto, cpu, cuda or cuda:N (auto = CUDA when available)");
+  AddPrecisionOption(p, "precision", &o->precision);
+  AddDeviceOption(p, "device", &o->device);
   p.Add("eval-tile", &o->eval_tile, "Validation images larger than this many pixels a side run in tiles (0 = never)");
   p.Add("eval-every", &o->eval_every, "Validate every N epochs and after the last (0 = never)");
 }
@@ -65,7 +63,6 @@ void CheckTrainOptions(const TrainOptions& o) {
     throw UsageError("--eval-tile", "must be 0 (never tile) or between 64 and 1048576 pixels");
   }
   if (o.eval_every < 0) throw UsageError("--eval-every", "must be >= 0");
-  ParseBackend(o.backend);  // throws UsageError for a name that is not A-D
 }
 
 }  // namespace csr

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/base/cli.h"
+#include "train/choices.h"
 
 namespace csr {
 
@@ -20,7 +21,7 @@ struct TrainOptions {
   std::string resume;              // checkpoint to continue exactly (alias --pre, the original's name)
   std::string vgg16;               // ImageNet VGG-16 front end: HDF5 with torchvision names (tools/export_vgg16.py)
   std::string weights;             // start from these CSRNet weights (.h5 original layout or .pt) instead of the init
-  std::string backend = "B";       // back-end variant of the paper: A, B, C or D
+  Backend backend = Backend::kB;   // back-end variant of the paper: A, B, C or D
   int epochs = 400;                // epochs in total (a resumed run continues up to this)
   double lr = 1e-7;                // SGD learning rate
   std::vector<double> lr_steps;    // epochs (1-based) from which the rate is multiplied by lr_gamma, cumulatively
@@ -35,10 +36,10 @@ struct TrainOptions {
   int workers = 2;                 // background threads decoding batches
   int prefetch = 4;                // batches prepared ahead of the step
   int threads = 0;                 // LibTorch compute threads; 0 = every core
-  std::string precision = "fp32";  // fp32 | bf16 (autocast, channels-last)
-  std::string device = "auto";     // auto | cpu | cuda
-  int eval_tile = 1024;            // validation images larger than this (pixels a side) run in tiles
-  int eval_every = 1;              // validate every N epochs (and after the last); 0 = never
+  Precision precision = Precision::kFp32;  // fp32 | bf16 (autocast, channels-last)
+  DeviceChoice device;                     // auto | cpu | cuda | cuda:N
+  int eval_tile = 1024;                    // validation images larger than this (pixels a side) run in tiles
+  int eval_every = 1;                      // validate every N epochs (and after the last); 0 = never
 };
 
 // Registers every field of `opts` with the parser (the names of --help).

@@ -18,6 +18,7 @@
 
 #include "common/base/error.h"
 #include "common/base/fs.h"
+#include "common/base/heap.h"
 #include "common/base/log.h"
 #include "common/base/progress.h"
 #include "common/eval/train_log.h"
@@ -182,9 +183,9 @@ class Trainer {
 
 void Trainer::Setup() {
   device_ = ResolveDevice(opts_.device);
-  precision_ = ParsePrecision(opts_.precision);
+  precision_ = opts_.precision;
   const int threads = SetThreads(opts_.threads);
-  KeepFreedMemory();
+  UseTrainingHeap();
   shards_ = std::make_shared<const ShardSet>(opts_.shards);
   train_ = std::make_unique<ShardDataset>(shards_, "train", /*mirror=*/true);
   test_ = std::make_unique<ShardDataset>(shards_, "test", /*mirror=*/false);
@@ -194,7 +195,7 @@ void Trainer::Setup() {
 
   if (opts_.resume.empty() && !opts_.weights.empty()) FollowWeightsBackend();
   torch::manual_seed(static_cast<uint64_t>(opts_.seed));
-  model_ = CSRNet(ParseBackend(opts_.backend));
+  model_ = CSRNet(opts_.backend);
   InitWeights(model_);
   if (opts_.resume.empty()) {
     if (!opts_.vgg16.empty()) {
@@ -213,9 +214,10 @@ void Trainer::Setup() {
     log::Info("resuming ", opts_.resume, " at epoch ", state_.epoch + 1, ", batch ", state_.batch, " (step ",
               state_.step, ")");
   }
-  log::Info("CSRNet back end ", opts_.backend, ", ", ParameterCount(*model_), " parameters; ", train_->size().value(),
-            " training patches (", train_->records(), " crops, mirrored), ", test_->records(), " test images; ",
-            device_.str(), ", ", threads, " threads, ", opts_.precision, "; run folder ", opts_.out);
+  log::Info("CSRNet back end ", BackendName(opts_.backend), ", ", ParameterCount(*model_), " parameters; ",
+            train_->size().value(), " training patches (", train_->records(), " crops, mirrored), ", test_->records(),
+            " test images; ", device_.str(), ", ", threads, " threads, ", PrecisionName(opts_.precision),
+            "; run folder ", opts_.out);
 }
 
 // A --weights file names its variant (ModelFileInfo, or the .h5's attribute);
@@ -223,14 +225,15 @@ void Trainer::Setup() {
 // would load into a B network without any error.
 void Trainer::FollowWeightsBackend() {
   const std::optional<Backend> recorded = RecordedBackend(opts_.weights);
-  if (!recorded || BackendName(*recorded) == opts_.backend) return;
+  if (!recorded || *recorded == opts_.backend) return;
   if (backend_given_) {
-    throw Error(opts_.weights, StrCat("holds back end ", BackendName(*recorded), " weights, but --backend ",
-                                      opts_.backend, " was asked for (omit --backend to follow the file)"));
+    throw Error(opts_.weights,
+                StrCat("holds back end ", BackendName(*recorded), " weights, but --backend ",
+                       BackendName(opts_.backend), " was asked for (omit --backend to follow the file)"));
   }
-  opts_.backend = BackendName(*recorded);
-  config_["backend"] = opts_.backend;
-  log::Info(opts_.weights, ": back end ", opts_.backend, " (recorded in the file)");
+  opts_.backend = *recorded;
+  config_["backend"] = BackendName(opts_.backend);
+  log::Info(opts_.weights, ": back end ", BackendName(opts_.backend), " (recorded in the file)");
 }
 
 bool Trainer::CheckpointDue() const {

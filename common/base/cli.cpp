@@ -52,7 +52,9 @@ std::string ArgParser::ValueText(const Target& target) {
       [](auto* p) -> std::string {
         using T = std::decay_t<decltype(*p)>;
         std::ostringstream os;
-        if constexpr (std::is_same_v<T, std::string>) {
+        if constexpr (std::is_same_v<T, Typed>) {
+          os << p->text();
+        } else if constexpr (std::is_same_v<T, std::string>) {
           os << (p->empty() ? "\"\"" : *p);
         } else if constexpr (std::is_same_v<T, bool>) {
           os << (*p ? "true" : "false");
@@ -67,13 +69,25 @@ std::string ArgParser::ValueText(const Target& target) {
       target);
 }
 
+nlohmann::json ArgParser::ValueJson(const Target& target) {
+  return std::visit(
+      [](auto* p) -> nlohmann::json {
+        if constexpr (std::is_same_v<std::decay_t<decltype(*p)>, Typed>) {
+          return p->text();
+        } else {
+          return *p;
+        }
+      },
+      target);
+}
+
 ArgParser::Option& ArgParser::Register(const std::string& name, Target target, const std::string& help) {
   Option opt;
   opt.name = Normalize(name);
   opt.target = target;
   opt.help = help;
   opt.default_text = ValueText(target);
-  std::visit([&](auto* p) { opt.default_value = *p; }, target);
+  opt.default_value = ValueJson(target);
   options_.push_back(std::move(opt));
   return options_.back();
 }
@@ -88,6 +102,12 @@ void ArgParser::Add(const std::string& n, bool* v, const std::string& h) { Regis
 void ArgParser::AddChoice(const std::string& name, std::string* value, std::vector<std::string> choices,
                           const std::string& help) {
   Register(name, value, help).choices = std::move(choices);
+}
+
+void ArgParser::RegisterTyped(const std::string& name, std::unique_ptr<Typed> typed, std::vector<std::string> choices,
+                              const std::string& help) {
+  typed_.push_back(std::move(typed));
+  Register(name, typed_.back().get(), help).choices = std::move(choices);
 }
 
 void ArgParser::AddAlias(const std::string& alias, const std::string& name) {
@@ -117,7 +137,7 @@ void ArgParser::Assign(Option& opt, const std::string& text, const std::string& 
   std::visit(
       [&](auto* p) {
         using T = std::decay_t<decltype(*p)>;
-        if constexpr (std::is_same_v<T, std::string>) {
+        if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, Typed>) {
           if (!opt.choices.empty()) {
             bool ok = false;
             for (const auto& c : opt.choices) ok = ok || c == text;
@@ -127,7 +147,11 @@ void ArgParser::Assign(Option& opt, const std::string& text, const std::string& 
               throw UsageError(where, StrCat("expected one of ", list, ", got '", text, "'"));
             }
           }
-          *p = text;
+          if constexpr (std::is_same_v<T, Typed>) {
+            p->assign(text, where);
+          } else {
+            *p = text;
+          }
         } else if constexpr (std::is_same_v<T, bool>) {
           if (text == "true" || text == "1" || text == "yes") {
             *p = true;
@@ -212,7 +236,7 @@ void ArgParser::AssignJson(Option& opt, const nlohmann::json& v, const std::stri
   std::visit(
       [&](auto* p) {
         using T = std::decay_t<decltype(*p)>;
-        if constexpr (std::is_same_v<T, std::string>) {
+        if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, Typed>) {
           if (!v.is_string()) throw Error(where, "expected a string");
           Assign(opt, v.get<std::string>(), where);
         } else if constexpr (std::is_same_v<T, bool>) {
@@ -255,9 +279,15 @@ void ArgParser::ApplyJson(const nlohmann::json& config, const std::string& sourc
       // error: check it by assigning, then put the command line's value back.
       std::visit(
           [&](auto* p) {
-            const auto given = *p;
-            AssignJson(*opt, value, where);
-            *p = given;
+            if constexpr (std::is_same_v<std::decay_t<decltype(*p)>, Typed>) {
+              const std::string given = p->text();
+              AssignJson(*opt, value, where);
+              p->assign(given, where);
+            } else {
+              const auto given = *p;
+              AssignJson(*opt, value, where);
+              *p = given;
+            }
           },
           opt->target);
       continue;
@@ -269,7 +299,7 @@ void ArgParser::ApplyJson(const nlohmann::json& config, const std::string& sourc
 nlohmann::json ArgParser::ToJson() const {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& opt : options_) {
-    std::visit([&](auto* p) { out[opt.name] = *p; }, opt.target);
+    out[opt.name] = ValueJson(opt.target);
   }
   return out;
 }
@@ -290,6 +320,8 @@ std::string ArgParser::Help() const {
         std::string list;
         for (const auto& c : opt.choices) list += (list.empty() ? "" : "|") + c;
         head += " " + list;
+      } else if (const auto* typed = std::get_if<Typed*>(&opt.target)) {
+        head += " " + (*typed)->metavar;
       } else {
         head += " VALUE";
       }

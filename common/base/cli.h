@@ -5,8 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -30,6 +33,20 @@ class ArgParser {
   void Add(const std::string& name, bool* value, const std::string& help);
   void AddChoice(const std::string& name, std::string* value, std::vector<std::string> choices,
                  const std::string& help);
+  // A typed option with a fixed set of spellings: an enum, or any type with
+  // ==, such as std::optional<E> with "auto" for nullopt. --help lists the
+  // names; the command line and JSON configs take them; ToJson and
+  // --print-defaults write them. The value is typed from the parser on, so
+  // no tool compares option strings.
+  template <typename T>
+  void AddEnum(const std::string& name, T* value, std::vector<std::pair<std::string, T>> names,
+               const std::string& help);
+  // A typed option with its own grammar (e.g. a device "cuda:1"): `parse`
+  // turns a spelling into a T or throws csr::UsageError naming `where`;
+  // `format` spells a T. `metavar` stands for the value in --help.
+  template <typename T>
+  void AddTyped(const std::string& name, T* value, std::function<T(const std::string&, const std::string&)> parse,
+                std::function<std::string(const T&)> format, const std::string& metavar, const std::string& help);
   // Another spelling of an existing option (e.g. "pre" for "resume").
   void AddAlias(const std::string& alias, const std::string& name);
   // Collects the arguments that are not options, in order.
@@ -56,7 +73,13 @@ class ArgParser {
   nlohmann::json Defaults() const;
 
  private:
-  using Target = std::variant<std::string*, int*, int64_t*, double*, std::vector<double>*, bool*>;
+  // A typed option, erased: assigns from a spelling, spells the value.
+  struct Typed {
+    std::function<void(const std::string& text, const std::string& where)> assign;
+    std::function<std::string()> text;
+    std::string metavar;
+  };
+  using Target = std::variant<std::string*, int*, int64_t*, double*, std::vector<double>*, bool*, Typed*>;
   struct Option {
     std::string name;
     Target target;
@@ -70,14 +93,51 @@ class ArgParser {
   Option* Find(const std::string& name);
   void Assign(Option& opt, const std::string& text, const std::string& where);
   void AssignJson(Option& opt, const nlohmann::json& value, const std::string& where);
+  void RegisterTyped(const std::string& name, std::unique_ptr<Typed> typed, std::vector<std::string> choices,
+                     const std::string& help);
   static std::string ValueText(const Target& target);
+  static nlohmann::json ValueJson(const Target& target);
 
   std::string program_, usage_, summary_;
   std::vector<Option> options_;
+  std::vector<std::unique_ptr<Typed>> typed_;  // owned here; Option::target points into it
   std::map<std::string, std::string> aliases_;
   std::string positional_name_, positional_help_;
   std::vector<std::string>* positional_ = nullptr;
 };
+
+template <typename T>
+void ArgParser::AddTyped(const std::string& name, T* value,
+                         std::function<T(const std::string&, const std::string&)> parse,
+                         std::function<std::string(const T&)> format, const std::string& metavar,
+                         const std::string& help) {
+  auto typed = std::make_unique<Typed>();
+  typed->assign = [value, parse](const std::string& text, const std::string& where) { *value = parse(text, where); };
+  typed->text = [value, format] { return format(*value); };
+  typed->metavar = metavar;
+  RegisterTyped(name, std::move(typed), {}, help);
+}
+
+template <typename T>
+void ArgParser::AddEnum(const std::string& name, T* value, std::vector<std::pair<std::string, T>> names,
+                        const std::string& help) {
+  std::vector<std::string> choices;
+  for (const auto& entry : names) choices.push_back(entry.first);
+  auto typed = std::make_unique<Typed>();
+  // Only a listed name reaches `assign` (Assign checks the choices first).
+  typed->assign = [value, names](const std::string& text, const std::string&) {
+    for (const auto& entry : names) {
+      if (entry.first == text) *value = entry.second;
+    }
+  };
+  typed->text = [value, names] {
+    for (const auto& entry : names) {
+      if (entry.second == *value) return entry.first;
+    }
+    return std::string("?");  // a value the names do not list: a bug in the caller's table
+  };
+  RegisterTyped(name, std::move(typed), std::move(choices), help);
+}
 
 // Runs a tool body, turning csr::Error and every other exception (including
 // HDF5's H5::Exception, which is not a std::exception) into one line on stderr

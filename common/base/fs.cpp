@@ -103,4 +103,23 @@ uint32_t Crc32(const void* data, size_t n, uint32_t crc) {
   return static_cast<uint32_t>(c);
 }
 
+void CheckWritableDir(const std::string& dir) {
+  MakeDirs(dir);
+  const fs::path probe = fs::path(dir) / ".csrnet-write-probe";
+  {
+    std::ofstream f(probe);
+    f << "x";
+    f.flush();
+    if (!f) throw Error(dir, "output folder is not writable");
+  }
+  std::error_code ec;
+  fs::remove(probe, ec);
+}
+
+void CheckWritableFile(const std::string& path) {
+  if (fs::is_directory(path)) throw Error(path, "is a folder (expected an output file name)");
+  const fs::path parent = fs::path(path).parent_path();
+  CheckWritableDir(parent.empty() ? "." : parent.string());
+}
+
 }  // namespace csr

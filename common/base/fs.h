@@ -49,4 +49,10 @@ uint32_t Crc32(const void* data, size_t n, uint32_t crc = 0);
 // Creates a folder (and parents); throws csr::Error naming it on failure.
 void MakeDirs(const fs::path& dir);
 
+// Fail early, before any work, when an output cannot be written: creates the
+// folder (or the file's folder) and writes and removes a probe file there.
+// Throw csr::Error naming the path.
+void CheckWritableDir(const std::string& dir);
+void CheckWritableFile(const std::string& path);
+
 }  // namespace csr

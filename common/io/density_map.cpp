@@ -6,6 +6,7 @@
 #include <H5Cpp.h>
 
 #include "common/base/error.h"
+#include "common/base/fs.h"
 #include "common/io/h5.h"
 
 namespace csr {
@@ -71,5 +72,21 @@ cv::Mat SumBlocks8(const cv::Mat& density, const cv::Rect& box, double* covered)
 }
 
 cv::Mat SumBlocks8(const cv::Mat& density) { return SumBlocks8(density, cv::Rect(0, 0, density.cols, density.rows)); }
+
+void WritePredictedDensity(const std::string& path, const cv::Mat& density, const std::string& image, int width,
+                           int height) {
+  AtomicFile out(path);
+  {
+    h5::Lock lock;  // HDF5 is not thread-safe; held for the file's whole life
+    H5::H5File f = h5::Create(out.temp_path().string());
+    h5::WriteMat(f, "density", density);
+    h5::SetAttr(f, "count", cv::sum(density)[0]);
+    h5::SetAttr(f, "scale", int64_t{8});
+    h5::SetAttr(f, "image", image);
+    h5::SetAttr(f, "width", int64_t{width});
+    h5::SetAttr(f, "height", int64_t{height});
+  }
+  out.Commit();
+}
 
 }  // namespace csr

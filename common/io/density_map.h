@@ -1,7 +1,8 @@
 // The ground-truth density map file that gt_gen writes beside each
-// annotation (IMG_n.h5, dataset `density`, float32 H x W), and the one
-// reduction every reader of it needs: sums over 8 x 8 blocks, the exact
-// target at the network's 1/8 resolution.
+// annotation (IMG_n.h5, dataset `density`, float32 H x W), the one
+// reduction every reader of it needs (sums over 8 x 8 blocks, the exact
+// target at the network's 1/8 resolution), and the predicted 1/8 map that
+// predict writes.
 #pragma once
 
 #include <cstdint>
@@ -36,5 +37,11 @@ void CheckDensityFormat(const H5::H5File& f, const std::string& path);
 cv::Mat SumBlocks8(const cv::Mat& density, const cv::Rect& box, double* covered = nullptr);
 // The whole map: the border rows and columns past a multiple of 8 are dropped.
 cv::Mat SumBlocks8(const cv::Mat& density);
+
+// predict's output for one image: dataset `density` (the network's 1/8 map,
+// float32) with attributes count, scale (8), image (its path), width and
+// height (its size in pixels). Atomic: a temporary renamed into place.
+void WritePredictedDensity(const std::string& path, const cv::Mat& density, const std::string& image, int width,
+                           int height);
 
 }  // namespace csr

@@ -10,6 +10,8 @@
 #include <opencv2/imgproc.hpp>
 
 #include "common/base/error.h"
+#include "common/base/fs.h"
+#include "common/io/dataset.h"
 
 namespace csr {
 namespace {
@@ -173,6 +175,36 @@ bool IsImageFile(const std::string& path) {
     if (ext == e) return true;
   }
   return false;
+}
+
+std::vector<std::string> CollectImages(const std::vector<std::string>& inputs, std::vector<std::string>* problems) {
+  std::vector<std::string> images;
+  for (const std::string& input : inputs) {
+    std::error_code ec;
+    if (!fs::is_directory(input, ec)) {
+      if (fs::exists(input, ec)) {
+        images.push_back(input);  // a file named explicitly is tried whatever its extension
+      } else {
+        problems->push_back(input + ": no such file or folder");
+      }
+      continue;
+    }
+    std::vector<std::string> found;
+    for (auto it = fs::recursive_directory_iterator(input, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (it->is_regular_file(ec) && IsImageFile(name) && name[0] != '.' && !IsAtomicTemp(name)) {
+        found.push_back(it->path().string());
+      }
+    }
+    if (ec) problems->push_back(StrCat(input, ": cannot list folder: ", ec.message()));
+    std::sort(found.begin(), found.end(), [](const std::string& a, const std::string& b) {
+      return NaturalLess(a, b) || (!NaturalLess(b, a) && a < b);
+    });
+    if (found.empty() && !ec) problems->push_back(input + ": no images in this folder");
+    images.insert(images.end(), found.begin(), found.end());
+  }
+  return images;
 }
 
 }  // namespace csr

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
@@ -30,6 +31,14 @@ ImageSize ReadImageSize(const std::string& path);
 // (case-insensitive): .jpg .jpeg .png .bmp .tif .tiff .webp .ppm .pgm .pnm.
 // The one list: dataset discovery and predict's folder walk both use it.
 bool IsImageFile(const std::string& path);
+
+// The image files named by `inputs`: a file as given (whatever its
+// extension), a folder walked recursively (files IsImageFile accepts, hidden
+// files and AtomicFile temporaries skipped, in natural sorted order of their
+// paths: IMG_2 before IMG_10). Problems (a missing path, a folder without
+// images, one that cannot be listed) are appended to `problems` as
+// "path: reason".
+std::vector<std::string> CollectImages(const std::vector<std::string>& inputs, std::vector<std::string>* problems);
 
 // Decodes an image as 8-bit RGB (grayscale replicated to three channels,
 // alpha dropped). Throws csr::Error naming the file on failure.

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <initializer_list>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -294,6 +295,76 @@ TEST_CASE("cli: ToJson output applied to a fresh parser reproduces every value")
   CHECK(b.scales == std::vector<double>{0.3, 7});
   CHECK(b.overwrite);
   CHECK(pb.ToJson() == j);
+}
+
+// A typed option: an enum, an optional enum with "auto", and a value with its
+// own grammar ("N x" for a count), as the tools register theirs.
+enum class Colour { kRed, kGreen };
+struct TypedOpts {
+  Colour colour = Colour::kGreen;
+  std::optional<Colour> accent;  // "auto" = nullopt
+  int count = 2;
+};
+void BindTyped(ArgParser& p, TypedOpts& o) {
+  p.AddEnum<Colour>("colour", &o.colour, {{"red", Colour::kRed}, {"green", Colour::kGreen}}, "Colour");
+  p.AddEnum<std::optional<Colour>>(
+      "accent", &o.accent, {{"auto", std::nullopt}, {"red", Colour::kRed}, {"green", Colour::kGreen}}, "Accent");
+  p.AddTyped<int>(
+      "count", &o.count,
+      [](const std::string& text, const std::string& where) {
+        if (text.size() < 2 || text.substr(text.size() - 2) != " x") throw UsageError(where, "expected 'N x'");
+        return std::stoi(text);
+      },
+      [](const int& n) { return StrCat(n, " x"); }, "N x", "Count");
+}
+
+TEST_CASE("cli: typed options parse once, list their names in --help and round-trip through JSON") {
+  TypedOpts o;
+  ArgParser p("tool", "", "");
+  BindTyped(p, o);
+  const std::string help = p.Help();
+  CHECK(help.find("--colour red|green") != std::string::npos);
+  CHECK(help.find("(default: green)") != std::string::npos);
+  CHECK(help.find("--accent auto|red|green") != std::string::npos);
+  CHECK(help.find("--count N x") != std::string::npos);
+  CHECK(help.find("(default: 2 x)") != std::string::npos);
+  CHECK(p.Defaults() == nlohmann::json{{"colour", "green"}, {"accent", "auto"}, {"count", "2 x"}});
+
+  const char* argv[] = {"tool", "--colour", "red", "--accent=green", "--count", "7 x"};
+  REQUIRE(p.Parse(6, argv));
+  CHECK(o.colour == Colour::kRed);
+  CHECK(o.accent == Colour::kGreen);
+  CHECK(o.count == 7);
+  const nlohmann::json j = p.ToJson();
+  CHECK(j == nlohmann::json{{"colour", "red"}, {"accent", "green"}, {"count", "7 x"}});
+
+  TypedOpts b;
+  ArgParser pb("tool", "", "");
+  BindTyped(pb, b);
+  pb.ApplyJson(j, "effective.json");
+  CHECK(b.colour == Colour::kRed);
+  CHECK(b.accent == Colour::kGreen);
+  CHECK(b.count == 7);
+}
+
+TEST_CASE("cli: a typed option refuses other spellings naming the option, and a bad config value is still caught") {
+  TypedOpts o;
+  ArgParser p("tool", "", "");
+  BindTyped(p, o);
+  const char* bad_enum[] = {"tool", "--colour", "blue"};
+  test::ExpectError([&] { p.Parse(3, bad_enum); }, {"--colour", "expected one of red|green, got 'blue'"});
+  const char* bad_typed[] = {"tool", "--count", "7"};
+  test::ExpectError([&] { p.Parse(3, bad_typed); }, {"--count", "expected 'N x'"});
+  CHECK(o.colour == Colour::kGreen);
+
+  // The command line wins over the config, but the config's value is checked.
+  const char* argv[] = {"tool", "--colour", "red"};
+  REQUIRE(p.Parse(3, argv));
+  test::ExpectError([&] { p.ApplyJson({{"colour", "blue"}}, "c.json"); }, {"c.json", "colour", "'blue'"});
+  test::ExpectError([&] { p.ApplyJson({{"colour", 3}}, "c.json"); }, {"c.json", "expected a string"});
+  p.ApplyJson({{"colour", "green"}, {"accent", "red"}}, "c.json");
+  CHECK(o.colour == Colour::kRed);
+  CHECK(o.accent == Colour::kRed);
 }
 
 TEST_CASE("cli: RunTool returns 2 for a UsageError, 1 for other errors and the body's code otherwise") {

@@ -345,7 +345,7 @@ TEST_CASE("--target cubic stores the original's resized targets for training, su
   test::TempDir tmp;
   test::MakeFixture(tmp / "data", {{"train", 240, 160, 40}, {"test", 120, 96, 10}});
   CropShardsOptions o = OptionsFor(tmp);
-  o.target = "cubic";
+  o.target = TargetRule::kCubic;
   o.compress = 4;
   BuildShards(o);
   ShardSet set(tmp / "shards");

@@ -132,7 +132,7 @@ TEST_CASE("maps carry their settings and are skipped when up to date, redone wit
   o.overwrite = true;
   CHECK(GenerateGroundTruth(o).written == 2);
   o.overwrite = false;
-  o.mode = "exact-count";
+  o.mode = DensityMode::kExactCount;
   CHECK(GenerateGroundTruth(o).written == 2);
 }
 
@@ -143,10 +143,10 @@ TEST_CASE("exact-count maps sum to the annotation count, duplicates and edge poi
   pts.push_back({63.8, 47.9});  // the far corner
   d.Add("IMG_1", 64, 48, pts);
   GtGenOptions o = d.Options();
-  o.mode = "exact-count";
+  o.mode = DensityMode::kExactCount;
   CHECK(GenerateGroundTruth(o).failures.empty());
   CHECK(cv::sum(d.Read("IMG_1"))[0] == doctest::Approx(22.0).epsilon(1e-4 / 22));
-  o.mode = "reference";
+  o.mode = DensityMode::kReference;
   const GtGenReport r = GenerateGroundTruth(o);
   CHECK(r.merged == 1);
   CHECK(cv::sum(d.Read("IMG_1"))[0] < 21.0);
@@ -277,16 +277,16 @@ TEST_CASE("the largest allowed sigma on a small image finishes at once, finite a
   MiniDataset d;
   d.Add("IMG_1", 64, 48, Grid(10, 6));
   GtGenOptions o = d.Options();
-  o.kernel = "fixed";
+  o.kernel = KernelRule::kFixed;
   o.sigma = 10000;
-  for (const std::string border : {"constant", "reflect"}) {
-    CAPTURE(border);
+  for (const Border border : {Border::kConstant, Border::kReflect}) {
+    CAPTURE(Name(border));
     o.border = border;
     o.overwrite = true;
     REQUIRE(GenerateGroundTruth(o).failures.empty());
     const cv::Mat m = d.Read("IMG_1");
     CHECK(cv::checkRange(m));
-    if (border == "reflect") CHECK(cv::sum(m)[0] == doctest::Approx(10.0).epsilon(1e-5));
+    if (border == Border::kReflect) CHECK(cv::sum(m)[0] == doctest::Approx(10.0).epsilon(1e-5));
   }
 }
 

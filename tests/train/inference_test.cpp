@@ -3,6 +3,7 @@
 #include "tests/train/train_test_util.h"
 
 #include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
 
 #include "common/base/error.h"
 #include "train/inference.h"
@@ -129,8 +130,31 @@ TEST_CASE("bf16 autocast with channels-last stays close to fp32 and the guard re
   CHECK_FALSE(at::autocast::is_cpu_enabled());
   CHECK(ParsePrecision("bf16") == Precision::kBf16);
   CHECK_THROWS_AS(ParsePrecision("fp16"), UsageError);
-  CHECK(ResolveDevice("cpu").is_cpu());
-  CHECK_THROWS_AS(ResolveDevice("tpu"), UsageError);
+  CHECK(ResolveDevice(ParseDeviceChoice("cpu")).is_cpu());
+  CHECK_THROWS_AS(ParseDeviceChoice("tpu"), UsageError);
+}
+
+TEST_CASE("device choices: every spelling round-trips, bad ones name the option") {
+  for (const char* text : {"auto", "cpu", "cuda", "cuda:0", "cuda:127"}) {
+    CAPTURE(text);
+    CHECK(DeviceChoiceName(ParseDeviceChoice(text)) == text);
+  }
+  CHECK(ParseDeviceChoice("cuda:3").index == 3);
+  CHECK(ParseDeviceChoice("cuda").index == -1);
+  for (const char* text : {"", "CPU", "cuda:", "cuda:x", "cuda:-1", "cuda:1:2", "cudax", "cuda:1234", "gpu"}) {
+    CAPTURE(text);
+    CHECK_THROWS_AS(ParseDeviceChoice(text, "--device"), UsageError);
+  }
+  try {
+    ParseDeviceChoice("cuda:200");
+    FAIL("no error");
+  } catch (const UsageError& e) {
+    CHECK(std::string(e.what()).find("out of range (0..127)") != std::string::npos);
+  }
+  if (!torch::cuda::is_available()) {
+    CHECK_THROWS_AS(ResolveDevice(ParseDeviceChoice("cuda:1")), UsageError);
+    CHECK(ResolveDevice(DeviceChoice{}).is_cpu());  // auto without a GPU
+  }
 }
 
 }  // namespace

@@ -1,0 +1,88 @@
+#include "train/choices.h"
+
+#include <cctype>
+
+#include "common/base/error.h"
+
+namespace csr {
+
+Backend ParseBackend(const std::string& text, const std::string& where) {
+  if (text == "A") return Backend::kA;
+  if (text == "B") return Backend::kB;
+  if (text == "C") return Backend::kC;
+  if (text == "D") return Backend::kD;
+  throw UsageError(where, StrCat("unknown CSRNet back end '", text, "' (expected A, B, C or D)"));
+}
+
+std::string BackendName(Backend backend) {
+  switch (backend) {
+    case Backend::kA:
+      return "A";
+    case Backend::kB:
+      return "B";
+    case Backend::kC:
+      return "C";
+    case Backend::kD:
+      return "D";
+  }
+  return "B";
+}
+
+Precision ParsePrecision(const std::string& text, const std::string& where) {
+  if (text == "fp32") return Precision::kFp32;
+  if (text == "bf16") return Precision::kBf16;
+  throw UsageError(where, StrCat("unknown precision '", text, "' (expected fp32 or bf16)"));
+}
+
+std::string PrecisionName(Precision precision) { return precision == Precision::kBf16 ? "bf16" : "fp32"; }
+
+DeviceChoice ParseDeviceChoice(const std::string& text, const std::string& where) {
+  DeviceChoice d;
+  if (text == "auto") return d;
+  if (text == "cpu") {
+    d.kind = DeviceChoice::Kind::kCpu;
+    return d;
+  }
+  const std::string bad = StrCat("bad device '", text, "' (expected auto, cpu, cuda or cuda:N)");
+  if (text.rfind("cuda", 0) != 0) throw UsageError(where, bad);
+  d.kind = DeviceChoice::Kind::kCuda;
+  if (text.size() == 4) return d;
+  const std::string digits = text.substr(5);
+  if (text[4] != ':' || digits.empty() || digits.size() > 3) throw UsageError(where, bad);
+  for (char c : digits) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) throw UsageError(where, bad);
+  }
+  d.index = std::stoi(digits);
+  if (d.index > 127) throw UsageError(where, StrCat("device index ", d.index, " out of range (0..127)"));
+  return d;
+}
+
+std::string DeviceChoiceName(const DeviceChoice& d) {
+  switch (d.kind) {
+    case DeviceChoice::Kind::kAuto:
+      return "auto";
+    case DeviceChoice::Kind::kCpu:
+      return "cpu";
+    case DeviceChoice::Kind::kCuda:
+      return d.index < 0 ? std::string("cuda") : StrCat("cuda:", d.index);
+  }
+  return "?";
+}
+
+void AddBackendOption(ArgParser& p, const std::string& name, Backend* value, const std::string& help) {
+  p.AddEnum<Backend>(name, value, {{"A", Backend::kA}, {"B", Backend::kB}, {"C", Backend::kC}, {"D", Backend::kD}},
+                     help);
+}
+
+void AddPrecisionOption(ArgParser& p, const std::string& name, Precision* value) {
+  p.AddEnum<Precision>(name, value, {{"fp32", Precision::kFp32}, {"bf16", Precision::kBf16}},
+                       "fp32, or bf16 autocast with channels-last tensors");
+}
+
+void AddDeviceOption(ArgParser& p, const std::string& name, DeviceChoice* value) {
+  p.AddTyped<DeviceChoice>(
+      name, value, [](const std::string& text, const std::string& where) { return ParseDeviceChoice(text, where); },
+      DeviceChoiceName, "auto|cpu|cuda|cuda:N", "auto, cpu, cuda or cuda:N (auto = CUDA when available)");
+}
+
+}  // namespace csr
