@@ -48,14 +48,6 @@ torch::serialize::InputArchive OpenCheckpoint(const std::string& path, c10::Devi
 
 c10::Device ModelDevice(CSRNet& model) { return model->parameters().front().device(); }
 
-std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
-
-std::string ShapeText(c10::IntArrayRef shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // A corrupt or hand-made checkpoint can carry momentum buffers that are NaN,
 // infinite or of the wrong shape; any of them poisons every later step (the
 // update would go on silently with a momentum off by orders of magnitude).

@@ -27,15 +27,6 @@ namespace nn = torch::nn;
 constexpr int kFrontend[] = {64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512};
 constexpr int kBackend[] = {512, 512, 512, 256, 128, 64};
 
-// c10::Error messages can run over several lines; tools print one.
-std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
-
-std::string ShapeText(c10::IntArrayRef shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 void CheckShape(c10::IntArrayRef shape, const torch::Tensor& param, const std::string& name, const std::string& file) {
   if (shape != param.sizes()) {
     throw Error(file, StrCat("tensor '", name, "' has shape ", ShapeText(shape), ", expected ",
@@ -125,6 +116,12 @@ void CheckVariant(Backend recorded, CSRNet& model, const std::string& file) {
 }
 
 }  // namespace
+
+std::string ShapeText(c10::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
 
 std::vector<int> BackendDilations(Backend backend) {
   switch (backend) {

@@ -52,6 +52,9 @@ int64_t ParameterCount(const torch::nn::Module& model);
 // at least this wide reproduce whole-image inference exactly.
 int ReceptiveFieldMargin(Backend backend);
 
+// "[64,3,3,3]": a tensor shape as error messages print it.
+std::string ShapeText(c10::IntArrayRef shape);
+
 // The original initialisation: every conv weight ~ N(0, 0.01), bias 0, drawn
 // from torch's default generator (seed it with torch::manual_seed first).
 void InitWeights(CSRNet& model);

@@ -339,11 +339,6 @@ std::string ArgParser::Help() const {
 
 void InitTool(const char* name) { log::SetProgram(name); }
 
-static std::string FirstLine(const std::string& text) {
-  const size_t end = text.find('\n');
-  return end == std::string::npos ? text : text.substr(0, end);
-}
-
 int ReportFailure(const std::exception& e, bool usage) {
   log::Error(FirstLine(e.what()));
   return usage ? 2 : 1;

@@ -38,6 +38,10 @@ std::string StrCat(const Args&... args) {
   return os.str();
 }
 
+// The first line of a message: the tools print one line per error, and
+// LibTorch's c10::Error appends a C++ backtrace to what() on later lines.
+inline std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 // Teaches RunTool to describe exceptions of a library from a layer above
 // that do not derive from std::exception (HDF5's H5::Exception: the io layer
 // registers it, base knows no HDF5). `describe` is called inside a catch

@@ -1,10 +1,9 @@
 #include "common/base/log.h"
 
 #include <atomic>
+#include <cstdio>
 #include <iostream>
 #include <mutex>
-
-#include "common/base/progress.h"
 
 namespace csr::log {
 namespace {
@@ -17,6 +16,14 @@ std::string& ProgramName() {
   return name;
 }
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
+bool g_live = false;  // a live line is on the terminal (under Mutex())
+
+// Erases the live line, if one is drawn. Under Mutex().
+void ClearLiveLine() {
+  if (!g_live) return;
+  g_live = false;
+  std::fputs("\r\033[K", stderr);
+}
 }  // namespace
 
 void SetProgram(const std::string& name) { ProgramName() = name; }
@@ -40,9 +47,30 @@ void Write(Level level, const std::string& message) {
       break;
   }
   std::lock_guard<std::mutex> lock(Mutex());
-  Progress::ClearLineForLog();
+  ClearLiveLine();
   std::cerr << ProgramName() << ": " << tag << message << '\n';
   std::cerr.flush();
+}
+
+void DrawLiveLine(const std::string& text) {
+  std::lock_guard<std::mutex> lock(Mutex());
+  std::fprintf(stderr, "\r\033[K%s", text.c_str());
+  std::fflush(stderr);
+  g_live = true;
+}
+
+void EndLiveLine(const std::string& text) {
+  std::lock_guard<std::mutex> lock(Mutex());
+  std::fprintf(stderr, "\r\033[K%s\n", text.c_str());
+  std::fflush(stderr);
+  g_live = false;
+}
+
+void WriteLine(const std::string& line) {
+  std::lock_guard<std::mutex> lock(Mutex());
+  ClearLiveLine();
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
 }
 
 }  // namespace csr::log

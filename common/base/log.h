@@ -18,6 +18,17 @@ Level GetLevel();
 
 void Write(Level level, const std::string& message);
 
+// The one live line on a terminal (a progress bar, common/base/progress.h).
+// DrawLiveLine replaces it in place ("\r", erase, text; no newline). A
+// message written meanwhile erases it first, so none lands in the middle of
+// it; the next draw brings it back. EndLiveLine draws its last text and ends
+// the line. WriteLine writes a line as it is (no program name): progress off
+// a terminal. All of them hold the logger's lock, so a bar and other
+// threads' messages never interleave.
+void DrawLiveLine(const std::string& text);
+void EndLiveLine(const std::string& text);
+void WriteLine(const std::string& line);
+
 template <typename... Args>
 void Debug(const Args&... args) {
   if (GetLevel() <= Level::kDebug) Write(Level::kDebug, StrCat(args...));

@@ -2,13 +2,12 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdio>
+
+#include "common/base/log.h"
 
 namespace csr {
 namespace {
-std::atomic<bool> g_bar_live{false};
-
 std::string FormatSeconds(double s) {
   char buf[32];
   if (s < 60) {
@@ -30,10 +29,6 @@ Progress::Progress(std::string label, int64_t total)
       last_draw_(start_) {}
 
 Progress::~Progress() { Finish(); }
-
-void Progress::ClearLineForLog() {
-  if (g_bar_live.exchange(false)) std::fputs("\r\033[K", stderr);
-}
 
 void Progress::Tick(int64_t n) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -75,13 +70,13 @@ void Progress::Draw(bool final_line) {
                   static_cast<long long>(done_), static_cast<long long>(total_), pct, rate,
                   FormatSeconds(left).c_str());
   }
-  if (tty_) {
-    std::fprintf(stderr, "\r\033[K%s%s", buf, final_line ? "\n" : "");
-    g_bar_live = !final_line;
+  if (!tty_) {
+    log::WriteLine(buf);
+  } else if (final_line) {
+    log::EndLiveLine(buf);
   } else {
-    std::fprintf(stderr, "%s\n", buf);
+    log::DrawLiveLine(buf);
   }
-  std::fflush(stderr);
 }
 
 }  // namespace csr

@@ -1,6 +1,8 @@
 // A progress indicator for batch tools. On a terminal it redraws one line
 // (count, percentage, rate, time left); when stderr is not a terminal (logs,
-// CI) it prints a plain line at every 10 % so logs stay readable.
+// CI) it prints a plain line at every 10 % so logs stay readable. It writes
+// through the logger (log::DrawLiveLine), which erases the bar before any
+// message.
 #pragma once
 
 #include <chrono>
@@ -21,10 +23,6 @@ class Progress {
   void Tick(int64_t n = 1);
   // Draws the final state and ends the line. Idempotent.
   void Finish();
-
-  // Called by the logger: erases a live terminal bar so a message never
-  // lands in the middle of it (the bar is redrawn on the next tick).
-  static void ClearLineForLog();
 
  private:
   void Draw(bool final_line);

@@ -30,13 +30,33 @@ void TakeSteps(CSRNet& model, torch::optim::Optimizer& opt, int steps) {
   }
 }
 
+// A model and its optimizer as the trainer builds them (--lr `lr`, the
+// other options at their defaults); Save writes a checkpoint of both.
+struct ModelAndOptimizer {
+  explicit ModelAndOptimizer(Backend backend = Backend::kB, double lr = TrainOptions{}.lr)
+      : model(backend), opt(MakeOptimizer(model, WithLr(lr))) {}
+  static TrainOptions WithLr(double lr) {
+    TrainOptions o;
+    o.lr = lr;
+    return o;
+  }
+  // Writes tmp/name; returns its path.
+  std::string Save(const TempDir& tmp, const std::string& name, const TrainState& state = TrainState{},
+                   const nlohmann::json& config = nlohmann::json::object()) {
+    const std::string path = (tmp / name).string();
+    SaveCheckpoint(path, model, opt, state, config);
+    return path;
+  }
+  CSRNet model;
+  FusedSGD opt;
+};
+
 TEST_CASE("a checkpoint restores weights, momentum, state, RNG and config exactly") {
   TempDir tmp;
-  TrainOptions opts;
-  opts.lr = 1e-4;
-  CSRNet a;
+  ModelAndOptimizer ma(Backend::kB, 1e-4);
+  CSRNet& a = ma.model;
+  FusedSGD& opt_a = ma.opt;
   test::HeInit(a, 1);
-  FusedSGD opt_a = MakeOptimizer(a, opts);
   TakeSteps(a, opt_a, 2);
   TrainState s;
   s.epoch = 3;
@@ -51,13 +71,13 @@ TEST_CASE("a checkpoint restores weights, momentum, state, RNG and config exactl
   torch::manual_seed(77);
   torch::rand({3});  // move the generator somewhere
   const nlohmann::json config = {{"epochs", 9}, {"lr", 1e-4}};
-  const std::string path = (tmp / "checkpoint.pt").string();
-  SaveCheckpoint(path, a, opt_a, s, config);
+  const std::string path = ma.Save(tmp, "checkpoint.pt", s, config);
   const torch::Tensor next_random = torch::rand({4});
 
   torch::manual_seed(1234);
-  CSRNet b;
-  FusedSGD opt_b = MakeOptimizer(b, opts);
+  ModelAndOptimizer mb(Backend::kB, 1e-4);
+  CSRNet& b = mb.model;
+  FusedSGD& opt_b = mb.opt;
   const TrainState r = LoadCheckpoint(path, b, opt_b);
   CHECK(r.epoch == 3);
   CHECK(r.batch == 7);
@@ -81,31 +101,27 @@ TEST_CASE("a checkpoint restores weights, momentum, state, RNG and config exactl
 
 TEST_CASE("a corrupt, truncated or foreign checkpoint is refused naming the file") {
   TempDir tmp;
-  CSRNet model;
-  TrainOptions opts;
-  FusedSGD opt = MakeOptimizer(model, opts);
-  const std::string good = (tmp / "good.pt").string();
-  SaveCheckpoint(good, model, opt, TrainState{}, nlohmann::json::object());
+  ModelAndOptimizer m;
+  const std::string good = m.Save(tmp, "good.pt");
   const std::string cut = (tmp / "cut.pt").string();
   fs::copy_file(good, cut);
   fs::resize_file(cut, fs::file_size(good) - 1000);
   const std::string model_file = (tmp / "model.pt").string();
-  SaveModelPt(model, model_file, {});
+  SaveModelPt(m.model, model_file, {});
   const std::string text = (tmp / "text.pt").string();
   std::ofstream(text) << "{}";
   for (const std::string& path : {cut, model_file, text, (tmp / "absent.pt").string()}) {
     std::string msg;
     try {
-      LoadCheckpoint(path, model, opt);
+      LoadCheckpoint(path, m.model, m.opt);
     } catch (const Error& e) {
       msg = e.what();
     }
     INFO(msg);
     CHECK(msg.find(path) != std::string::npos);
   }
-  CSRNet other(Backend::kD);
-  FusedSGD opt_other = MakeOptimizer(other, opts);
-  CHECK_THROWS_AS(LoadCheckpoint(good, other, opt_other), Error);
+  ModelAndOptimizer other(Backend::kD);
+  CHECK_THROWS_AS(LoadCheckpoint(good, other.model, other.opt), Error);
 }
 
 // A hand-made archive: the checkpoint marker, a configuration, and
@@ -122,11 +138,8 @@ std::string WriteMiniCheckpoint(const TempDir& tmp, const std::string& name, std
 
 TEST_CASE("a checkpoint carries its format version; a newer one is refused, one without reads as version 1") {
   TempDir tmp;
-  CSRNet model;
-  TrainOptions opts;
-  FusedSGD opt = MakeOptimizer(model, opts);
-  const std::string good = (tmp / "good.pt").string();
-  SaveCheckpoint(good, model, opt, TrainState{}, nlohmann::json::object());
+  ModelAndOptimizer m;
+  const std::string good = m.Save(tmp, "good.pt");
   torch::serialize::InputArchive in;
   in.load_from(good);
   c10::IValue v;
@@ -137,48 +150,43 @@ TEST_CASE("a checkpoint carries its format version; a newer one is refused, one 
   CHECK(ReadCheckpointConfig(older) == nlohmann::json{{"epochs", 3}});
   const std::string newer = WriteMiniCheckpoint(tmp, "newer.pt", kCheckpointFormatVersion + 1);
   test::ExpectError([&] { ReadCheckpointConfig(newer); }, {newer, "checkpoint format version 2", "newer csrnet-cpp"});
-  test::ExpectError([&] { LoadCheckpoint(newer, model, opt); }, {newer, "format version 2"});
+  test::ExpectError([&] { LoadCheckpoint(newer, m.model, m.opt); }, {newer, "format version 2"});
   const std::string zero = WriteMiniCheckpoint(tmp, "zero.pt", 0);
   test::ExpectError([&] { ReadCheckpointConfig(zero); }, {zero, "checkpoint format version 0"});
 }
 
 TEST_CASE("a checkpoint with flipped bytes or a NaN momentum buffer is refused naming the file") {
   TempDir tmp;
-  TrainOptions opts;
-  opts.lr = 1e-4;
-  CSRNet model;
-  test::HeInit(model, 2);
-  FusedSGD opt = MakeOptimizer(model, opts);
-  TakeSteps(model, opt, 1);
-  const std::string path = (tmp / "checkpoint.pt").string();
-  SaveCheckpoint(path, model, opt, TrainState{}, nlohmann::json::object());
+  ModelAndOptimizer m(Backend::kB, 1e-4);
+  test::HeInit(m.model, 2);
+  TakeSteps(m.model, m.opt, 1);
+  const std::string path = m.Save(tmp, "checkpoint.pt");
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(static_cast<std::streamoff>(fs::file_size(path) / 2));
     f.write(std::string(256, '\x5a').data(), 256);
   }
-  CSRNet other;
-  FusedSGD opt_other = MakeOptimizer(other, opts);
-  test::ExpectError([&] { LoadCheckpoint(path, other, opt_other); }, {path, "checksum mismatch in "});
+  ModelAndOptimizer other(Backend::kB, 1e-4);
+  test::ExpectError([&] { LoadCheckpoint(path, other.model, other.opt); }, {path, "checksum mismatch in "});
   test::ExpectError([&] { ReadCheckpointConfig(path); }, {path, "checksum mismatch"});
   test::ExpectError([&] { LoadModel(path); }, {path, "checksum mismatch"});
 
   // A well-formed file whose momentum is NaN (a diverged run saved by hand, a buggy writer).
-  const auto& p3 = opt.param_groups()[0].params()[3];
-  static_cast<torch::optim::SGDParamState&>(*opt.state().at(c10::guts::to_string(p3.unsafeGetTensorImpl())))
+  const auto& p3 = m.opt.param_groups()[0].params()[3];
+  static_cast<torch::optim::SGDParamState&>(*m.opt.state().at(c10::guts::to_string(p3.unsafeGetTensorImpl())))
       .momentum_buffer()
       .view(-1)[7] = std::nan("");
-  SaveCheckpoint(path, model, opt, TrainState{}, nlohmann::json::object());
-  test::ExpectError([&] { LoadCheckpoint(path, other, opt_other); },
+  m.Save(tmp, "checkpoint.pt");
+  test::ExpectError([&] { LoadCheckpoint(path, other.model, other.opt); },
                     {path, "momentum buffer of 'frontend.2.bias' holds NaN or infinite values"});
 }
 
 TEST_CASE("killing a checkpoint write at any moment leaves the previous checkpoint loadable") {
   TempDir tmp;
   const std::string path = (tmp / "checkpoint.pt").string();
-  CSRNet model;
-  TrainOptions opts;
-  FusedSGD opt = MakeOptimizer(model, opts);
+  ModelAndOptimizer m;
+  CSRNet& model = m.model;
+  FusedSGD& opt = m.opt;
   auto fill = [&](double v) {
     torch::NoGradGuard no_grad;
     for (auto& p : model->parameters()) p.fill_(v);
@@ -205,9 +213,9 @@ TEST_CASE("killing a checkpoint write at any moment leaves the previous checkpoi
     int status = 0;
     waitpid(child, &status, 0);
     CHECK(WIFSIGNALED(status));
-    CSRNet loaded;
-    FusedSGD opt_loaded = MakeOptimizer(loaded, opts);
-    const TrainState s = LoadCheckpoint(path, loaded, opt_loaded);
+    ModelAndOptimizer loaded_m;
+    CSRNet& loaded = loaded_m.model;
+    const TrainState s = LoadCheckpoint(path, loaded, loaded_m.opt);
     CHECK(s.epoch >= last_seen);
     for (const auto& p : loaded->parameters()) {
       CHECK(p.min().item<double>() == static_cast<double>(s.epoch));
