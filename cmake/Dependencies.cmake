@@ -18,7 +18,7 @@ csr_require(Eigen3_FOUND libeigen3-dev)
 find_package(nanoflann QUIET)
 csr_require(nanoflann_FOUND libnanoflann-dev)
 
-find_package(HDF5 QUIET COMPONENTS C CXX)
+find_package(HDF5 QUIET COMPONENTS C)
 csr_require(HDF5_FOUND libhdf5-dev)
 
 # zlib: shard checksums (crc32) and the shards' optional deflate compression.
@@ -49,5 +49,5 @@ endif()
 # HDF5's CMake module exposes variables, not a target: wrap them once.
 add_library(csr_hdf5 INTERFACE)
 target_include_directories(csr_hdf5 SYSTEM INTERFACE ${HDF5_INCLUDE_DIRS})
-target_link_libraries(csr_hdf5 INTERFACE ${HDF5_CXX_LIBRARIES} ${HDF5_LIBRARIES})
+target_link_libraries(csr_hdf5 INTERFACE ${HDF5_LIBRARIES})
 target_compile_definitions(csr_hdf5 INTERFACE ${HDF5_DEFINITIONS})

@@ -51,7 +51,8 @@ bool UpToDate(const Sample& s, const std::string& settings) {
   }
   try {
     h5::Lock lock;  // before the file: its destructor calls HDF5
-    H5::H5File f = h5::OpenRead(s.density.string());
+    const h5::Hid file = h5::OpenRead(s.density.string());
+    const hid_t f = file.get();
     return h5::HasAttr(f, "settings") && h5::GetAttrString(f, "settings", s.density.string()) == settings &&
            h5::Exists(f, "density");
   } catch (const std::exception&) {
@@ -86,7 +87,8 @@ std::string WriteFailureReason(const fs::path& dir, const std::string& hdf5_reas
 void WriteDensityFile(const fs::path& temp, const cv::Mat& density, const HeadPixels& heads, const DensityOptions& o,
                       const std::string& settings, const Sample& s) {
   h5::Lock lock;  // declared before the file, so its destructor (even while unwinding) is locked too
-  H5::H5File f = h5::Create(temp.string());
+  h5::Hid file = h5::Create(temp.string());
+  const hid_t f = file.get();
   h5::WriteMat(f, "density", density);
   WriteDensityFormat(f);
   h5::SetAttr(f, "annotation_count", heads.annotations);
@@ -104,11 +106,7 @@ void WriteDensityFile(const fs::path& temp, const cv::Mat& density, const HeadPi
   h5::SetAttr(f, "settings", settings);
   h5::SetAttr(f, "source_image", s.image.filename().string());
   h5::SetAttr(f, "tool_version", std::string("csrnet-cpp gt_gen ") + CSR_VERSION);
-  try {
-    f.close();
-  } catch (const H5::Exception& e) {
-    throw Error(temp.string(), StrCat("cannot finish writing: ", e.getDetailMsg()));
-  }
+  if (!file.Close()) throw Error(temp.string(), StrCat("cannot finish writing: ", h5::LastError()));
 }
 
 void WriteDensity(const Sample& s, const cv::Mat& density, const HeadPixels& heads, const DensityOptions& o,

@@ -1,9 +1,10 @@
 # The layering rule of docs/architecture.md, checked on the sources:
 #   cmake -DSOURCE_DIR=<repo> -P tests/check_layers.cmake
 # Every project header a file includes ("dir/.../x.h") must come from a module
-# its own module may use, and third-party headers (<H5Cpp.h>, <torch/...>)
-# only where the module links that library. Prints one line per violation
-# and fails; a new folder must get a row here first.
+# its own module may use, and third-party headers (<hdf5.h>, <torch/...>)
+# only where the module links that library (HDF5 through its C API only:
+# <H5Cpp.h> nowhere). Prints one line per violation and fails; a new folder
+# must get a row here first.
 if(NOT SOURCE_DIR)
   message(FATAL_ERROR "usage: cmake -DSOURCE_DIR=<repository root> -P check_layers.cmake")
 endif()
@@ -18,11 +19,11 @@ set(allow_train "common/base;common/io;common/shards;common/eval;train")
 set(allow_tests/fixtures "common/base;common/shards;tests/fixtures")
 # module -> third-party header prefixes it may NOT include.
 set(deny_common/base "H5;hdf5;matio;opencv2/;torch/;ATen/;c10/;tbb/;nanoflann;Eigen/")
-set(deny_common/io "torch/;ATen/;c10/;tbb/;nanoflann;Eigen/")
+set(deny_common/io "H5Cpp;torch/;ATen/;c10/;tbb/;nanoflann;Eigen/")
 set(deny_common/shards "H5Cpp;matio;torch/;ATen/;c10/;tbb/;nanoflann;Eigen/")
 set(deny_common/eval "H5;hdf5;matio;torch/;ATen/;c10/;tbb/;nanoflann;Eigen/")
-set(deny_preprocess "matio;torch/;ATen/;c10/")
-set(deny_train "matio;tbb/;nanoflann;Eigen/")
+set(deny_preprocess "H5Cpp;matio;torch/;ATen/;c10/")
+set(deny_train "H5Cpp;matio;tbb/;nanoflann;Eigen/")
 set(deny_tests/fixtures "H5;hdf5;matio;torch/;ATen/;c10/")
 set(modules common/base common/io common/shards common/eval preprocess train tests/fixtures)
 

@@ -74,9 +74,9 @@ class DatasetSource : public EvalSource {
     cv::Mat density;
     {
       h5::Lock lock;  // HDF5 is not thread-safe; held for the file's whole life
-      const H5::H5File f = h5::OpenRead(density_path);
-      CheckDensityFormat(f, density_path);
-      density = h5::ReadMat2f(f, "density", density_path);
+      const h5::Hid f = h5::OpenRead(density_path);
+      CheckDensityFormat(f.get(), density_path);
+      density = h5::ReadMat2f(f.get(), "density", density_path);
     }
     if (density.rows != out.rgb.rows || density.cols != out.rgb.cols) {
       throw Error(density_path, StrCat("density map is ", density.cols, "x", density.rows, " but the image is ",

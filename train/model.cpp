@@ -49,20 +49,13 @@ void Assign(torch::Tensor& param, const torch::Tensor& value, const std::string&
 
 // The shape of a dataset, read before its data: a hostile file may declare a
 // dataset far larger than memory.
-std::vector<int64_t> DatasetShape(const H5::H5File& file, const std::string& name, const std::string& path) {
+std::vector<int64_t> DatasetShape(hid_t file, const std::string& name, const std::string& path) {
   h5::Lock lock;
-  try {
-    H5::DataSet ds = file.openDataSet(name);
-    H5::DataSpace space = ds.getSpace();
-    const int rank = space.getSimpleExtentNdims();
-    std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
-    if (rank > 0) space.getSimpleExtentDims(dims.data());
-    std::vector<int64_t> shape;
-    for (hsize_t d : dims) shape.push_back(d > static_cast<hsize_t>(INT64_MAX) ? -1 : static_cast<int64_t>(d));
-    return shape;
-  } catch (const H5::Exception&) {
-    throw Error(path, StrCat("cannot read dataset '", name, "' (not a dataset, or a corrupt file)"));
+  std::vector<int64_t> shape;
+  for (hsize_t d : h5::DatasetShape(file, name, path)) {
+    shape.push_back(d > static_cast<hsize_t>(INT64_MAX) ? -1 : static_cast<int64_t>(d));
   }
+  return shape;
 }
 
 // Fills parameters from root datasets of an HDF5 file. `targets` maps a
@@ -70,7 +63,8 @@ std::vector<int64_t> DatasetShape(const H5::H5File& file, const std::string& nam
 void LoadH5Tensors(const std::string& path, std::vector<std::pair<std::string, torch::Tensor>> targets,
                    bool warn_extras) {
   h5::Lock lock;
-  H5::H5File file = h5::OpenRead(path);
+  const h5::Hid handle = h5::OpenRead(path);
+  const hid_t file = handle.get();
   for (auto& [name, param] : targets) {
     if (!h5::Exists(file, name)) {
       throw Error(path, StrCat("missing tensor '", name, "' (expected CSRNet weights in the original layout)"));
@@ -84,8 +78,7 @@ void LoadH5Tensors(const std::string& path, std::vector<std::pair<std::string, t
   if (!warn_extras) return;
   std::map<std::string, bool> known;
   for (const auto& t : targets) known[t.first] = true;
-  for (hsize_t i = 0; i < file.getNumObjs(); ++i) {
-    const std::string name = file.getObjnameByIdx(i);
+  for (const std::string& name : h5::ListNames(file, path)) {
     if (!known.count(name)) log::Warn(path, ": ignoring unexpected dataset '", name, "'");
   }
 }
@@ -102,9 +95,9 @@ Backend FileBackend(const std::string& text, const std::string& file) {
 // The variant recorded in an HDF5 weights file (none in the original layout).
 std::optional<Backend> RecordedBackendH5(const std::string& path) {
   h5::Lock lock;
-  H5::H5File file = h5::OpenRead(path);
-  if (!h5::HasAttr(file, "backend")) return std::nullopt;
-  return FileBackend(h5::GetAttrString(file, "backend", path), path);
+  const h5::Hid file = h5::OpenRead(path);
+  if (!h5::HasAttr(file.get(), "backend")) return std::nullopt;
+  return FileBackend(h5::GetAttrString(file.get(), "backend", path), path);
 }
 
 void CheckVariant(Backend recorded, CSRNet& model, const std::string& file) {
@@ -220,13 +213,14 @@ void SaveWeightsH5(CSRNet& model, const std::string& path) {
   AtomicFile out(path);
   {
     h5::Lock lock;
-    H5::H5File file = h5::Create(out.temp_path().string());
+    h5::Hid file = h5::Create(out.temp_path().string());
     for (const auto& item : model->named_parameters()) {
       const torch::Tensor t = item.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
       std::vector<hsize_t> shape(t.sizes().begin(), t.sizes().end());
-      h5::WriteFloats(file, item.key(), t.data_ptr<float>(), shape);
+      h5::WriteFloats(file.get(), item.key(), t.data_ptr<float>(), shape);
     }
-    h5::SetAttr(file, "backend", BackendName(model->backend_variant()));
+    h5::SetAttr(file.get(), "backend", BackendName(model->backend_variant()));
+    if (!file.Close()) throw Error(out.final_path().string(), StrCat("cannot finish writing: ", h5::LastError()));
   }
   out.Commit();
 }

@@ -345,14 +345,9 @@ int ReportFailure(const std::exception& e, bool usage) {
 }
 
 int ReportUnknownFailure() {
-  // Library code converts such errors (HDF5's) into csr::Error naming the
-  // file; one that escapes still gets its one line instead of std::terminate.
-  std::string line;
-  if (DescribeCurrentException(&line)) {
-    log::Error(FirstLine(line));
-  } else {
-    log::Error("unexpected non-standard exception (a bug: please report it)");
-  }
+  // Every library error is converted into csr::Error naming the file; an
+  // exception of another kind still gets its one line instead of std::terminate.
+  log::Error("unexpected non-standard exception (a bug: please report it)");
   return 1;
 }
 

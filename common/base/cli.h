@@ -140,7 +140,7 @@ void ArgParser::AddEnum(const std::string& name, T* value, std::vector<std::pair
 }
 
 // Runs a tool body, turning csr::Error and every other exception (including
-// HDF5's H5::Exception, which is not a std::exception) into one line on stderr
+// exceptions that do not derive from std::exception) into one line on stderr
 // ("tool: error: file: reason") and an exit code: 2 for usage errors, 1 for
 // everything else. `body` returns the tool's own exit code.
 template <typename Fn>

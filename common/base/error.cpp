@@ -1,11 +1,8 @@
 #include "common/base/error.h"
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
 #include <utility>
-#include <vector>
 
 #include "common/base/log.h"
 
@@ -19,35 +16,6 @@ std::string Compose(const std::string& where, const std::string& reason) {
 
 Error::Error(std::string where, std::string reason)
     : std::runtime_error(Compose(where, reason)), where_(std::move(where)), reason_(std::move(reason)) {}
-
-namespace {
-std::mutex& DescriberMutex() {
-  static std::mutex m;
-  return m;
-}
-std::vector<ExceptionDescriber>& Describers() {
-  static std::vector<ExceptionDescriber> v;
-  return v;
-}
-}  // namespace
-
-void AddExceptionDescriber(ExceptionDescriber describe) {
-  std::lock_guard<std::mutex> lock(DescriberMutex());
-  auto& v = Describers();
-  if (std::find(v.begin(), v.end(), describe) == v.end()) v.push_back(describe);
-}
-
-bool DescribeCurrentException(std::string* line) {
-  std::vector<ExceptionDescriber> v;
-  {
-    std::lock_guard<std::mutex> lock(DescriberMutex());
-    v = Describers();
-  }
-  for (ExceptionDescriber d : v) {
-    if (d(line)) return true;
-  }
-  return false;
-}
 
 namespace internal {
 

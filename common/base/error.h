@@ -42,17 +42,6 @@ std::string StrCat(const Args&... args) {
 // LibTorch's c10::Error appends a C++ backtrace to what() on later lines.
 inline std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
 
-// Teaches RunTool to describe exceptions of a library from a layer above
-// that do not derive from std::exception (HDF5's H5::Exception: the io layer
-// registers it, base knows no HDF5). `describe` is called inside a catch
-// block: it rethrows, writes one line and returns true for exceptions it
-// knows, and returns false for the rest. Thread-safe; registering the same
-// function twice has no effect.
-using ExceptionDescriber = bool (*)(std::string* line);
-void AddExceptionDescriber(ExceptionDescriber describe);
-// Asks the registered describers about the exception being handled.
-bool DescribeCurrentException(std::string* line);
-
 }  // namespace csr
 
 namespace csr::internal {

@@ -3,20 +3,18 @@
 #include <algorithm>
 #include <vector>
 
-#include <H5Cpp.h>
-
 #include "common/base/error.h"
 #include "common/base/fs.h"
 #include "common/io/h5.h"
 
 namespace csr {
 
-void WriteDensityFormat(H5::H5File& f) {
+void WriteDensityFormat(hid_t f) {
   h5::SetAttr(f, "format", std::string(kDensityFormat));
   h5::SetAttr(f, "format_version", kDensityFormatVersion);
 }
 
-void CheckDensityFormat(const H5::H5File& f, const std::string& path) {
+void CheckDensityFormat(hid_t f, const std::string& path) {
   if (h5::HasAttr(f, "format")) {
     const std::string format = h5::GetAttrString(f, "format", path);
     if (format != kDensityFormat) {
@@ -78,13 +76,15 @@ void WritePredictedDensity(const std::string& path, const cv::Mat& density, cons
   AtomicFile out(path);
   {
     h5::Lock lock;  // HDF5 is not thread-safe; held for the file's whole life
-    H5::H5File f = h5::Create(out.temp_path().string());
+    h5::Hid file = h5::Create(out.temp_path().string());
+    const hid_t f = file.get();
     h5::WriteMat(f, "density", density);
     h5::SetAttr(f, "count", cv::sum(density)[0]);
     h5::SetAttr(f, "scale", int64_t{8});
     h5::SetAttr(f, "image", image);
     h5::SetAttr(f, "width", int64_t{width});
     h5::SetAttr(f, "height", int64_t{height});
+    if (!file.Close()) throw Error(path, StrCat("cannot finish writing: ", h5::LastError()));
   }
   out.Commit();
 }

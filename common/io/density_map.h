@@ -10,9 +10,7 @@
 
 #include <opencv2/core.hpp>
 
-namespace H5 {
-class H5File;
-}
+#include "common/io/h5.h"
 
 namespace csr {
 
@@ -23,11 +21,11 @@ inline constexpr const char* kDensityFormat = "csrnet-density";
 inline constexpr int64_t kDensityFormatVersion = 1;
 
 // Writes the marker and version into `f` (under the caller's h5::Lock).
-void WriteDensityFormat(H5::H5File& f);
+void WriteDensityFormat(hid_t file);
 // Throws csr::Error naming `path` when `f` carries another marker, or a
 // version this build cannot read (written by a newer csrnet-cpp). A file
 // without the attributes passes. Under the caller's h5::Lock.
-void CheckDensityFormat(const H5::H5File& f, const std::string& path);
+void CheckDensityFormat(hid_t file, const std::string& path);
 
 // Each cell the sum of its 8 x 8 block of `density` inside `box`:
 // floor(h/8) x floor(w/8) cells, CV_32F, accumulated in double in one fixed

@@ -376,29 +376,15 @@ void CheckClaimedPoints(mat_t* mat, const std::string& path, const MatioSession&
 // datasets are the fields; an N x 2 MATLAB array is an HDF5 (2, N) dataset,
 // and an empty one holds its dimensions with MATLAB_empty = 1.
 
-// Owns one HDF5 id; closes it with the right H5*close (still under the lock).
-class Hid {
- public:
-  explicit Hid(hid_t id = -1) : id_(id) {}
-  ~Hid() {
-    if (id_ >= 0) H5Idec_ref(id_);
-  }
-  Hid(const Hid&) = delete;
-  Hid& operator=(const Hid&) = delete;
-  hid_t get() const { return id_; }
-  bool ok() const { return id_ >= 0; }
-
- private:
-  hid_t id_;
-};
+using h5::Hid;
 
 // The string value of attribute `name` on `obj` ("" when absent): fixed or
 // variable length, any padding.
 std::string StringAttr(hid_t obj, const char* name) {
   if (H5Aexists(obj, name) <= 0) return "";
   Hid attr(H5Aopen(obj, name, H5P_DEFAULT));
-  Hid type(attr.ok() ? H5Aget_type(attr.get()) : -1);
-  if (!type.ok() || H5Tget_class(type.get()) != H5T_STRING) return "";
+  Hid type(attr.valid() ? H5Aget_type(attr.get()) : -1);
+  if (!type.valid() || H5Tget_class(type.get()) != H5T_STRING) return "";
   std::string out;
   if (H5Tis_variable_str(type.get()) > 0) {
     Hid mem(H5Tcopy(H5T_C_S1));
@@ -420,19 +406,19 @@ bool IsMatlabEmpty(hid_t obj) {
   if (H5Aexists(obj, "MATLAB_empty") <= 0) return false;
   Hid attr(H5Aopen(obj, "MATLAB_empty", H5P_DEFAULT));
   unsigned char v = 0;
-  return attr.ok() && H5Aread(attr.get(), H5T_NATIVE_UCHAR, &v) >= 0 && v != 0;
+  return attr.valid() && H5Aread(attr.get(), H5T_NATIVE_UCHAR, &v) >= 0 && v != 0;
 }
 
 // A real numeric dataset as doubles (row-major over its HDF5 dims).
 std::vector<double> ReadDoubles73(hid_t ds, const std::string& what, const std::string& path,
                                   std::vector<hsize_t>* dims) {
   Hid type(H5Dget_type(ds));
-  const H5T_class_t cls = type.ok() ? H5Tget_class(type.get()) : H5T_NO_CLASS;
+  const H5T_class_t cls = type.valid() ? H5Tget_class(type.get()) : H5T_NO_CLASS;
   if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
     throw Error(path, StrCat(what, " is not a real numeric array (HDF5 class ", static_cast<int>(cls), ")"));
   }
   Hid space(H5Dget_space(ds));
-  const int rank = space.ok() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
   if (rank < 0 || rank > 8) throw Error(path, StrCat(what, " has an unreadable shape (corrupt file)"));
   dims->assign(static_cast<size_t>(rank), 0);
   if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims->data(), nullptr);
@@ -457,9 +443,9 @@ hid_t OpenInfoStruct73(hid_t file, const std::string& path) {
   }
   if (info.type == H5O_TYPE_GROUP) return H5Gopen2(file, "image_info", H5P_DEFAULT);
   Hid ds(H5Dopen2(file, "image_info", H5P_DEFAULT));
-  const std::string cls = ds.ok() ? StringAttr(ds.get(), "MATLAB_class") : "";
-  Hid type(ds.ok() ? H5Dget_type(ds.get()) : -1);
-  if (cls != "cell" || !type.ok() || H5Tget_class(type.get()) != H5T_REFERENCE) {
+  const std::string cls = ds.valid() ? StringAttr(ds.get(), "MATLAB_class") : "";
+  Hid type(ds.valid() ? H5Dget_type(ds.get()) : -1);
+  if (cls != "cell" || !type.valid() || H5Tget_class(type.get()) != H5T_REFERENCE) {
     throw Error(path, StrCat("image_info is ", cls.empty() ? std::string("not a cell") : "of class " + cls,
                              ", expected a 1 x 1 cell holding a struct"));
   }
@@ -483,7 +469,7 @@ bool ReadField73(hid_t st, const char* name, const std::string& path, std::vecto
                  std::vector<hsize_t>* dims) {
   if (H5Lexists(st, name, H5P_DEFAULT) <= 0) return false;
   Hid ds(H5Dopen2(st, name, H5P_DEFAULT));
-  if (!ds.ok()) throw Error(path, StrCat("field '", name, "' is not an array (corrupt v7.3 MAT-file)"));
+  if (!ds.valid()) throw Error(path, StrCat("field '", name, "' is not an array (corrupt v7.3 MAT-file)"));
   if (IsMatlabEmpty(ds.get())) {
     v->clear();
     dims->clear();
@@ -497,12 +483,12 @@ Annotation ReadMat73(const std::string& path) {
   h5::Lock lock;  // before any id: their closers call HDF5
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   Hid file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!file.ok()) throw Error(path, "corrupt or truncated MATLAB v7.3 (HDF5) MAT-file: HDF5 cannot open it");
+  if (!file.valid()) throw Error(path, "corrupt or truncated MATLAB v7.3 (HDF5) MAT-file: HDF5 cannot open it");
   if (H5Lexists(file.get(), "image_info", H5P_DEFAULT) <= 0) {
     throw Error(path, "no variable 'image_info' in this MATLAB v7.3 file");
   }
   Hid st(OpenInfoStruct73(file.get(), path));
-  if (!st.ok()) throw Error(path, "cannot open image_info{1} (corrupt v7.3 MAT-file)");
+  if (!st.valid()) throw Error(path, "cannot open image_info{1} (corrupt v7.3 MAT-file)");
   Annotation a;
   std::vector<double> v;
   std::vector<hsize_t> dims;

@@ -35,78 +35,11 @@ constexpr int64_t kMaxRecordSide = 16384;
 
 // ---------------------------------------------------------------- HDF5 basics
 
-// Owns an HDF5 identifier; closes it with the matching H5?close.
-class Hid {
- public:
-  Hid() = default;
-  Hid(hid_t id, herr_t (*closer)(hid_t)) : id_(id), closer_(closer) {}
-  ~Hid() { Reset(); }
-  Hid(Hid&& o) noexcept : id_(std::exchange(o.id_, -1)), closer_(o.closer_) {}
-  Hid& operator=(Hid&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      id_ = std::exchange(o.id_, -1);
-      closer_ = o.closer_;
-    }
-    return *this;
-  }
-  hid_t get() const { return id_; }
-  bool valid() const { return id_ >= 0; }
-  // Closes now and reports whether HDF5 succeeded (flush errors show up here).
-  bool Close() {
-    if (id_ < 0) return true;
-    const herr_t rc = closer_(id_);
-    id_ = -1;
-    return rc >= 0;
-  }
-
- private:
-  void Reset() {
-    if (id_ >= 0) closer_(id_);
-    id_ = -1;
-  }
-  hid_t id_ = -1;
-  herr_t (*closer_)(hid_t) = nullptr;
-};
-
-herr_t CollectError(unsigned n, const H5E_error2_t* err, void* data) {
-  auto* out = static_cast<std::string*>(data);
-  const std::string desc = err->desc ? err->desc : "";
-  // The operating system's reason (e.g. "No space left on device") is the
-  // most useful part of a low-level HDF5 message; keep just that if present.
-  const std::string key = "error message = '";
-  if (const size_t p = desc.find(key); p != std::string::npos) {
-    const size_t e = desc.find('\'', p + key.size());
-    *out = desc.substr(p + key.size(), e == std::string::npos ? std::string::npos : e - p - key.size());
-    return 1;  // stop: nothing more specific will follow
-  }
-  if (n == 0) *out = desc;
-  return 0;
-}
-
-// The most specific message on this thread's HDF5 error stack.
-std::string LastHdf5Error() {
-  std::string msg;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, CollectError, &msg);
-  return msg.empty() ? "HDF5 error" : msg;
-}
-
-[[noreturn]] void Fail(const fs::path& file, const std::string& what) {
-  throw Error(file.string(), StrCat(what, ": ", LastHdf5Error()));
-}
-
-hid_t CheckId(hid_t id, const fs::path& file, const std::string& what) {
-  if (id < 0) Fail(file, what);
-  return id;
-}
-
-void CheckRc(herr_t rc, const fs::path& file, const std::string& what) {
-  if (rc < 0) Fail(file, what);
-}
-
-Hid Space(const std::vector<hsize_t>& dims) {
-  return Hid(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-}
+using h5::CheckId;
+using h5::CheckRc;
+using h5::Fail;
+using h5::Hid;
+using h5::Space;
 
 // Creation property lists without modification times, so that identical
 // content gives byte-identical files (threads, reruns).

@@ -4,8 +4,6 @@
 
 #include <string>
 
-#include <H5Cpp.h>
-
 #include "common/io/h5.h"
 #include "tests/test_expect.h"
 #include "tests/test_util.h"
@@ -47,7 +45,8 @@ TEST_CASE("SumBlocks8 of a box: the cells and their sum; the whole map is the bo
 std::string WriteMap(const test::TempDir& tmp, const std::string& name, const std::string& format, int64_t version) {
   const std::string path = (tmp / name).string();
   h5::Lock lock;
-  H5::H5File f = h5::Create(path);
+  const h5::Hid f_file = h5::Create(path);
+  const hid_t f = f_file.get();
   h5::WriteMat(f, "density", cv::Mat(2, 2, CV_32F, cv::Scalar(0.25)));
   if (!format.empty()) h5::SetAttr(f, "format", format);
   if (version != 0) h5::SetAttr(f, "format_version", version);
@@ -56,7 +55,8 @@ std::string WriteMap(const test::TempDir& tmp, const std::string& name, const st
 
 void Check(const std::string& path) {
   h5::Lock lock;
-  const H5::H5File f = h5::OpenRead(path);
+  const h5::Hid f_file = h5::OpenRead(path);
+  const hid_t f = f_file.get();
   CheckDensityFormat(f, path);
 }
 
@@ -66,13 +66,15 @@ TEST_CASE("density maps: the marker and version are written and checked; the ori
     const std::string path = (tmp / "ours.h5").string();
     {
       h5::Lock lock;
-      H5::H5File f = h5::Create(path);
+      const h5::Hid f_file = h5::Create(path);
+      const hid_t f = f_file.get();
       h5::WriteMat(f, "density", cv::Mat(2, 2, CV_32F, cv::Scalar(0.25)));
       WriteDensityFormat(f);
     }
     Check(path);
     h5::Lock lock;
-    const H5::H5File f = h5::OpenRead(path);
+    const h5::Hid f_file = h5::OpenRead(path);
+    const hid_t f = f_file.get();
     CHECK(h5::GetAttrString(f, "format", path) == kDensityFormat);
     CHECK(h5::GetAttrInt(f, "format_version", path) == kDensityFormatVersion);
   }

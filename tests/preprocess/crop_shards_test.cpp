@@ -45,22 +45,27 @@ CropShardsOptions OptionsFor(const test::TempDir& tmp, const std::string& out = 
 
 cv::Mat DensityOf(const fs::path& h5) {
   h5::Lock lock;
-  H5::H5File f = h5::OpenRead(h5.string());
+  const h5::Hid f_file = h5::OpenRead(h5.string());
+  const hid_t f = f_file.get();
   return h5::ReadMat(f, "density", h5.string());
 }
 
 // Where the density dataset's bytes start in the file (contiguous layout).
 int64_t DensityDataOffset(const fs::path& h5) {
   h5::Lock lock;
-  H5::H5File f = h5::OpenRead(h5.string());
-  return static_cast<int64_t>(f.openDataSet("density").getOffset());
+  const h5::Hid f = h5::OpenRead(h5.string());
+  const h5::Hid ds(H5Dopen2(f.get(), "density", H5P_DEFAULT));
+  REQUIRE(ds.valid());
+  return static_cast<int64_t>(H5Dget_offset(ds.get()));
 }
 
 // Overwrites the density dataset's values in place, keeping gt_gen's attributes.
 void RewriteDensity(const fs::path& h5, const cv::Mat& d) {
   h5::Lock lock;
-  H5::H5File f(h5.string(), H5F_ACC_RDWR);
-  f.openDataSet("density").write(d.data, H5::PredType::NATIVE_FLOAT);
+  const h5::Hid f(H5Fopen(h5.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+  const h5::Hid ds(H5Dopen2(f.get(), "density", H5P_DEFAULT));
+  REQUIRE(ds.valid());
+  REQUIRE(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, d.data) >= 0);
 }
 
 fs::path PartDir(const test::TempDir& tmp) { return tmp / "data" / "part_A_final"; }
@@ -201,7 +206,8 @@ TEST_CASE("the cubic target reproduces the reference target_cubic vectors" * doc
     if (e.path().extension() != ".h5" || e.path().parent_path().filename() == "reference") continue;
     CAPTURE(e.path().string());
     h5::Lock lock;
-    H5::H5File f = h5::OpenRead(e.path().string());
+    const h5::Hid f_file = h5::OpenRead(e.path().string());
+    const hid_t f = f_file.get();
     if (!h5::Exists(f, "target_cubic")) continue;
     const cv::Mat density = h5::ReadMat(f, "density", e.path().string());
     cv::Mat ref = h5::ReadMat(f, "target_cubic", e.path().string());
@@ -367,7 +373,8 @@ TEST_CASE("density maps without gt_gen's attributes (the Python script's) still 
   cv::Mat d(64, 64, CV_32F, cv::Scalar(0.001f));
   {
     h5::Lock lock;
-    H5::H5File f = h5::Create(DensityPath(tmp, "train", "IMG_1.jpg").string());
+    const h5::Hid f_file = h5::Create(DensityPath(tmp, "train", "IMG_1.jpg").string());
+    const hid_t f = f_file.get();
     h5::WriteMat(f, "density", d);
   }
   BuildShards(OptionsFor(tmp));
@@ -383,9 +390,9 @@ TEST_CASE("maps from an older gt_gen (density_sum but no density_crc32) still lo
   const fs::path p = DensityPath(tmp, "train", "IMG_1.jpg");
   {
     h5::Lock lock;
-    H5::H5File f(p.string(), H5F_ACC_RDWR);
-    REQUIRE(h5::HasAttr(f, kDensityCrcAttr));
-    f.removeAttr(kDensityCrcAttr);
+    const h5::Hid f(H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+    REQUIRE(h5::HasAttr(f.get(), kDensityCrcAttr));
+    REQUIRE(H5Adelete(f.get(), kDensityCrcAttr) >= 0);
   }
   BuildShards(OptionsFor(tmp));
   CHECK(ShardSet(tmp / "shards").size("train") == 9);
@@ -480,9 +487,10 @@ TEST_CASE("bad input gives one error line naming the file, a non-zero exit and n
 
   SUBCASE("a density map whose shape differs from its image") {
     h5::Lock lock;  // this process only: the tool runs in its own
-    H5::H5File f = h5::Create(bad_density.string());
+    h5::Hid f_file = h5::Create(bad_density.string());
+    const hid_t f = f_file.get();
     h5::WriteMat(f, "density", cv::Mat(64, 121, CV_32F, cv::Scalar(0)));
-    f.close();
+    REQUIRE(f_file.Close());
     CHECK(RunTool(args, &err, tmp) == 1);
     CheckOneErrorLine(err, "IMG_2.h5", "121x64 but its image IMG_2.jpg is 120x64");
   }
@@ -498,9 +506,10 @@ TEST_CASE("bad input gives one error line naming the file, a non-zero exit and n
   }
   SUBCASE("a density file without the density dataset") {
     h5::Lock lock;  // this process only: the tool runs in its own
-    H5::H5File f = h5::Create(bad_density.string());
+    h5::Hid f_file = h5::Create(bad_density.string());
+    const hid_t f = f_file.get();
     h5::WriteMat(f, "something_else", cv::Mat(64, 120, CV_32F, cv::Scalar(0)));
-    f.close();
+    REQUIRE(f_file.Close());
     CHECK(RunTool(args, &err, tmp) == 1);
     CheckOneErrorLine(err, "IMG_2.h5", "density");
   }
@@ -524,9 +533,10 @@ TEST_CASE("bad input gives one error line naming the file, a non-zero exit and n
   }
   SUBCASE("a map without gt_gen's attributes that sums to more than the annotated heads") {
     h5::Lock lock;
-    H5::H5File f = h5::Create(bad_density.string());
+    h5::Hid f_file = h5::Create(bad_density.string());
+    const hid_t f = f_file.get();
     h5::WriteMat(f, "density", cv::Mat(64, 120, CV_32F, cv::Scalar(0.01f)));  // 76.8 for 10 heads
-    f.close();
+    REQUIRE(f_file.Close());
     CHECK(RunTool(args, &err, tmp) == 1);
     CheckOneErrorLine(err, "IMG_2.h5", "more than the 10 annotated heads");
   }
@@ -535,7 +545,8 @@ TEST_CASE("bad input gives one error line naming the file, a non-zero exit and n
     d.at<float>(3, 3) = -0.5f;
     {
       h5::Lock lock;
-      H5::H5File f = h5::Create(bad_density.string());
+      const h5::Hid f_file = h5::Create(bad_density.string());
+      const hid_t f = f_file.get();
       h5::WriteMat(f, "density", d);
     }
     CHECK(RunTool(args, &err, tmp) == 1);

@@ -192,7 +192,8 @@ TEST_CASE("density maps match the original algorithm's reference vectors within 
     std::vector<float> xy, ref_sigma;
     {
       h5::Lock lock;
-      H5::H5File f = h5::OpenRead(path);
+      const h5::Hid f_file = h5::OpenRead(path);
+      const hid_t f = f_file.get();
       ref = h5::ReadMat2f(f, "density", path);
       xy = h5::ReadFloats(f, "head_pixel_xy", path, &shape);
       ref_sigma = h5::ReadFloats(f, "sigma", path, nullptr);

@@ -46,7 +46,7 @@ struct MiniDataset {
   cv::Mat Read(const std::string& stem, const std::string& split = "train") const {
     const std::string p = Density(stem, split).string();
     h5::Lock lock;  // only around the read: the tools lock from their own threads
-    return h5::ReadMat2f(h5::OpenRead(p), "density", p);
+    return h5::ReadMat2f(h5::OpenRead(p).get(), "density", p);
   }
   GtGenOptions Options() const {
     GtGenOptions o;
@@ -90,13 +90,14 @@ TEST_CASE("gt_gen reproduces the reference density maps of real images, Part A a
     const fs::path ours = tmp / "ShanghaiTech" / rel.parent_path() / "ground_truth" / rel.filename();
     CAPTURE(ours);
     h5::Lock lock;
-    const cv::Mat ref = h5::ReadMat2f(h5::OpenRead(e.path().string()), "density", e.path().string());
-    H5::H5File f = h5::OpenRead(ours.string());
+    const cv::Mat ref = h5::ReadMat2f(h5::OpenRead(e.path().string()).get(), "density", e.path().string());
+    const h5::Hid f_file = h5::OpenRead(ours.string());
+    const hid_t f = f_file.get();
     const cv::Mat mine = h5::ReadMat2f(f, "density", ours.string());
     REQUIRE(mine.size() == ref.size());
     CHECK(cv::norm(mine, ref, cv::NORM_INF) <= 1e-6);
     CHECK(h5::GetAttrInt(f, "annotation_count", ours.string()) ==
-          h5::GetAttrInt(h5::OpenRead(e.path().string()), "annotation_count", e.path().string()));
+          h5::GetAttrInt(h5::OpenRead(e.path().string()).get(), "annotation_count", e.path().string()));
     ++compared;
   }
   CHECK(compared == 5);
@@ -116,7 +117,8 @@ TEST_CASE("maps carry their settings and are skipped when up to date, redone wit
   CHECK(r.written == 2);
   {
     h5::Lock lock;
-    H5::H5File f = h5::OpenRead(d.Density("IMG_1").string());
+    const h5::Hid f_file = h5::OpenRead(d.Density("IMG_1").string());
+    const hid_t f = f_file.get();
     CHECK(h5::GetAttrString(f, "mode", "") == "reference");
     CHECK(h5::GetAttrString(f, "kernel", "") == "adaptive");
     CHECK(h5::GetAttrInt(f, "annotation_count", "") == 10);

@@ -75,7 +75,8 @@ std::vector<fs::path> DensityMaps(const fs::path& root) {
 // files carry object times, so whole-file bytes differ between runs.
 std::string MapContent(const fs::path& p) {
   h5::Lock lock;
-  H5::H5File f = h5::OpenRead(p.string());
+  const h5::Hid f_file = h5::OpenRead(p.string());
+  const hid_t f = f_file.get();
   const cv::Mat d = h5::ReadMat2f(f, "density", p.string());
   std::string s(reinterpret_cast<const char*>(d.data), d.total() * d.elemSize());
   for (const char* key : {"annotation_count", "head_pixels", "merged_points", "outside_points", kDensityCrcAttr}) {

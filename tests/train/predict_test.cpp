@@ -122,7 +122,8 @@ TEST_CASE("--out writes a heatmap overlay PNG of the image's size and the 1/8 de
   CHECK(heat.at<cv::Vec3b>(1, 1) == cv::Vec3b(0, 0, 0));
   const std::string h5path = (dir / "out" / "IMG_7_density.h5").string();
   h5::Lock h5_lock;
-  const H5::H5File f = h5::OpenRead(h5path);
+  const h5::Hid f_file = h5::OpenRead(h5path);
+  const hid_t f = f_file.get();
   const cv::Mat d = h5::ReadMat2f(f, "density", h5path);
   CHECK(d.cols == 130 / 8);
   CHECK(d.rows == 99 / 8);
@@ -178,7 +179,8 @@ TEST_CASE("The forward pass equals PyTorch's on the reference vectors" * doctest
   Predictor p(Settings(ref / "csrnet_weights.h5"));
   const std::string file = (ref / "csrnet_forward.h5").string();
   h5::Lock h5_lock;
-  const H5::H5File f = h5::OpenRead(file);
+  const h5::Hid f_file = h5::OpenRead(file);
+  const hid_t f = f_file.get();
   std::vector<hsize_t> in_shape, out_shape;
   const std::vector<float> input = h5::ReadFloats(f, "input", file, &in_shape);
   const std::vector<float> output = h5::ReadFloats(f, "output", file, &out_shape);

@@ -64,7 +64,8 @@ inline void WriteRandomWeights(const fs::path& path, unsigned seed = 1, const st
                                const std::string& reshape = "", const std::string& nan = "") {
   std::mt19937 rng(seed);
   h5::Lock h5_lock;
-  H5::H5File f = h5::Create(path.string());
+  const h5::Hid f_file = h5::Create(path.string());
+  const hid_t f = f_file.get();
   for (ParamShape p : CsrnetShapes()) {
     if (p.name == skip) continue;
     if (p.name == reshape) p.shape[0] *= 2;
@@ -151,7 +152,8 @@ inline std::vector<int> WriteTinyDataset(const fs::path& root, int n) {
     }
     WriteAnnotation((part / "ground_truth" / ("GT_IMG_" + std::to_string(i) + ".mat")).string(), points);
     h5::Lock h5_lock;
-    H5::H5File f = h5::Create((part / "ground_truth" / ("IMG_" + std::to_string(i) + ".h5")).string());
+    const h5::Hid f_file = h5::Create((part / "ground_truth" / ("IMG_" + std::to_string(i) + ".h5")).string());
+    const hid_t f = f_file.get();
     h5::WriteMat(f, "density", density);
     counts.push_back(heads);
   }

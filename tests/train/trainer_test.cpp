@@ -164,7 +164,8 @@ TEST_CASE("bad inputs: a shard set without manifest, a corrupt checkpoint, mis-s
   const fs::path vgg = f.tmp / "vgg16.h5";
   {
     h5::Lock h5_lock;
-    H5::H5File file = h5::Create(vgg.string());
+    const h5::Hid file_file = h5::Create(vgg.string());
+    const hid_t file = file_file.get();
     for (const auto& item : model->frontend->named_parameters()) {
       const torch::Tensor t = item.value().detach().contiguous();
       std::vector<hsize_t> shape(t.sizes().begin(), t.sizes().end());
