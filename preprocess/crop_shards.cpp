@@ -62,6 +62,15 @@ std::vector<CropBox> TrainCrops(int width, int height, int random_crops, uint64_
 
 const char* Name(TargetRule target) { return target == TargetRule::kCubic ? "cubic" : "sum8"; }
 
+void CropShardsOptions::Check() const {
+  CheckThat(part == "A" || part == "B", "--part", part, "expected A or B");
+  CheckRange("--threads", threads, 0, 1024, "0 = all cores");
+  CheckRange("--random-crops", random_crops, 0, 1000);
+  CheckRange("--records-per-shard", records_per_shard, 1, 1000000);
+  CheckRange("--compress", compress, 0, 9, "a zlib level");
+  CheckThat(!out.empty(), "--out", "\"\"", "must name a folder");
+}
+
 namespace {
 
 template <typename T>
@@ -245,17 +254,6 @@ void MakeRecords(Job& job, const CropShardsOptions& o) {
   job.density.release();
 }
 
-void CheckOptions(const CropShardsOptions& o) {
-  if (o.part != "A" && o.part != "B") throw UsageError("--part", StrCat("expected A or B, got '", o.part, "'"));
-  if (o.threads < 0 || o.threads > 1024) throw UsageError("--threads", "must be 0..1024 (0 = all cores)");
-  if (o.random_crops < 0 || o.random_crops > 1000) throw UsageError("--random-crops", "must be 0..1000");
-  if (o.records_per_shard < 1 || o.records_per_shard > 1000000) {
-    throw UsageError("--records-per-shard", "must be 1..1000000");
-  }
-  if (o.compress < 0 || o.compress > 9) throw UsageError("--compress", "must be a zlib level 0..9");
-  if (o.out.empty()) throw UsageError("--out", "must name a folder");
-}
-
 // The settings that make two shard sets the same one.
 nlohmann::json Identity(const CropShardsOptions& o) {
   return {{"root", fs::absolute(o.root).lexically_normal().string()},
@@ -429,7 +427,7 @@ void CheckPairs(const Discovery& found) {
 }  // namespace
 
 CropShardsReport BuildShards(const CropShardsOptions& o) {
-  CheckOptions(o);
+  o.Check();
   const auto start = std::chrono::steady_clock::now();
   const Discovery found = DiscoverPart(o.root, o.part, "all");
   if (found.samples.empty()) throw Error(o.root, StrCat("no annotated images in part ", o.part));

@@ -40,6 +40,10 @@ struct CropShardsOptions {
   bool verify = false;                    // with --inspect: recompute every shard's checksum
   int64_t export_record = -1;             // with --inspect: write this record's image and target heatmap as PNG
   std::string split = "train";            // the split --export takes its record from
+
+  // Throws csr::UsageError naming the option, its value and the rule. The
+  // options of --inspect and --export are checked where they are used.
+  void Check() const;
 };
 
 // ------------------------------------------------------------------ geometry

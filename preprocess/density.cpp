@@ -9,6 +9,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include "common/base/cli.h"
 #include "common/base/error.h"
 #include "common/base/fs.h"
 #include "common/base/tsan.h"
@@ -323,11 +324,6 @@ E ParseName(const std::string& text, const std::string& option, std::initializer
   throw UsageError(option, StrCat("expected ", list, ", got '", text, "'"));
 }
 
-template <typename T>
-void CheckRange(const char* option, T value, T lo, T hi) {
-  // Written so that NaN fails too.
-  if (!(value >= lo && value <= hi)) throw UsageError(option, StrCat("must be in [", lo, ", ", hi, "], got ", value));
-}
 }  // namespace
 
 KernelRule ParseKernelRule(const std::string& text, const std::string& option) {

@@ -195,19 +195,13 @@ void WriteImageLists(const fs::path& root, const std::string& part, const std::v
 
 constexpr int kMaxThreads = 1024;
 
-template <typename T>
-void CheckRange(const char* option, T value, T lo, T hi) {
-  // Written so that NaN fails too.
-  if (!(value >= lo && value <= hi)) throw UsageError(option, StrCat("must be in [", lo, ", ", hi, "], got ", value));
-}
-
-void CheckOptions(const GtGenOptions& o) {
-  if (o.part != "A" && o.part != "B") throw UsageError("--part", StrCat("expected A or B, got '", o.part, "'"));
-  CheckRange("--threads", o.threads, 0, kMaxThreads);
-  ResolveDensityOptions(o).Check();
-}
-
 }  // namespace
+
+void GtGenOptions::Check() const {
+  CheckThat(part == "A" || part == "B", "--part", part, "expected A or B");
+  CheckRange("--threads", threads, 0, kMaxThreads, "0 = all cores");
+  ResolveDensityOptions(*this).Check();
+}
 
 DensityOptions ResolveDensityOptions(const GtGenOptions& o) {
   DensityOptions d;
@@ -221,7 +215,7 @@ DensityOptions ResolveDensityOptions(const GtGenOptions& o) {
 }
 
 GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
-  CheckOptions(options);
+  options.Check();
   const auto start = std::chrono::steady_clock::now();
   const DensityOptions dopt = ResolveDensityOptions(options);
   const std::string settings = DescribeSettings(dopt);

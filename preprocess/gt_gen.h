@@ -26,6 +26,10 @@ struct GtGenOptions {
   bool overwrite = false;                      // regenerate maps that are already up to date
   bool strict = false;                         // stop at the first failing image
   bool quiet = false;                          // no progress bar or summary, errors only
+
+  // Throws csr::UsageError naming the option, its value and the rule (the
+  // density settings through DensityOptions::Check).
+  void Check() const;
 };
 
 struct GtGenReport {

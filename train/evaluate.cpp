@@ -184,6 +184,18 @@ ReportData BuildReport(const EvaluateResult& r, const WorstImages& worst, const 
   return d;
 }
 
+}  // namespace
+
+void EvaluateOptions::Check() const {
+  model.Check();
+  CheckThat(root.empty() || shards.empty(), "--root", root, "give either a shard set or --root, not both");
+  CheckThat(part == "A" || part == "B", "--part", part, "expected A or B");
+  CheckRange("--worst", worst, 0, 100000);
+  CheckRange("--alpha", alpha, 0.0, 1.0);
+}
+
+namespace {
+
 std::unique_ptr<EvalSource> OpenSource(const EvaluateOptions& o) {
   if (!o.root.empty() && !o.shards.empty()) {
     throw UsageError("--root", "give either a shard set or --root, not both");
@@ -281,9 +293,7 @@ int RunEvaluate(int argc, const char* const* argv) {
       if (!o.shards.empty()) throw UsageError("--shards", "given twice (option and argument)");
       o.shards = positional[0];
     }
-    if (o.model.weights.empty()) throw UsageError("--weights", "required (a .pt or .h5 CSRNet weights file)");
-    if (o.worst < 0) throw UsageError("--worst", "must be >= 0");
-    if (!(o.alpha >= 0 && o.alpha <= 1)) throw UsageError("--alpha", "must be between 0 and 1");  // NaN too
+    o.Check();
     const std::unique_ptr<EvalSource> source = OpenSource(o);
     for (const std::string* out : {&o.csv, &o.json, &o.report}) {
       if (!out->empty()) CheckWritableFile(*out);

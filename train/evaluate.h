@@ -31,6 +31,9 @@ struct EvaluateOptions {
   std::string report;          // HTML report (empty = none)
   int worst = 10;              // images shown with their heatmaps in the report
   double alpha = 0.5;          // heatmap opacity in the report
+
+  // Throws csr::UsageError naming the option, its value and the rule.
+  void Check() const;
 };
 void RegisterEvaluateOptions(ArgParser& parser, EvaluateOptions* opts);
 

@@ -25,6 +25,14 @@ void RegisterPredictOptions(ArgParser& p, PredictOptions* o) {
   p.Add("alpha", &o->alpha, "Heatmap opacity where the density peaks (0..1)");
 }
 
+void PredictOptions::Check() const {
+  model.Check();
+  CheckRange("--every", every, 1, 1 << 30);
+  CheckRange("--alpha", alpha, 0.0, 1.0);
+  if (video.empty() && !csv.empty()) CheckThat(false, "--csv", csv, "only applies with --video");
+  if (video.empty() && !annotate.empty()) CheckThat(false, "--annotate", annotate, "only applies with --video");
+}
+
 std::string FormatCount(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.6f", v);
@@ -97,13 +105,8 @@ int RunPredict(int argc, const char* const* argv) {
     parser.AddPositional("IMAGE|DIR", &inputs, "Images or folders of images");
     if (!parser.Parse(argc, argv)) return 0;
     UseInferenceHeap();
-    if (o.model.weights.empty()) throw UsageError("--weights", "required (a .pt or .h5 CSRNet weights file)");
-    if (o.every < 1) throw UsageError("--every", "must be at least 1");
-    if (!(o.alpha >= 0 && o.alpha <= 1)) throw UsageError("--alpha", "must be between 0 and 1");  // NaN too
+    o.Check();
     if (!o.video.empty() && !inputs.empty()) throw UsageError("--video", "give either --video or images, not both");
-    if (o.video.empty() && (!o.csv.empty() || !o.annotate.empty())) {
-      throw UsageError(o.csv.empty() ? "--annotate" : "--csv", "only applies with --video");
-    }
     if (o.video.empty() && inputs.empty()) throw UsageError("predict", "no images given (see --help)");
     return o.video.empty() ? PredictImages(o, inputs) : PredictVideo(o);
   });

@@ -21,6 +21,9 @@ struct PredictOptions {
   std::string csv;       // with --video: CSV path (frame,time,count); empty = <out>/<video>_counts.csv or stdout
   std::string annotate;  // with --video: write the counted frames with their heatmap to this .avi (MJPG)
   double alpha = 0.5;    // heatmap opacity where the density is highest
+
+  // Throws csr::UsageError naming the option, its value and the rule.
+  void Check() const;
 };
 void RegisterPredictOptions(ArgParser& parser, PredictOptions* opts);
 

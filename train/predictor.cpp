@@ -63,9 +63,14 @@ void RegisterModelSettings(ArgParser& p, ModelSettings* s) {
   p.Add("threads", &s->threads, "LibTorch compute threads; 0 = every core");
 }
 
+void ModelSettings::Check() const {
+  CheckThat(!weights.empty(), "--weights", "nothing", "required (a .pt or .h5 CSRNet weights file)");
+  if (tile != 0) CheckRange("--tile", tile, 64, 1 << 20, "or 0: never tile");
+  CheckRange("--threads", threads, 0, 1024, "0 = every core");
+}
+
 Predictor::Predictor(const ModelSettings& s) : impl_(std::make_unique<Impl>()) {
-  if (s.weights.empty()) throw UsageError("--weights", "required (a .pt or .h5 CSRNet weights file)");
-  if (s.tile != 0 && s.tile < 64) throw UsageError("--tile", "must be 0 (never tile) or at least 64 pixels");
+  s.Check();
   Impl& m = *impl_;
   m.opts.precision = s.precision;
   m.opts.device = ResolveDevice(s.device);

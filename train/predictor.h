@@ -24,6 +24,9 @@ struct ModelSettings {
   Precision precision = Precision::kFp32;  // fp32 | bf16 (autocast, channels-last)
   DeviceChoice device;                     // auto | cpu | cuda | cuda:N
   int threads = 0;                         // LibTorch compute threads; 0 = every core
+
+  // Throws csr::UsageError naming the option, its value and the rule.
+  void Check() const;
 };
 void RegisterModelSettings(ArgParser& parser, ModelSettings* settings);
 

@@ -37,32 +37,27 @@ void RegisterTrainOptions(ArgParser& p, TrainOptions* o) {
   p.Add("eval-every", &o->eval_every, "Validate every N epochs and after the last (0 = never)");
 }
 
-// Comparisons are written so that NaN fails them: every bound also refuses NaN.
-// The upper bounds stop values that would only exhaust memory or threads.
-void CheckTrainOptions(const TrainOptions& o) {
-  if (o.shards.empty()) throw UsageError("SHARDS", "no shard set given (trainer SHARDS [options], see --help)");
-  if (o.epochs < 1) throw UsageError("--epochs", "must be >= 1");
-  if (!(o.lr > 0 && std::isfinite(o.lr))) throw UsageError("--lr", "must be a finite number > 0");
-  if (!(o.momentum >= 0 && o.momentum < 1)) throw UsageError("--momentum", "must be in [0, 1)");
-  if (!(o.weight_decay >= 0 && std::isfinite(o.weight_decay)))
-    throw UsageError("--weight-decay", "must be a finite number >= 0");
-  if (!(o.lr_gamma > 0 && std::isfinite(o.lr_gamma))) throw UsageError("--lr-gamma", "must be a finite number > 0");
-  for (double e : o.lr_steps) {
-    if (!(e >= 1 && e < 1e9)) throw UsageError("--lr-steps", "epochs must be numbers >= 1");
-  }
-  if (o.batch_size < 1 || o.batch_size > 4096) throw UsageError("--batch-size", "must be between 1 and 4096");
-  if (o.max_steps < 0) throw UsageError("--max-steps", "must be >= 0");
-  if (o.checkpoint_every < 0) throw UsageError("--checkpoint-every", "must be >= 0 (0 = only by time)");
-  if (!(o.checkpoint_minutes >= 0 && std::isfinite(o.checkpoint_minutes))) {
-    throw UsageError("--checkpoint-minutes", "must be a finite number >= 0 (0 = never by time)");
-  }
-  if (o.workers < 0 || o.workers > 256) throw UsageError("--workers", "must be between 0 and 256");
-  if (o.prefetch < 1 || o.prefetch > 1024) throw UsageError("--prefetch", "must be between 1 and 1024");
-  if (o.threads < 0 || o.threads > 1024) throw UsageError("--threads", "must be between 0 (every core) and 1024");
-  if (o.eval_tile != 0 && (o.eval_tile < 64 || o.eval_tile > 1 << 20)) {
-    throw UsageError("--eval-tile", "must be 0 (never tile) or between 64 and 1048576 pixels");
-  }
-  if (o.eval_every < 0) throw UsageError("--eval-every", "must be >= 0");
+// The upper bounds stop values that would only exhaust memory or threads;
+// every bound also refuses NaN (see CheckRange).
+void TrainOptions::Check() const {
+  CheckThat(!shards.empty(), "SHARDS", "nothing", "no shard set given (trainer SHARDS [options], see --help)");
+  CheckRange("--epochs", epochs, 1, 1000000);
+  CheckThat(lr > 0 && std::isfinite(lr), "--lr", lr, "must be a finite number > 0");
+  CheckThat(momentum >= 0 && momentum < 1, "--momentum", momentum, "must be in [0, 1)");
+  CheckThat(weight_decay >= 0 && std::isfinite(weight_decay), "--weight-decay", weight_decay,
+            "must be a finite number >= 0");
+  CheckThat(lr_gamma > 0 && std::isfinite(lr_gamma), "--lr-gamma", lr_gamma, "must be a finite number > 0");
+  for (double e : lr_steps) CheckThat(e >= 1 && e < 1e9, "--lr-steps", e, "epochs must be numbers >= 1");
+  CheckRange("--batch-size", batch_size, 1, 4096);
+  CheckThat(max_steps >= 0, "--max-steps", max_steps, "must be >= 0 (0 = no limit)");
+  CheckThat(checkpoint_every >= 0, "--checkpoint-every", checkpoint_every, "must be >= 0 (0 = only by time)");
+  CheckThat(checkpoint_minutes >= 0 && std::isfinite(checkpoint_minutes), "--checkpoint-minutes", checkpoint_minutes,
+            "must be a finite number >= 0 (0 = never by time)");
+  CheckRange("--workers", workers, 0, 256);
+  CheckRange("--prefetch", prefetch, 1, 1024);
+  CheckRange("--threads", threads, 0, 1024, "0 = every core");
+  if (eval_tile != 0) CheckRange("--eval-tile", eval_tile, 64, 1 << 20, "or 0: never tile");
+  CheckThat(eval_every >= 0, "--eval-every", eval_every, "must be >= 0 (0 = never)");
 }
 
 }  // namespace csr

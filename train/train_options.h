@@ -40,13 +40,12 @@ struct TrainOptions {
   DeviceChoice device;                     // auto | cpu | cuda | cuda:N
   int eval_tile = 1024;                    // validation images larger than this (pixels a side) run in tiles
   int eval_every = 1;                      // validate every N epochs (and after the last); 0 = never
+
+  // Throws csr::UsageError naming the option, its value and the rule.
+  void Check() const;
 };
 
 // Registers every field of `opts` with the parser (the names of --help).
 void RegisterTrainOptions(ArgParser& parser, TrainOptions* opts);
-
-// Throws csr::UsageError naming the option, its rule and (through the
-// message) the value when a field is out of range.
-void CheckTrainOptions(const TrainOptions& opts);
 
 }  // namespace csr

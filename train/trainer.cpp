@@ -444,7 +444,7 @@ int RunTrainer(int argc, const char* const* argv) {
     parser.AddPositional("SHARDS", &positional, "Shard set folder (the output of crop_shards)");
     if (!parser.Parse(argc, argv)) return 0;
     ResolveOptions(parser, opts, positional);
-    CheckTrainOptions(opts);
+    opts.Check();
     Trainer trainer(opts, parser.ToJson(), parser.IsSet("backend"));
     return trainer.Run();
   });

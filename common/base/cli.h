@@ -139,6 +139,22 @@ void ArgParser::AddEnum(const std::string& name, T* value, std::vector<std::pair
   RegisterTyped(name, std::move(typed), std::move(choices), help);
 }
 
+// Checks for the option structs' Check(): each throws csr::UsageError
+// naming the option, the rule and the value given. Written so that NaN fails
+// every bound. `meaning` explains a special value ("0 = every core").
+template <typename T>
+void CheckRange(const std::string& option, T value, T lo, T hi, const std::string& meaning = "") {
+  if (!(value >= lo && value <= hi)) {
+    throw UsageError(option, StrCat("must be in [", lo, ", ", hi, "]", meaning.empty() ? "" : " (" + meaning + ")",
+                                    ", got ", value));
+  }
+}
+// UsageError(option, "<rule>, got <value>") unless `ok`.
+template <typename T>
+void CheckThat(bool ok, const std::string& option, const T& value, const std::string& rule) {
+  if (!ok) throw UsageError(option, StrCat(rule, ", got ", value));
+}
+
 // Runs a tool body, turning csr::Error and every other exception (including
 // exceptions that do not derive from std::exception) into one line on stderr
 // ("tool: error: file: reason") and an exit code: 2 for usage errors, 1 for
