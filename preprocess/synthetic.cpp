@@ -4,7 +4,9 @@
 #include <cmath>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <random>
+#include <sstream>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -14,6 +16,7 @@
 #include "common/base/fs.h"
 #include "common/base/random.h"
 #include "common/io/mat_io.h"
+#include "common/io/point_files.h"
 
 namespace csr {
 namespace {
@@ -181,34 +184,31 @@ void AddSensorNoise(cv::Mat& img, Rng& rng) {
 }
 
 fs::path PartDir(const SyntheticOptions& o) {
+  if (o.like != DatasetKind::kShanghaiTech) return fs::path(o.out);
   return fs::path(o.out) / (o.layout == "official" ? "part_" + o.part + "_final" : "part_" + o.part);
 }
 
-void CheckOptions(const SyntheticOptions& o) {
-  if (o.out.empty()) throw UsageError("--out", "required: the dataset root to write into");
-  if (o.part != "A" && o.part != "B") throw UsageError("--part", StrCat("expected A or B, got '", o.part, "'"));
-  if (o.layout != "official" && o.layout != "mirrored") {
-    throw UsageError("--layout", StrCat("expected official or mirrored, got '", o.layout, "'"));
-  }
+}  // namespace
+
+void SyntheticOptions::Check() const {
+  CheckThat(!out.empty(), "--out", "\"\"", "required: the dataset root to write into");
+  CheckThat(part == "A" || part == "B", "--part", part, "expected A or B");
+  CheckThat(layout == "official" || layout == "mirrored", "--layout", layout, "expected official or mirrored");
   // Summed in 64 bits: INT_MAX + INT_MAX wrapped negative and passed, then ran forever.
-  const int64_t images = static_cast<int64_t>(o.train_images) + o.test_images;
-  if (o.train_images < 0 || o.test_images < 0 || images < 1 || images > 100000) {
-    throw UsageError("--images", "need 0..100000 train and test images, at least one in all");
+  const int64_t images = static_cast<int64_t>(train_images) + test_images;
+  CheckThat(train_images >= 0 && test_images >= 0 && images >= 1 && images <= 100000, "--images",
+            StrCat(train_images, " train and ", test_images, " test"),
+            "need 0..100000 train and test images, at least one in all");
+  if (min_size != 0 || max_size != 0) {
+    CheckThat(min_size >= 16 && max_size <= 8192 && min_size <= max_size, "--min-size",
+              StrCat(min_size, " and ", max_size), "need 16 <= min-size <= max-size <= 8192");
   }
-  if (o.min_size != 0 || o.max_size != 0) {
-    if (o.min_size < 16 || o.max_size > 8192 || o.min_size > o.max_size) {
-      throw UsageError("--min-size",
-                       StrCat("need 16 <= min-size <= max-size <= 8192, got ", o.min_size, " and ", o.max_size));
-    }
-  }
-  if (o.min_heads < 0 || o.min_heads > o.max_heads || o.max_heads > 65535) {
-    throw UsageError("--min-heads",
-                     StrCat("need 0 <= min-heads <= max-heads <= 65535, got ", o.min_heads, " and ", o.max_heads));
-  }
-  if (o.jpeg_quality < 1 || o.jpeg_quality > 100) {
-    throw UsageError("--jpeg-quality", StrCat("expected 1..100, got ", o.jpeg_quality));
-  }
+  CheckThat(min_heads >= 0 && min_heads <= max_heads && max_heads <= 65535, "--min-heads",
+            StrCat(min_heads, " and ", max_heads), "need 0 <= min-heads <= max-heads <= 65535");
+  CheckRange("--jpeg-quality", jpeg_quality, 1, 100);
 }
+
+namespace {
 
 // An empty (or absent) part folder is used as is; a synthetic one is replaced
 // only with `overwrite`; anything else (real data!) is never touched.
@@ -304,8 +304,183 @@ cv::Mat RenderCrowd(int width, int height, const Points& points, uint64_t seed) 
   return img;
 }
 
+namespace {
+
+// A number as text that reads back to the same double.
+std::string Exact(double v) {
+  std::ostringstream os;
+  os.precision(17);
+  os << v;
+  return os.str();
+}
+
+std::string Id4(int n) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04d", n);
+  return buf;
+}
+
+void WriteJpeg(const fs::path& path, const cv::Mat& img, int quality) {
+  std::vector<uint8_t> jpeg;
+  if (!cv::imencode(".jpg", img, jpeg, {cv::IMWRITE_JPEG_QUALITY, quality})) {
+    throw Error(path.string(), "JPEG encoding failed");
+  }
+  WriteFileAtomic(path, jpeg.data(), jpeg.size());
+}
+
+// One image of a --like layout: where it goes and how its heads are stored.
+struct LikeItem {
+  fs::path image, annotation;
+  std::string stem;
+};
+
+LikeItem PlaceLike(const SyntheticOptions& o, const std::string& split, int index, int number) {
+  const fs::path root(o.out);
+  LikeItem it;
+  switch (o.like) {
+    case DatasetKind::kQnrf: {
+      it.stem = "img_" + Id4(index);
+      const fs::path dir = root / (split == "train" ? "Train" : "Test");
+      it.image = dir / (it.stem + ".jpg");
+      it.annotation = dir / (it.stem + "_ann.mat");
+      break;
+    }
+    case DatasetKind::kUcf50:
+      it.stem = std::to_string(number);
+      it.image = root / (it.stem + ".jpg");
+      it.annotation = root / (it.stem + "_ann.mat");
+      break;
+    case DatasetKind::kJhu:
+      it.stem = Id4(index);
+      it.image = root / split / "images" / (it.stem + ".jpg");
+      it.annotation = root / split / "gt" / (it.stem + ".txt");
+      break;
+    case DatasetKind::kNwpu:
+      it.stem = Id4(number);
+      it.image = root / "images" / (it.stem + ".jpg");
+      if (split != "test") it.annotation = root / "jsons" / (it.stem + ".json");  // the test labels are withheld
+      break;
+    case DatasetKind::kPoints: {
+      it.stem = StrCat(split == "train" ? "cam1_" : "cam2_", Id4(index));
+      static const char* const kExt[] = {".txt", ".csv", ".json"};
+      it.image = root / "images" / (it.stem + ".jpg");
+      it.annotation = root / "points" / (it.stem + kExt[index % 3]);
+      break;
+    }
+    case DatasetKind::kShanghaiTech:
+      break;
+  }
+  return it;
+}
+
+// Writes the heads of `it` in its layout's format; returns them as written
+// (JHU-Crowd++ stores integer pixels).
+Points WriteLikeAnnotation(const SyntheticOptions& o, const LikeItem& it, Points pts, int width, int height,
+                           uint64_t seed) {
+  if (it.annotation.empty()) return pts;
+  MakeDirs(it.annotation.parent_path());
+  switch (o.like) {
+    case DatasetKind::kQnrf:
+    case DatasetKind::kUcf50:
+      WritePointsVariable(it.annotation.string(), "annPoints", pts);
+      break;
+    case DatasetKind::kJhu: {
+      Rng rng(seed);
+      std::string text;
+      for (auto& p : pts) {
+        p = {std::clamp(std::round(p[0]), 0.0, width - 1.0), std::clamp(std::round(p[1]), 0.0, height - 1.0)};
+        const int size = std::max(2, static_cast<int>(std::lround(2 * HeadRadius(p[1], width, height, pts.size()))));
+        text += StrCat(static_cast<int>(p[0]), " ", static_cast<int>(p[1]), " ", size, " ", size, " ", rng.Int(1, 3),
+                       " ", rng.Int(0, 1), "\n");
+      }
+      WriteTextFileAtomic(it.annotation, text);
+      break;
+    }
+    case DatasetKind::kNwpu: {
+      nlohmann::json points = nlohmann::json::array(), boxes = nlohmann::json::array();
+      for (const auto& p : pts) {
+        const double r = HeadRadius(p[1], width, height, pts.size());
+        points.push_back({p[0], p[1]});
+        boxes.push_back({std::max(0.0, p[0] - r), std::max(0.0, p[1] - r), std::min(width - 1.0, p[0] + r),
+                         std::min(height - 1.0, p[1] + r)});
+      }
+      const nlohmann::json j = {
+          {"img_id", it.stem + ".jpg"}, {"human_num", pts.size()}, {"points", points}, {"boxes", boxes}};
+      WriteTextFileAtomic(it.annotation, j.dump() + "\n");
+      const fs::path mat = it.annotation.parent_path().parent_path() / "mats" / (it.stem + ".mat");
+      MakeDirs(mat.parent_path());
+      WritePointsVariable(mat.string(), "annPoints", pts);
+      break;
+    }
+    case DatasetKind::kPoints: {
+      const std::string ext = it.annotation.extension().string();
+      std::string text = ext == ".csv" ? "x,y\n" : "";
+      if (ext == ".json") {
+        nlohmann::json points = nlohmann::json::array();
+        for (const auto& p : pts) points.push_back({p[0], p[1]});
+        text = nlohmann::json{{"points", points}}.dump() + "\n";
+      } else {
+        for (const auto& p : pts) text += StrCat(Exact(p[0]), ext == ".csv" ? "," : " ", Exact(p[1]), "\n");
+      }
+      WriteTextFileAtomic(it.annotation, text);
+      break;
+    }
+    case DatasetKind::kShanghaiTech:
+      break;
+  }
+  return pts;
+}
+
+// Every layout but ShanghaiTech's: --out is the dataset root.
+SyntheticSummary GenerateLike(const SyntheticOptions& o) {
+  SyntheticSummary summary;
+  summary.part_dir = PartDir(o);
+  PreparePartDir(o, summary.part_dir);
+  const bool three = o.like == DatasetKind::kJhu || o.like == DatasetKind::kNwpu;
+  std::vector<std::pair<std::string, int>> splits = {{"train", o.train_images}, {"test", o.test_images}};
+  if (three) splits = {{"train", o.train_images}, {"val", o.test_images}, {"test", o.test_images}};
+  std::map<std::string, std::string> lists, labels;  // by split: list file and JHU image_labels text
+  int number = 0;                                    // running image number (UCF_CC_50, NWPU-Crowd ids)
+  for (size_t k = 0; k < splits.size(); ++k) {
+    const std::string& split = splits[k].first;
+    for (int i = 1; i <= splits[k].second; ++i) {
+      ++number;
+      ImagePlan plan = PlanImage(o, static_cast<int>(k), i);
+      if (three && k == 0 && i == 2) plan.heads = 0;  // both datasets have images without anyone
+      const LikeItem it = PlaceLike(o, split, i, number);
+      Points pts = SyntheticHeads(plan.width, plan.height, plan.heads, plan.points_seed);
+      cv::Mat img = RenderCrowd(plan.width, plan.height, pts, plan.pixels_seed);
+      const bool gray = o.like == DatasetKind::kUcf50 || plan.gray;
+      if (gray) cv::cvtColor(img, img, cv::COLOR_BGR2GRAY);
+      MakeDirs(it.image.parent_path());
+      WriteJpeg(it.image, img, o.jpeg_quality);
+      pts = WriteLikeAnnotation(o, it, pts, plan.width, plan.height, plan.points_seed ^ 0x9e3779b97f4a7c15ULL);
+      const int64_t count = static_cast<int64_t>(pts.size());
+      if (o.like == DatasetKind::kJhu) {
+        labels[split] += StrCat(it.stem, ",", count, ",", number % 2 ? "street" : "stadium", ",", number % 4, ",",
+                                number % 5 == 0 ? 1 : 0, "\n");
+      } else if (o.like == DatasetKind::kNwpu) {
+        const int level = count == 0 ? 0 : count < 100 ? 1 : count < 500 ? 2 : count < 5000 ? 3 : 4;
+        lists[split] += split == "test" ? it.stem + "\n" : StrCat(it.stem, " ", number % 4, " ", level, "\n");
+      } else if (o.like == DatasetKind::kPoints) {
+        lists[split] += it.stem + "\n";
+      }
+      summary.heads += count;
+      summary.items.push_back(SyntheticImage{split, it.image, it.annotation, plan.width, plan.height, gray, pts});
+    }
+    (k == 0 ? summary.train_images : summary.test_images) += splits[k].second;
+  }
+  for (const auto& [split, text] : lists) WriteTextFileAtomic(summary.part_dir / (split + ".txt"), text);
+  for (const auto& [split, text] : labels) WriteTextFileAtomic(summary.part_dir / split / "image_labels.txt", text);
+  summary.images = summary.train_images + summary.test_images;
+  return summary;
+}
+
+}  // namespace
+
 SyntheticSummary GenerateSynthetic(const SyntheticOptions& o) {
-  CheckOptions(o);
+  o.Check();
+  if (o.like != DatasetKind::kShanghaiTech) return GenerateLike(o);
   SyntheticSummary summary;
   summary.part_dir = PartDir(o);
   PreparePartDir(o, summary.part_dir);
@@ -358,6 +533,10 @@ int RunMakeSynthetic(int argc, const char* const* argv) {
     p.AddChoice("layout", &o.layout, {"official", "mirrored"},
                 "official: part_X_final/.../ground_truth; mirrored: part_X/.../ground-truth");
     p.Add("overwrite", &o.overwrite, "replace an existing synthetic part folder (never touches other data)");
+    std::vector<std::pair<std::string, DatasetKind>> likes;
+    for (DatasetKind k : AllDatasetKinds()) likes.emplace_back(Name(k), k);
+    p.AddEnum<DatasetKind>("like", &o.like, likes,
+                           "dataset layout to write (docs/datasets.md); all but shanghaitech write into --out itself");
     if (!p.Parse(argc, argv)) return 0;
     if (p.IsSet("min-size") != p.IsSet("max-size") && (o.min_size == 0) != (o.max_size == 0)) {
       // One bound given: the other takes the part default (Part B then varies too).
@@ -365,9 +544,11 @@ int RunMakeSynthetic(int argc, const char* const* argv) {
       if (o.max_size == 0) o.max_size = std::max(512, o.min_size);
     }
     const SyntheticSummary s = GenerateSynthetic(o);
+    const std::string layout =
+        o.like == DatasetKind::kShanghaiTech ? StrCat("part ", o.part, ", ", o.layout, " layout") : Name(o.like);
     std::cout << "make_synthetic: wrote " << s.images << " images (" << s.train_images << " train, " << s.test_images
-              << " test) with " << s.heads << " heads, part " << o.part << ", " << o.layout << " layout, seed "
-              << o.seed << ", to " << s.part_dir.string() << std::endl;
+              << " test) with " << s.heads << " heads, " << layout << ", seed " << o.seed << ", to "
+              << s.part_dir.string() << std::endl;
     return 0;
   });
 }

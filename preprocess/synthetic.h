@@ -14,6 +14,8 @@
 
 #include <opencv2/core.hpp>
 
+#include "common/io/datasets.h"
+
 namespace csr {
 
 namespace fs = std::filesystem;
@@ -31,17 +33,24 @@ struct SyntheticOptions {
   int jpeg_quality = 90;            // JPEG quality 1..100
   std::string layout = "official";  // official: part_A_final/.../ground_truth; mirrored: part_A/.../ground-truth
   bool overwrite = false;           // replace an existing synthetic part folder (never a non-synthetic one)
+  // The layout to write (docs/datasets.md): shanghaitech (part_X_final/ under --out), or qnrf, ucf50, jhu,
+  // nwpu, points (the dataset root is --out itself). jhu and nwpu get train, val (--test-images) and test
+  // (--test-images) splits and one image without heads; ucf50 is grayscale and numbered 1..N.
+  DatasetKind like = DatasetKind::kShanghaiTech;
+
+  // Throws csr::UsageError naming the option, its value and the rule.
+  void Check() const;
 };
 
 // One generated image and its annotation.
 struct SyntheticImage {
-  std::string split;    // "train" or "test"
+  std::string split;    // "train", "val" or "test"
   fs::path image;       // .../images/IMG_n.jpg
-  fs::path annotation;  // .../ground_truth/GT_IMG_n.mat (ground-truth in the mirrored layout)
+  fs::path annotation;  // .../ground_truth/GT_IMG_n.mat (ground-truth in the mirrored layout); empty: no labels
   int width = 0;
   int height = 0;
   bool gray = false;                          // written as a single-channel JPEG
-  std::vector<std::array<double, 2>> points;  // the heads (x, y) exactly as written to the .mat
+  std::vector<std::array<double, 2>> points;  // the heads (x, y) exactly as written to the annotation
 };
 
 struct SyntheticSummary {

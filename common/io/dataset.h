@@ -11,14 +11,26 @@ namespace csr {
 
 namespace fs = std::filesystem;
 
+// How a sample's annotation is stored (ReadHeads in common/io/datasets.h
+// reads each).
+enum class AnnotationFormat {
+  kShanghaiTechMat,  // GT_IMG_n.mat: image_info{1}.location
+  kAnnPointsMat,     // a top-level N x 2 `annPoints` (UCF-QNRF, UCF_CC_50, NWPU-Crowd mats)
+  kJhuTxt,           // JHU-Crowd++ gt/NNNN.txt
+  kNwpuJson,         // NWPU-Crowd jsons/NNNN.json
+  kPointFile,        // a custom .json, .csv or .txt point list
+  kNone,             // no labels (NWPU-Crowd's test set: predicted, never evaluated)
+};
+
 // One image with its annotation. `density` is where gt_gen writes its map:
 // <gt dir>/IMG_n.h5, as the original make_dataset step did.
 struct Sample {
-  std::string split;    // "train" or "test"
+  std::string split;    // "train", "val" or "test"
   std::string stem;     // "IMG_12"
   fs::path image;       // .../images/IMG_12.jpg
-  fs::path annotation;  // .../ground_truth/GT_IMG_12.mat
+  fs::path annotation;  // .../ground_truth/GT_IMG_12.mat (empty for kNone)
   fs::path density;     // .../ground_truth/IMG_12.h5
+  AnnotationFormat format = AnnotationFormat::kShanghaiTechMat;
 };
 
 struct Discovery {

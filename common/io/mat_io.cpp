@@ -301,22 +301,29 @@ std::string FieldList(const matvar_t* s) {
   return out.empty() ? "none" : out;
 }
 
-std::vector<std::array<double, 2>> ReadLocation(matvar_t* s, const std::string& path) {
-  matvar_t* loc = Mat_VarGetStructFieldByName(s, "location", 0);
-  if (loc == nullptr) throw Error(path, StrCat("image_info has no field 'location' (fields: ", FieldList(s), ")"));
+// An N x 2 real numeric matrix (x column, then y) as points; `what` names it
+// in messages. Empty: no points.
+std::vector<std::array<double, 2>> PointsOfMatrix(const matvar_t* loc, const std::string& what,
+                                                  const std::string& path) {
   if (loc->class_type == MAT_C_EMPTY || (IsRealNumeric(loc) && NumElements(loc) == 0)) return {};
   if (!IsRealNumeric(loc)) {
-    throw Error(path, StrCat("location is ", ClassName(loc), (loc->isComplex ? " (complex)" : ""),
+    throw Error(path, StrCat(what, " is ", ClassName(loc), (loc->isComplex ? " (complex)" : ""),
                              ", expected an N x 2 real numeric array"));
   }
-  if (loc->rank != 2 || loc->dims[1] != 2) throw Error(path, StrCat("location is ", DimsText(loc), ", expected N x 2"));
-  if (!HasNumericData(loc)) throw Error(path, "location data is missing or short (corrupt file)");
+  if (loc->rank != 2 || loc->dims[1] != 2) throw Error(path, StrCat(what, " is ", DimsText(loc), ", expected N x 2"));
+  if (!HasNumericData(loc)) throw Error(path, StrCat(what, " data is missing or short (corrupt file)"));
   const size_t n = loc->dims[0];
   std::vector<std::array<double, 2>> points(n);
   for (size_t i = 0; i < n; ++i) {
     points[i] = {ElementAsDouble(loc, i), ElementAsDouble(loc, n + i)};  // column-major: x column, then y
   }
   return points;
+}
+
+std::vector<std::array<double, 2>> ReadLocation(matvar_t* s, const std::string& path) {
+  matvar_t* loc = Mat_VarGetStructFieldByName(s, "location", 0);
+  if (loc == nullptr) throw Error(path, StrCat("image_info has no field 'location' (fields: ", FieldList(s), ")"));
+  return PointsOfMatrix(loc, "location", path);
 }
 
 int64_t ReadNumber(matvar_t* s, const std::string& path) {
@@ -352,20 +359,24 @@ bool HasVariable(mat_t* mat, const char* name) {
 // matio allocates what a variable's header claims before reading its data:
 // a forged 1e9 x 2 location took 16 GB and a minute. Read the headers alone
 // first (Mat_VarReadInfo) and refuse an impossible point count.
+void CheckClaimedSize(const matvar_t* loc, const std::string& what, const std::string& path) {
+  size_t n = 1;
+  for (int i = 0; i < loc->rank; ++i) {
+    if (loc->dims[i] > static_cast<size_t>(2 * kMaxAnnotationPoints) ||
+        (n *= loc->dims[i]) > 2 * kMaxAnnotationPoints) {
+      throw Error(path, StrCat(what, " claims ", DimsText(loc), " values, more than the ", kMaxAnnotationPoints,
+                               " points supported (corrupt file?)"));
+    }
+  }
+}
+
 void CheckClaimedPoints(mat_t* mat, const std::string& path, const MatioSession& session) {
   MatVarPtr peek(Mat_VarReadInfo(mat, "image_info"));
   if (!peek || session.HasLog()) return;  // the full read below reports it
   matvar_t* s = InfoStruct(peek.get(), path);
   matvar_t* loc = Mat_VarGetStructFieldByName(s, "location", 0);
   if (loc == nullptr) return;
-  size_t n = 1;
-  for (int i = 0; i < loc->rank; ++i) {
-    if (loc->dims[i] > static_cast<size_t>(2 * kMaxAnnotationPoints) ||
-        (n *= loc->dims[i]) > 2 * kMaxAnnotationPoints) {
-      throw Error(path, StrCat("location claims ", DimsText(loc), " values, more than the ", kMaxAnnotationPoints,
-                               " points supported (corrupt file?)"));
-    }
-  }
+  CheckClaimedSize(loc, "location", path);
 }
 
 // ---- MATLAB v7.3 read directly with the HDF5 C API (under h5::Lock) ----
@@ -479,6 +490,37 @@ bool ReadField73(hid_t st, const char* name, const std::string& path, std::vecto
   return true;
 }
 
+// An N x 2 MATLAB array as HDF5 stores it, (2, N) row-major: the x row,
+// then the y row. Empty: no points.
+std::vector<std::array<double, 2>> PointsOf73(const std::vector<double>& v, const std::vector<hsize_t>& dims,
+                                              const std::string& what, const std::string& path) {
+  if (v.empty()) return {};
+  if (dims.size() != 2 || dims[0] != 2) {
+    throw Error(path, StrCat(what, " is ", dims.size() == 2 ? dims[1] : 0, " x ", dims.empty() ? 0 : dims[0],
+                             ", expected N x 2"));
+  }
+  const size_t n = dims[1];
+  std::vector<std::array<double, 2>> points(n);
+  for (size_t i = 0; i < n; ++i) points[i] = {v[i], v[n + i]};  // MATLAB column-major: x column, then y
+  return points;
+}
+
+std::vector<std::array<double, 2>> ReadPointsVariable73(const std::string& path, const std::string& name) {
+  h5::Lock lock;  // before any id: their closers call HDF5
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  Hid file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.valid()) throw Error(path, "corrupt or truncated MATLAB v7.3 (HDF5) MAT-file: HDF5 cannot open it");
+  if (H5Lexists(file.get(), name.c_str(), H5P_DEFAULT) <= 0) {
+    throw Error(path, StrCat("no variable '", name, "' in this MATLAB v7.3 file"));
+  }
+  std::vector<double> v;
+  std::vector<hsize_t> dims;
+  if (!ReadField73(file.get(), name.c_str(), path, &v, &dims)) {
+    throw Error(path, StrCat("no variable '", name, "' in this MATLAB v7.3 file"));
+  }
+  return PointsOf73(v, dims, name, path);
+}
+
 Annotation ReadMat73(const std::string& path) {
   h5::Lock lock;  // before any id: their closers call HDF5
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
@@ -493,15 +535,7 @@ Annotation ReadMat73(const std::string& path) {
   std::vector<double> v;
   std::vector<hsize_t> dims;
   if (!ReadField73(st.get(), "location", path, &v, &dims)) throw Error(path, "image_info has no field 'location'");
-  if (!v.empty()) {
-    if (dims.size() != 2 || dims[0] != 2) {
-      throw Error(path, StrCat("location is ", dims.size() == 2 ? dims[1] : 0, " x ", dims.empty() ? 0 : dims[0],
-                               ", expected N x 2"));
-    }
-    const size_t n = dims[1];
-    a.points.resize(n);
-    for (size_t i = 0; i < n; ++i) a.points[i] = {v[i], v[n + i]};  // MATLAB column-major: x column, then y
-  }
+  a.points = PointsOf73(v, dims, "location", path);
   if (ReadField73(st.get(), "number", path, &v, &dims)) {
     if (v.size() != 1) throw Error(path, StrCat("number has ", v.size(), " elements, expected a numeric scalar"));
     if (!std::isfinite(v[0]) || v[0] < 0 || v[0] > 9.0e15 || v[0] != std::floor(v[0])) {
@@ -539,6 +573,58 @@ Annotation ReadAnnotation(const std::string& path) {
   a.points = ReadLocation(s, path);
   a.number = ReadNumber(s, path);
   return a;
+}
+
+std::vector<std::array<double, 2>> ReadPointsVariable(const std::string& path, const std::string& name) {
+  const MatKind kind = ProbeFile(path);
+  if (kind == MatKind::kMat73) return ReadPointsVariable73(path, name);
+  MatioSession session;
+  MatFilePtr mat(Mat_Open(path.c_str(), MAT_ACC_RDONLY));
+  if (!mat) throw Error(path, StrCat("not a readable MAT-file", session.HasLog() ? ": " + session.FirstLog() : ""));
+  {
+    MatVarPtr peek(Mat_VarReadInfo(mat.get(), name.c_str()));
+    if (peek && !session.HasLog()) CheckClaimedSize(peek.get(), name, path);
+  }
+  Mat_Rewind(mat.get());
+  MatVarPtr var(Mat_VarRead(mat.get(), name.c_str()));
+  if (!var || session.HasLog()) {
+    const std::string first = session.FirstLog();
+    Mat_Rewind(mat.get());
+    if (!HasVariable(mat.get(), name.c_str())) {
+      throw Error(path, StrCat("no variable '", name, "' (variables: ", VariableList(mat.get()), ")"));
+    }
+    throw Error(path, StrCat("corrupt or truncated MAT-file", first.empty() ? "" : ": " + first));
+  }
+  return PointsOfMatrix(var.get(), name, path);
+}
+
+void WritePointsVariable(const std::string& path, const std::string& name,
+                         const std::vector<std::array<double, 2>>& points) {
+  const size_t n = points.size();
+  std::vector<double> data(2 * n);  // column-major N x 2: all x, then all y
+  for (size_t i = 0; i < n; ++i) {
+    data[i] = points[i][0];
+    data[n + i] = points[i][1];
+  }
+  AtomicFile out(path);
+  {
+    MatioSession session;
+    const char* header = "MATLAB 5.0 MAT-file, Platform: GLNXA64, Created by: csrnet-cpp";
+    MatFilePtr mat(Mat_CreateVer(out.temp_path().c_str(), header, MAT_FT_MAT5));
+    if (!mat) {
+      throw Error(path, StrCat("cannot create MAT-file (folder missing or not writable?)",
+                               session.HasLog() ? ": " + session.FirstLog() : ""));
+    }
+    size_t dims[2] = {n, 2};
+    MatVarPtr var(Mat_VarCreate(name.c_str(), MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dims, n ? data.data() : nullptr, 0));
+    if (!var) throw Error(path, "cannot build the MAT variable (out of memory?)");
+    if (Mat_VarWrite(mat.get(), var.get(), MAT_COMPRESSION_ZLIB) != 0) {
+      throw Error(path,
+                  StrCat("cannot write MAT-file (disk full?)", session.HasLog() ? ": " + session.FirstLog() : ""));
+    }
+    if (Mat_Close(mat.release()) != 0) throw Error(path, "cannot finish writing the MAT-file (disk full?)");
+  }
+  out.Commit();
 }
 
 void WriteAnnotation(const std::string& path, const std::vector<std::array<double, 2>>& points,

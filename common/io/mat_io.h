@@ -1,7 +1,8 @@
-// Reading and writing ShanghaiTech annotation files (.mat). The format is a
-// MATLAB 5 MAT-file whose variable `image_info` is a 1x1 cell holding a 1x1
-// struct with fields `location` (N x 2 double: x, y in pixels) and `number`
-// (1x1 integer, N).
+// Reading and writing annotation files (.mat). ShanghaiTech's is a MATLAB 5
+// MAT-file whose variable `image_info` is a 1x1 cell holding a 1x1 struct
+// with fields `location` (N x 2 double: x, y in pixels) and `number` (1x1
+// integer, N); UCF-QNRF's, UCF_CC_50's and NWPU-Crowd's hold a top-level
+// N x 2 `annPoints`.
 #pragma once
 
 #include <array>
@@ -32,6 +33,17 @@ struct Annotation {
 // matio and HDF5 call runs under h5::Lock, and matio's own messages are captured
 // (they become the reason of the csr::Error) instead of printed.
 Annotation ReadAnnotation(const std::string& path);
+
+// A top-level N x 2 real numeric variable as points: UCF-QNRF's, UCF_CC_50's
+// and NWPU-Crowd's `annPoints` (x column, then y). The same checks as
+// ReadAnnotation (file kind, truncation, every array's claimed size, at most
+// kMaxAnnotationPoints) and the same tolerances (any real numeric class, an
+// empty array = no points); MAT5 and v7.3 alike. Throws csr::Error naming
+// the file and, for a missing variable, the variables it has.
+std::vector<std::array<double, 2>> ReadPointsVariable(const std::string& path, const std::string& name);
+// Writes one such variable as a MAT5 file (zlib-compressed), atomically.
+void WritePointsVariable(const std::string& path, const std::string& name,
+                         const std::vector<std::array<double, 2>>& points);
 
 // Writes a MAT5 file (zlib-compressed) with the structure above, atomically
 // (temporary name, then rename). `number_class` is "uint16" or "uint8" or "double".

@@ -496,3 +496,51 @@ TEST_CASE("a .mat claiming billions of points is refused without allocating them
 }
 
 }  // namespace csr
+
+namespace csr {
+namespace {
+
+TEST_CASE("annPoints (UCF-QNRF, UCF_CC_50, NWPU-Crowd mats): written, read back, MAT5 and v7.3") {
+  test::TempDir dir;
+  const Points points = {{10.5, 20.25}, {0, 0}, {1999.75, 1023.5}};
+  const std::string path = (dir / "img_0001_ann.mat").string();
+  WritePointsVariable(path, "annPoints", points);
+  CHECK(ReadPointsVariable(path, "annPoints") == points);
+  WritePointsVariable(path, "annPoints", {});
+  CHECK(ReadPointsVariable(path, "annPoints").empty());
+
+  // As the datasets ship them: written by MATLAB (here matio), also as v7.3 and as single precision.
+  WriteVars(dir / "v5.mat", {Numeric("annPoints", 2, 2, {1, 3, 2, 4})});
+  CHECK(ReadPointsVariable((dir / "v5.mat").string(), "annPoints") == Points{{1, 2}, {3, 4}});
+  WriteVars(dir / "v73.mat", {Numeric("annPoints", 2, 2, {1, 3, 2, 4})}, MAT_FT_MAT73);
+  CHECK(ReadPointsVariable((dir / "v73.mat").string(), "annPoints") == Points{{1, 2}, {3, 4}});
+  std::vector<float> single = {5, 6, 7, 8};
+  size_t dims[2] = {2, 2};
+  WriteVars(dir / "single.mat", {Mat_VarCreate("annPoints", MAT_C_SINGLE, MAT_T_SINGLE, 2, dims, single.data(), 0)});
+  CHECK(ReadPointsVariable((dir / "single.mat").string(), "annPoints") == Points{{5, 7}, {6, 8}});
+}
+
+TEST_CASE("annPoints: a missing variable, a wrong shape or a damaged file is one error naming the file") {
+  test::TempDir dir;
+  const fs::path other = dir / "other.mat";
+  WriteVars(other, {Numeric("points", 1, 2, {1, 2})});
+  ExpectError([&] { ReadPointsVariable(other.string(), "annPoints"); },
+              {other.string(), "no variable 'annPoints'", "variables: points"});
+  const fs::path wide = dir / "wide.mat";
+  WriteVars(wide, {Numeric("annPoints", 2, 3, {1, 2, 3, 4, 5, 6})});
+  ExpectError([&] { ReadPointsVariable(wide.string(), "annPoints"); }, {wide.string(), "annPoints is 2 x 3"});
+  const fs::path wide73 = dir / "wide73.mat";
+  WriteVars(wide73, {Numeric("annPoints", 2, 3, {1, 2, 3, 4, 5, 6})}, MAT_FT_MAT73);
+  ExpectError([&] { ReadPointsVariable(wide73.string(), "annPoints"); }, {wide73.string(), "expected N x 2"});
+  const std::string path = (dir / "cut.mat").string();
+  Points many(500);
+  for (size_t i = 0; i < many.size(); ++i) many[i] = {i * 1.5, i * 0.5};
+  WritePointsVariable(path, "annPoints", many);
+  const std::string bytes = ReadBytes(path);
+  WriteBytes(path, bytes.substr(0, bytes.size() - 40));
+  ExpectError([&] { ReadPointsVariable(path, "annPoints"); }, {path, "truncated"});
+  ExpectError([&] { ReadPointsVariable((dir / "absent.mat").string(), "annPoints"); }, {"absent.mat", "not found"});
+}
+
+}  // namespace
+}  // namespace csr

@@ -49,6 +49,26 @@ void MatSeeds(const fs::path& dir) {
     Put(dir, StrCat("annotation_", cls, ".mat"), FileBytes(tmp));
     ++k;
   }
+  const fs::path tmp = Scratch() / "seed.mat";
+  WritePointsVariable(tmp.string(), "annPoints", points);
+  Put(dir, "annpoints.mat", FileBytes(tmp));
+}
+
+// One seed per reader of points_fuzz.cpp: the selector byte, then a valid file.
+void PointSeeds(const fs::path& dir) {
+  const std::vector<std::string> files = {
+      "120 45 12 14 1 0\n300 60 30 32 3 1\n",
+      "0001,171,marathon,0,0\n0002,0,water,2,1\n",
+      R"({"img_id": "0001.jpg", "human_num": 2, "points": [[10.5, 20], [30, 40]], "boxes": [[1, 2, 3, 4]]})",
+      R"({"points": [[1, 2], [3.5, 4]]})",
+      "x,y\n1,2\n3.5,4\n",
+      "1 2\n# comment\n3.5 4\n",
+      "0001 1 2\n0002 0 4\n"};
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::vector<uint8_t> bytes = {static_cast<uint8_t>(i)};
+    bytes.insert(bytes.end(), files[i].begin(), files[i].end());
+    Put(dir, StrCat("reader_", i), bytes);
+  }
 }
 
 // A stored (uncompressed) zip, as torch.save and torch::save write them.
@@ -116,6 +136,7 @@ int main(int argc, char** argv) {
   const fs::path out(argv[1]);
   ImageSeeds(out / "image_header");
   MatSeeds(out / "mat");
+  PointSeeds(out / "points");
   const ShardSetFixture& f = Fixture();
   Put(out / "manifest", "valid.json", std::vector<uint8_t>(f.manifest.begin(), f.manifest.end()));
   Put(out / "manifest", "empty.json", {'{', '}'});

@@ -13,8 +13,10 @@
 
 #include "common/base/error.h"
 #include "common/io/dataset.h"
+#include "common/io/datasets.h"
 #include "common/io/image_io.h"
 #include "common/io/mat_io.h"
+#include "tests/test_expect.h"
 #include "tests/test_util.h"
 
 namespace csr {
@@ -268,4 +270,62 @@ TEST_CASE("the built make_synthetic binary runs and prints one summary line") {
   CHECK(test::Run(tool + " --bogus", dir / "log2.txt") == 2);
 }
 
+}  // namespace csr
+
+namespace csr {
+namespace {
+
+TEST_CASE("make_synthetic --like writes every dataset layout; discovery and the readers give back its heads") {
+  for (DatasetKind kind :
+       {DatasetKind::kQnrf, DatasetKind::kUcf50, DatasetKind::kJhu, DatasetKind::kNwpu, DatasetKind::kPoints}) {
+    CAPTURE(Name(kind));
+    test::TempDir dir;
+    SyntheticOptions o = Small(dir / "data");
+    o.train_images = 3;
+    o.like = kind;
+    const SyntheticSummary s = GenerateSynthetic(o);
+    DatasetQuery q;
+    q.kind = kind;
+    q.root = dir / "data";
+    if (kind == DatasetKind::kUcf50) q.split = "all";  // no folds: every image
+    CHECK(DetectDataset(q.root) == kind);
+    const Discovery d = DiscoverDataset(q);
+    CHECK(d.samples.size() == s.items.size());
+    CHECK(d.unannotated_images.empty());
+    CHECK(d.orphan_annotations.empty());
+    CHECK(d.stray_files == 0);
+    std::map<std::string, const SyntheticImage*> by_image;
+    for (const SyntheticImage& item : s.items) by_image[item.image.string()] = &item;
+    int unlabelled = 0, empty = 0;
+    for (const Sample& sample : d.samples) {
+      CAPTURE(sample.image);
+      REQUIRE(by_image.count(sample.image.string()) == 1);
+      const SyntheticImage& item = *by_image[sample.image.string()];
+      if (kind != DatasetKind::kUcf50) CHECK(sample.split == item.split);
+      if (sample.format == AnnotationFormat::kNone) {
+        ++unlabelled;
+        continue;
+      }
+      const std::vector<Point> heads = ReadHeads(sample);
+      CHECK(heads == item.points);
+      empty += heads.empty() ? 1 : 0;
+    }
+    // NWPU-Crowd withholds its test labels; JHU-Crowd++ and NWPU-Crowd have an image without heads.
+    CHECK(unlabelled == (kind == DatasetKind::kNwpu ? o.test_images : 0));
+    CHECK(empty == (kind == DatasetKind::kJhu || kind == DatasetKind::kNwpu ? 1 : 0));
+    if (kind == DatasetKind::kJhu) {
+      const auto labels = ReadJhuLabels((dir / "data" / "train" / "image_labels.txt").string());
+      CHECK(labels.size() == 3);
+      CHECK(labels.at("0002").count == 0);
+    }
+    // Written once more with the same seed: byte-identical; without --overwrite: refused.
+    const auto before = Snapshot(dir / "data");
+    test::ExpectError([&] { GenerateSynthetic(o); }, "--overwrite");
+    o.overwrite = true;
+    GenerateSynthetic(o);
+    CHECK(Snapshot(dir / "data") == before);
+  }
+}
+
+}  // namespace
 }  // namespace csr
