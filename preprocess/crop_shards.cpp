@@ -69,6 +69,15 @@ void CropShardsOptions::Check() const {
   CheckRange("--records-per-shard", records_per_shard, 1, 1000000);
   CheckRange("--compress", compress, 0, 9, "a zlib level");
   CheckThat(!out.empty(), "--out", "\"\"", "must name a folder");
+  CheckThat(eval_split.empty() || eval_split == "val" || eval_split == "test", "--eval-split", eval_split,
+            "expected val or test");
+  CheckRange("--fold", fold, 0, 5, "0 = none");
+  if (dataset == DatasetKind::kUcf50) CheckRange("--fold", fold, 1, 5, "UCF_CC_50 is cross-validated");
+  ResolveDensity().Check();
+}
+
+DensityOptions CropShardsOptions::ResolveDensity() const {
+  return density.Resolve((dataset == DatasetKind::kShanghaiTech && part == "B") || dataset == DatasetKind::kPoints);
 }
 
 namespace {
@@ -139,7 +148,8 @@ struct Job {
   bool train = true;
   cv::Mat density;
   GtInfo gt;
-  Annotation annotation;
+  std::vector<Point> points;  // the annotated heads, as stored
+  bool render = false;        // no gt_gen map used: the density is made in memory
   // Filled by the parallel stage.
   std::vector<EncodedRecord> records;
   int64_t annotations = 0;  // inside the image
@@ -197,37 +207,55 @@ void CheckDensityValues(const Job& job, const std::string& fix) {
     throw Error(path, StrCat("corrupt density map: it sums to ", sum, " but gt_gen stored density_sum ",
                              job.gt.density_sum, "; ", fix));
   }
-  const double heads = static_cast<double>(
-      std::max<int64_t>(job.gt.annotation_count, static_cast<int64_t>(job.annotation.points.size())));
+  const double heads =
+      static_cast<double>(std::max<int64_t>(job.gt.annotation_count, static_cast<int64_t>(job.points.size())));
   if (sum > heads * (1 + 1e-4) + 1e-3) {
     throw Error(path,
                 StrCat("corrupt density map: it sums to ", sum, ", more than the ", heads, " annotated heads; ", fix));
   }
 }
 
-// Serial stage: the HDF5 and .mat reads.
-std::unique_ptr<Job> ReadInputs(const Sample& s) {
+// Serial stage: the HDF5 and annotation reads.
+std::unique_ptr<Job> ReadInputs(const Sample& s, const CropShardsOptions& o) {
   auto job = std::make_unique<Job>();
   job->sample = &s;
   job->train = s.split == "train";
-  ReadDensityMap(s, job.get());
-  job->annotation = ReadAnnotation(s.annotation.string());
+  job->render = o.density_source == DensitySource::kAnnotations || !fs::exists(s.density);
+  if (!job->render) ReadDensityMap(s, job.get());
+  job->points = ReadHeads(s);
   return job;
 }
 
+// What gt_gen records with a map, for a density made here instead.
+std::map<std::string, std::string> InMemorySettings(const DensityOptions& d) {
+  return {{"mode", Name(d.mode)},
+          {"kernel", Name(d.kernel)},
+          {"sigma_rule", d.kernel == KernelRule::kFixed ? StrCat("fixed sigma=", d.sigma)
+                                                        : StrCat("adaptive beta=", d.beta, " k=", d.neighbors)},
+          {"border", Name(d.border)},
+          {"tool_version", StrCat("csrnet-cpp crop_shards ", CSR_VERSION, " (in memory)")}};
+}
+
 // Parallel stage: decode, check, crop, targets, encode.
-void MakeRecords(Job& job, const CropShardsOptions& o) {
+void MakeRecords(Job& job, const CropShardsOptions& o, const DensityOptions& dopt) {
   const Sample& s = *job.sample;
   const cv::Mat image = ReadImageRGB(s.image.string());
   job.width = image.cols;
   job.height = image.rows;
-  if (job.density.size() != image.size()) {
-    throw Error(s.density.string(), StrCat("density map is ", job.density.cols, "x", job.density.rows,
-                                           " but its image ", s.image.filename().string(), " is ", image.cols, "x",
-                                           image.rows, "; regenerate it with `", GtGenCommand(o), " --overwrite`"));
+  const HeadPixels heads = ToHeadPixels(job.points, image.cols, image.rows, s.annotation.string());
+  if (job.render) {
+    // The same rendering as gt_gen's, so both routes give identical records.
+    job.density = RenderDensity(heads.pixels, HeadSigmas(heads.pixels, image.cols, image.rows, dopt), image.cols,
+                                image.rows, dopt);
+    job.gt.settings = InMemorySettings(dopt);
+  } else {
+    if (job.density.size() != image.size()) {
+      throw Error(s.density.string(), StrCat("density map is ", job.density.cols, "x", job.density.rows,
+                                             " but its image ", s.image.filename().string(), " is ", image.cols, "x",
+                                             image.rows, "; regenerate it with `", GtGenCommand(o), " --overwrite`"));
+    }
+    CheckDensityValues(job, StrCat("regenerate it with `", GtGenCommand(o), " --overwrite`"));
   }
-  CheckDensityValues(job, StrCat("regenerate it with `", GtGenCommand(o), " --overwrite`"));
-  const HeadPixels heads = ToHeadPixels(job.annotation.points, image.cols, image.rows, s.annotation.string());
   job.annotations = heads.inside;
   std::vector<CropBox> boxes;
   if (job.train) {
@@ -254,15 +282,36 @@ void MakeRecords(Job& job, const CropShardsOptions& o) {
   job.density.release();
 }
 
+// The eval split stored as the set's test split: --eval-split, or the
+// labelled one (NWPU-Crowd's test labels are withheld: val).
+std::string EvalSplit(const CropShardsOptions& o) {
+  if (!o.eval_split.empty()) return o.eval_split;
+  return o.dataset == DatasetKind::kNwpu ? "val" : "test";
+}
+
+// The dataset keys of the manifest's `source`, for the layouts other than
+// ShanghaiTech's (whose manifests stay as they were).
+nlohmann::json DatasetSource(const CropShardsOptions& o) {
+  nlohmann::json s = nlohmann::json::object();
+  if (o.dataset == DatasetKind::kShanghaiTech) return s;
+  s["dataset"] = Name(o.dataset);
+  s["eval_split"] = EvalSplit(o);
+  if (o.dataset == DatasetKind::kUcf50) s["fold"] = o.fold;
+  if (!o.val_list.empty()) s["val_list"] = fs::absolute(o.val_list).lexically_normal().string();
+  return s;
+}
+
 // The settings that make two shard sets the same one.
 nlohmann::json Identity(const CropShardsOptions& o) {
-  return {{"root", fs::absolute(o.root).lexically_normal().string()},
-          {"part", o.part},
-          {"seed", o.seed},
-          {"random_crops", o.random_crops},
-          {"target", Name(o.target)},
-          {"records_per_shard", o.records_per_shard},
-          {"compress", o.compress}};
+  nlohmann::json id = {{"root", fs::absolute(o.root).lexically_normal().string()},
+                       {"part", o.part},
+                       {"seed", o.seed},
+                       {"random_crops", o.random_crops},
+                       {"target", Name(o.target)},
+                       {"records_per_shard", o.records_per_shard},
+                       {"compress", o.compress}};
+  id.update(DatasetSource(o));
+  return id;
 }
 
 nlohmann::json IdentityOf(const nlohmann::json& m) {
@@ -270,6 +319,9 @@ nlohmann::json IdentityOf(const nlohmann::json& m) {
   if (m.contains("source") && m["source"].is_object()) {
     id["root"] = m["source"].value("root", "");
     id["part"] = m["source"].value("part", "");
+    for (const char* key : {"dataset", "eval_split", "fold", "val_list"}) {
+      if (m["source"].contains(key)) id[key] = m["source"][key];
+    }
   }
   return id;
 }
@@ -344,13 +396,19 @@ nlohmann::json GtManifest(const Summary& s) {
   return gt;
 }
 
+nlohmann::json Source(const CropShardsOptions& o, const nlohmann::json& id, const Discovery& found) {
+  nlohmann::json s = {{"root", id["root"]}, {"part", o.part}, {"part_dir", fs::absolute(found.part_dir).string()}};
+  s.update(DatasetSource(o));
+  return s;
+}
+
 // What crop_shards adds to the manifest the ShardSetWriter writes: where the
 // set came from, its settings, the ground truth used, and per split the
 // images behind the records.
 nlohmann::json ManifestExtra(const CropShardsOptions& o, const Discovery& found, const Summary& s) {
   const nlohmann::json id = Identity(o);
   return {{"created_by", StrCat("csrnet-cpp crop_shards ", CSR_VERSION)},
-          {"source", {{"root", id["root"]}, {"part", o.part}, {"part_dir", fs::absolute(found.part_dir).string()}}},
+          {"source", Source(o, id, found)},
           {"settings",
            {{"seed", o.seed},
             {"random_crops", o.random_crops},
@@ -404,7 +462,7 @@ void Tally(const Job& job, Summary* s) {
   }
   if (job.gt.settings.empty()) ++s->maps_without_settings;
   for (const auto& [key, value] : job.gt.settings) s->gt_values[key].insert(value);
-  const int64_t points = static_cast<int64_t>(job.annotation.points.size());
+  const int64_t points = static_cast<int64_t>(job.points.size());
   if (job.gt.annotation_count >= 0 && job.gt.annotation_count != points) {
     ++s->stale_maps;
     log::Warn(job.sample->density.string(), ": made from ", job.gt.annotation_count, " annotations but ",
@@ -412,14 +470,35 @@ void Tally(const Job& job, Summary* s) {
   }
 }
 
+// The training split and the eval split of the dataset; other splits are left out.
+Discovery Discover(const CropShardsOptions& o) {
+  DatasetQuery q;
+  q.kind = o.dataset;
+  q.root = o.root;
+  q.part = o.part;
+  q.val_list = o.val_list;
+  q.fold = o.fold;
+  Discovery d = DiscoverDataset(q);
+  const std::string eval = EvalSplit(o);
+  d.samples.erase(std::remove_if(d.samples.begin(), d.samples.end(),
+                                 [&](const Sample& s) { return s.split != "train" && s.split != eval; }),
+                  d.samples.end());
+  for (const Sample& s : d.samples) {
+    if (s.format == AnnotationFormat::kNone) {
+      throw UsageError("--eval-split", StrCat(Name(o.dataset), "'s ", eval, " split has no labels (",
+                                              s.image.filename().string(), "): it can be predicted, not evaluated"));
+    }
+  }
+  return d;
+}
+
 // As in gt_gen: an image without annotation leaves the set incomplete (an
 // error); an annotation without image has nothing to crop (a warning).
 void CheckPairs(const Discovery& found) {
   if (!found.unannotated_images.empty()) {
     const fs::path& first = found.unannotated_images.front();
-    throw Error(first.string(),
-                StrCat("image has no annotation (GT_", first.stem().string(), ".mat); ",
-                       found.unannotated_images.size(), " such image(s) would leave the shard set incomplete"));
+    throw Error(first.string(), StrCat("image has no annotation; ", found.unannotated_images.size(),
+                                       " such image(s) would leave the shard set incomplete"));
   }
   for (const auto& p : found.orphan_annotations) log::Warn(p.string(), ": annotation has no image; skipped");
 }
@@ -429,11 +508,21 @@ void CheckPairs(const Discovery& found) {
 CropShardsReport BuildShards(const CropShardsOptions& o) {
   o.Check();
   const auto start = std::chrono::steady_clock::now();
-  const Discovery found = DiscoverPart(o.root, o.part, "all");
-  if (found.samples.empty()) throw Error(o.root, StrCat("no annotated images in part ", o.part));
+  const Discovery found = Discover(o);
+  if (found.samples.empty()) throw Error(o.root, "no annotated images to crop");
   if (found.stray_files > 0) log::Info("ignoring ", found.stray_files, " stray file(s) in ", found.part_dir.string());
   CheckPairs(found);
-  CheckDensityMapsExist(found, o);
+  if (o.density_source == DensitySource::kMaps) CheckDensityMapsExist(found, o);
+  const DensityOptions dopt = o.ResolveDensity();
+  if (o.density_source != DensitySource::kMaps) {
+    const auto missing = std::count_if(found.samples.begin(), found.samples.end(),
+                                       [&](const Sample& s) { return !fs::exists(s.density); });
+    const auto made = o.density_source == DensitySource::kAnnotations ? found.samples.size() : missing;
+    if (made > 0) {
+      log::Info(made, " of ", found.samples.size(), " densities made in memory from the annotations (",
+                DescribeSettings(dopt), ")");
+    }
+  }
   PrepareOutput(o);
 
   CropShardsReport report;
@@ -452,19 +541,19 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
   const char handoff = 0;  // jobs pass between stages inside libtbb: see common/base/tsan.h
   try {
     const tbb::filter<void, void> chain =
-        tbb::make_filter<void, Job*>(tbb::filter_mode::serial_in_order,
-                                     tsan::Task(&handoff,
-                                                [&](tbb::flow_control& fc) -> Job* {
-                                                  if (next >= found.samples.size()) {
-                                                    fc.stop();
-                                                    return nullptr;
-                                                  }
-                                                  jobs[next] = ReadInputs(found.samples[next]);
-                                                  return jobs[next++].get();
-                                                })) &
+        tbb::make_filter<void, Job*>(tbb::filter_mode::serial_in_order, tsan::Task(&handoff,
+                                                                                   [&](tbb::flow_control& fc) -> Job* {
+                                                                                     if (next >= found.samples.size()) {
+                                                                                       fc.stop();
+                                                                                       return nullptr;
+                                                                                     }
+                                                                                     jobs[next] = ReadInputs(
+                                                                                         found.samples[next], o);
+                                                                                     return jobs[next++].get();
+                                                                                   })) &
         tbb::make_filter<Job*, Job*>(tbb::filter_mode::parallel, tsan::Task(&handoff,
                                                                             [&](Job* job) {
-                                                                              MakeRecords(*job, o);
+                                                                              MakeRecords(*job, o, dopt);
                                                                               return job;
                                                                             })) &
         tbb::make_filter<Job*, void>(
@@ -509,11 +598,25 @@ int RunCropShards(int argc, const char* const* argv) {
     ArgParser p("crop_shards", "[options]",
                 "Cuts the CSRNet paper's nine crops per training image (four quarters + random ones, each half the\n"
                 "image's width and height) and keeps test images whole, with 1/8-resolution targets from gt_gen's\n"
-                "density maps, into HDF5 shards plus manifest.json (docs/shard_format.md). Run gt_gen first.\n"
+                "density maps (or densities made in memory from the annotations), into HDF5 shards plus manifest.json\n"
+                "(docs/shard_format.md).\n"
                 "  crop_shards --root ShanghaiTech --part A --out shards\n"
+                "  crop_shards --dataset nwpu --root NWPU-Crowd --out shards\n"
                 "  crop_shards --inspect shards [--verify] [--export N --split train --out DIR]");
-    p.Add("root", &o.root, "dataset root holding part_A_final/ (or part_A/)");
+    std::vector<std::pair<std::string, DatasetKind>> kinds;
+    for (DatasetKind k : AllDatasetKinds()) kinds.emplace_back(Name(k), k);
+    p.AddEnum<DatasetKind>("dataset", &o.dataset, kinds, "dataset layout under --root (docs/datasets.md)");
+    p.Add("root", &o.root, "dataset root (ShanghaiTech: the folder holding part_A_final/ or part_A/)");
     p.AddChoice("part", &o.part, {"A", "B"}, "ShanghaiTech part");
+    p.Add("eval-split", &o.eval_split, "split stored as the shard set's test split: test, or val (default for nwpu)");
+    p.Add("val-list", &o.val_list, "qnrf: file naming the Train/ images that form the val split");
+    p.Add("fold", &o.fold, "ucf50: the cross-validation fold 1..5 (test = images 10(K-1)+1..10K)");
+    p.AddEnum<DensitySource>(
+        "density", &o.density_source,
+        {{"auto", DensitySource::kAuto}, {"maps", DensitySource::kMaps}, {"annotations", DensitySource::kAnnotations}},
+        "auto: gt_gen's map where it exists, else made in memory from the annotation; "
+        "maps: gt_gen's only; annotations: always in memory (identical records)");
+    o.density.Register(p, "adaptive for the dense datasets, fixed for ShanghaiTech B and custom points");
     p.Add("out", &o.out, "shard set folder to write (with --export: folder for the PNG files)");
     p.Add("seed", &o.seed, "seed of the random crop positions (with each image's name)");
     p.Add("threads", &o.threads, "worker threads; 0 = all cores (output is identical for any value)");

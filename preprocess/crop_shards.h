@@ -14,6 +14,7 @@
 
 #include <opencv2/core.hpp>
 
+#include "common/io/datasets.h"
 #include "preprocess/density.h"
 
 namespace csr {
@@ -24,9 +25,22 @@ enum class TargetRule { kSum8, kCubic };
 // "sum8" | "cubic": the --target spelling and the manifest's `target`.
 const char* Name(TargetRule target);
 
+// Where crop_shards takes each image's density from.
+enum class DensitySource {
+  kAuto,         // gt_gen's map where it exists, else made in memory from the annotation
+  kMaps,         // gt_gen's maps only (an image without one is an error)
+  kAnnotations,  // always made in memory from the annotations (never written)
+};
+
 struct CropShardsOptions {
-  std::string root = "ShanghaiTech";      // dataset root holding part_A_final/ or part_A/
-  std::string part = "A";                 // A or B
+  DatasetKind dataset = DatasetKind::kShanghaiTech;  // layout under --root (docs/datasets.md)
+  std::string root = "ShanghaiTech";                 // dataset root holding part_A_final/ or part_A/
+  std::string part = "A";                            // ShanghaiTech: A or B
+  std::string eval_split;  // the split stored as the set's test split; empty = test, val for nwpu
+  std::string val_list;    // UCF-QNRF: Train/ images forming the val split
+  int fold = 0;            // UCF_CC_50: the cross-validation fold 1..5
+  DensitySource density_source = DensitySource::kAuto;
+  DensityChoice density;                  // the settings of densities made in memory (as gt_gen's)
   std::string out = "shards";             // shard set folder (with --export: where the PNGs go)
   int64_t seed = 2018;                    // random crop positions follow from it (and each image's name)
   int threads = 0;                        // worker threads; 0 = all cores
@@ -44,6 +58,9 @@ struct CropShardsOptions {
   // Throws csr::UsageError naming the option, its value and the rule. The
   // options of --inspect and --export are checked where they are used.
   void Check() const;
+  // The settings of densities made in memory: `density` with auto resolved
+  // for the dataset (and part), as gt_gen resolves them.
+  DensityOptions ResolveDensity() const;
 };
 
 // ------------------------------------------------------------------ geometry

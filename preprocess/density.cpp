@@ -343,4 +343,32 @@ void DensityOptions::Check() const {
   CheckRange("truncate", truncate, kMinTruncate, kMaxTruncate);
 }
 
+DensityOptions DensityChoice::Resolve(bool sparse) const {
+  DensityOptions d;
+  d.mode = mode;
+  d.kernel = kernel.value_or(sparse ? KernelRule::kFixed : KernelRule::kAdaptive);
+  d.border = border.value_or(sparse ? Border::kReflect : Border::kConstant);
+  d.sigma = sigma;
+  d.beta = beta;
+  d.neighbors = neighbors;
+  return d;
+}
+
+void DensityChoice::Register(ArgParser& args, const std::string& auto_rule) {
+  args.AddEnum<DensityMode>("mode", &mode,
+                            {{"reference", DensityMode::kReference}, {"exact-count", DensityMode::kExactCount}},
+                            "reference: identical to the original; exact-count: every annotation sums to exactly 1");
+  args.AddEnum<std::optional<KernelRule>>(
+      "kernel", &kernel, {{"auto", std::nullopt}, {"adaptive", KernelRule::kAdaptive}, {"fixed", KernelRule::kFixed}},
+      StrCat("Kernel width rule; auto = ", auto_rule));
+  args.Add("sigma", &sigma, StrCat("Sigma of the fixed kernel, pixels (", kMinSigma, "..", kMaxSigma, ")"));
+  args.Add(
+      "beta", &beta,
+      StrCat("Adaptive kernel: sigma = beta * mean distance to the nearest heads (", kMinBeta, "..", kMaxBeta, ")"));
+  args.Add("neighbors", &neighbors, StrCat("Adaptive kernel: number of nearest other heads (1..", kMaxNeighbors, ")"));
+  args.AddEnum<std::optional<Border>>(
+      "border", &border, {{"auto", std::nullopt}, {"constant", Border::kConstant}, {"reflect", Border::kReflect}},
+      StrCat("Image border; auto = constant with the adaptive default, reflect with the fixed one (as the original)"));
+}
+
 }  // namespace csr

@@ -6,10 +6,13 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <opencv2/core.hpp>
+
+#include "common/base/cli.h"
 
 namespace csr {
 
@@ -101,5 +104,26 @@ uint32_t DensityCrc32(const cv::Mat& density);
 // A one-line description of the settings, stored with each map to decide
 // whether an existing output is up to date.
 std::string DescribeSettings(const DensityOptions& options);
+
+// The density settings as gt_gen and crop_shards take them: kernel and
+// border "auto" (nullopt) follow the dataset. The dense sets (ShanghaiTech A,
+// UCF-QNRF, UCF_CC_50, JHU-Crowd++, NWPU-Crowd) get the CSRNet paper's
+// geometry-adaptive kernel (beta 0.3, 3 neighbours) with a constant border,
+// as the original did for Part A; the sparse ones (ShanghaiTech B, custom
+// point lists) a fixed sigma of 15 px with a reflected border, as the
+// original did for Part B.
+struct DensityChoice {
+  DensityMode mode = DensityMode::kReference;  // reference | exact-count
+  std::optional<KernelRule> kernel;            // adaptive | fixed; nullopt = auto
+  double sigma = 15.0;                         // fixed kernel sigma (pixels)
+  double beta = 0.3;                           // adaptive: sigma = beta * mean distance to the neighbours
+  int neighbors = 3;                           // adaptive: nearest other heads used
+  std::optional<Border> border;                // constant | reflect; nullopt = auto
+
+  // `sparse`: the dataset's default is the fixed kernel (see above).
+  DensityOptions Resolve(bool sparse) const;
+  // --mode, --kernel, --sigma, --beta, --neighbors, --border.
+  void Register(ArgParser& parser, const std::string& auto_rule);
+};
 
 }  // namespace csr

@@ -203,16 +203,7 @@ void GtGenOptions::Check() const {
   ResolveDensityOptions(*this).Check();
 }
 
-DensityOptions ResolveDensityOptions(const GtGenOptions& o) {
-  DensityOptions d;
-  d.mode = o.mode;
-  d.kernel = o.kernel.value_or(o.part == "B" ? KernelRule::kFixed : KernelRule::kAdaptive);
-  d.border = o.border.value_or(o.part == "B" ? Border::kReflect : Border::kConstant);
-  d.sigma = o.sigma;
-  d.beta = o.beta;
-  d.neighbors = o.neighbors;
-  return d;
-}
+DensityOptions ResolveDensityOptions(const GtGenOptions& o) { return o.density.Resolve(/*sparse=*/o.part == "B"); }
 
 GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   options.Check();
@@ -314,27 +305,12 @@ int RunGtGen(int argc, const char* const* argv) {
     args.AddChoice("part", &o.part, {"A", "B"}, "Dataset part");
     args.AddChoice("split", &o.split, {"train", "test", "all"}, "Which split(s) to process");
     args.Add("threads", &o.threads, StrCat("Worker threads, 0 = all cores (0..", kMaxThreads, ")"));
-    args.AddEnum<DensityMode>("mode", &o.mode,
-                              {{"reference", DensityMode::kReference}, {"exact-count", DensityMode::kExactCount}},
-                              "reference: identical to the original; exact-count: every annotation sums to exactly 1");
-    args.AddEnum<std::optional<KernelRule>>(
-        "kernel", &o.kernel,
-        {{"auto", std::nullopt}, {"adaptive", KernelRule::kAdaptive}, {"fixed", KernelRule::kFixed}},
-        "Kernel width rule; auto = adaptive for Part A, fixed for Part B");
-    args.Add("sigma", &o.sigma, StrCat("Sigma of the fixed kernel, pixels (", kMinSigma, "..", kMaxSigma, ")"));
-    args.Add(
-        "beta", &o.beta,
-        StrCat("Adaptive kernel: sigma = beta * mean distance to the nearest heads (", kMinBeta, "..", kMaxBeta, ")"));
-    args.Add("neighbors", &o.neighbors,
-             StrCat("Adaptive kernel: number of nearest other heads (1..", kMaxNeighbors, ")"));
-    args.AddEnum<std::optional<Border>>(
-        "border", &o.border, {{"auto", std::nullopt}, {"constant", Border::kConstant}, {"reflect", Border::kReflect}},
-        "Image border; auto = constant for Part A, reflect for Part B (as the original)");
+    o.density.Register(args, "adaptive for Part A, fixed for Part B");
     args.Add("overwrite", &o.overwrite, "Regenerate maps even when they are up to date");
     args.Add("strict", &o.strict, "Stop at the first bad image instead of reporting all at the end");
     args.Add("quiet", &o.quiet, "Print errors only");
     if (!args.Parse(argc, argv)) return 0;
-    if (o.kernel == KernelRule::kAdaptive && args.IsSet("sigma"))
+    if (o.density.kernel == KernelRule::kAdaptive && args.IsSet("sigma"))
       log::Warn("--sigma is ignored with the adaptive kernel");
     if (ResolveDensityOptions(o).kernel == KernelRule::kFixed && (args.IsSet("beta") || args.IsSet("neighbors"))) {
       log::Warn("--beta and --neighbors are ignored with the fixed kernel");

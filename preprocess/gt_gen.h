@@ -13,19 +13,14 @@
 namespace csr {
 
 struct GtGenOptions {
-  std::string root = "ShanghaiTech";           // dataset root holding part_A_final/ or part_A/
-  std::string part = "A";                      // A or B
-  std::string split = "all";                   // train, test or all
-  int threads = 0;                             // worker threads; 0 = all cores
-  DensityMode mode = DensityMode::kReference;  // reference | exact-count
-  std::optional<KernelRule> kernel;            // adaptive | fixed; auto (nullopt) = adaptive for A, fixed for B
-  double sigma = 15.0;                         // fixed kernel sigma (pixels)
-  double beta = 0.3;                           // adaptive: sigma = beta * mean distance to the neighbours
-  int neighbors = 3;                           // adaptive: nearest other heads used
-  std::optional<Border> border;                // constant | reflect; auto (nullopt) = constant for A, reflect for B
-  bool overwrite = false;                      // regenerate maps that are already up to date
-  bool strict = false;                         // stop at the first failing image
-  bool quiet = false;                          // no progress bar or summary, errors only
+  std::string root = "ShanghaiTech";  // dataset root holding part_A_final/ or part_A/
+  std::string part = "A";             // A or B
+  std::string split = "all";          // train, test or all
+  int threads = 0;                    // worker threads; 0 = all cores
+  DensityChoice density;              // --mode, --kernel, --sigma, --beta, --neighbors, --border
+  bool overwrite = false;             // regenerate maps that are already up to date
+  bool strict = false;                // stop at the first failing image
+  bool quiet = false;                 // no progress bar or summary, errors only
 
   // Throws csr::UsageError naming the option, its value and the rule (the
   // density settings through DensityOptions::Check).

@@ -22,7 +22,8 @@ struct PairSpec {
   AnnotationFormat format = AnnotationFormat::kPointFile;
   const std::set<std::string>* only = nullptr;  // keep only these image stems (a list file)
   const std::set<std::string>* skip = nullptr;  // leave these out (taken by another split)
-  bool count_strays = true;                      // false when another split already scanned these folders
+  bool count_strays = true;                     // false when another split already scanned these folders
+  std::string only_from = "list";               // what `only` came from, for messages
 };
 
 // The stem an annotation file belongs to, or "" when its name matches no suffix.
@@ -105,7 +106,8 @@ void ScanPairs(const PairSpec& spec, Discovery* out) {
   if (spec.only != nullptr) {
     for (const std::string& stem : *spec.only) {
       if (!seen.count(stem)) {
-        throw Error(spec.images.string(), StrCat("the ", spec.split, " list names '", stem, "', which is not here"));
+        throw Error(spec.images.string(),
+                    StrCat("the ", spec.split, " split (", spec.only_from, ") names '", stem, "', which is not here"));
       }
     }
   }
@@ -156,8 +158,7 @@ void DiscoverQnrf(const DatasetQuery& q, Discovery* d) {
     if (q.split == "val") throw UsageError("--val-list", "UCF-QNRF has no official val split: give --val-list FILE");
   }
   if (Wants(q.split, "train")) {
-    ScanPairs({"train", q.root / "Train", q.root / "Train", suffix, AnnotationFormat::kAnnPointsMat, nullptr, &val},
-              d);
+    ScanPairs({"train", q.root / "Train", q.root / "Train", suffix, AnnotationFormat::kAnnPointsMat, nullptr, &val}, d);
   }
   if (Wants(q.split, "val") && !val.empty()) {
     ScanPairs({"val", q.root / "Train", q.root / "Train", suffix, AnnotationFormat::kAnnPointsMat, &val, nullptr,
@@ -165,16 +166,15 @@ void DiscoverQnrf(const DatasetQuery& q, Discovery* d) {
               d);
   }
   if (Wants(q.split, "test")) {
-    ScanPairs({"test", q.root / "Test", q.root / "Test", suffix, AnnotationFormat::kAnnPointsMat, nullptr, nullptr},
-              d);
+    ScanPairs({"test", q.root / "Test", q.root / "Test", suffix, AnnotationFormat::kAnnPointsMat, nullptr, nullptr}, d);
   }
 }
 
 void DiscoverUcf50(const DatasetQuery& q, Discovery* d) {
   CheckSplit(q.split, {"train", "test"}, q.kind);
   if (q.split != "all" && (q.fold < 1 || q.fold > 5)) {
-    throw UsageError("--fold", StrCat("UCF_CC_50 is evaluated by 5-fold cross-validation: give --fold 1..5, got ",
-                                      q.fold));
+    throw UsageError("--fold",
+                     StrCat("UCF_CC_50 is evaluated by 5-fold cross-validation: give --fold 1..5, got ", q.fold));
   }
   // Fold K tests images 10(K-1)+1 .. 10K (docs/datasets.md); without a fold, "all" is every image.
   std::set<std::string> test;
@@ -189,7 +189,7 @@ void DiscoverUcf50(const DatasetQuery& q, Discovery* d) {
   }
   if (Wants(q.split, "test")) {
     ScanPairs({"test", q.root, q.root, suffix, AnnotationFormat::kAnnPointsMat, &test, nullptr,
-               /*count_strays=*/!Wants(q.split, "train")},
+               /*count_strays=*/!Wants(q.split, "train"), StrCat("fold ", q.fold)},
               d);
   }
 }
@@ -199,8 +199,7 @@ void DiscoverJhu(const DatasetQuery& q, Discovery* d) {
   for (const char* s : {"train", "val", "test"}) {
     if (!Wants(q.split, s)) continue;
     if (q.split == "all" && !fs::is_directory(q.root / s)) continue;  // "all" takes the splits that exist
-    ScanPairs({s, q.root / s / "images", q.root / s / "gt", {".txt"}, AnnotationFormat::kJhuTxt, nullptr, nullptr},
-              d);
+    ScanPairs({s, q.root / s / "images", q.root / s / "gt", {".txt"}, AnnotationFormat::kJhuTxt, nullptr, nullptr}, d);
   }
 }
 
@@ -216,7 +215,8 @@ void DiscoverNwpu(const DatasetQuery& q, Discovery* d) {
   for (const char* s : {"train", "val", "test"}) {
     if (!Wants(q.split, s)) continue;
     const fs::path list = q.root / StrCat(s, ".txt");
-    if (!fs::exists(list)) throw Error(list.string(), "split list not found (NWPU-Crowd ships train.txt, val.txt, test.txt)");
+    if (!fs::exists(list))
+      throw Error(list.string(), "split list not found (NWPU-Crowd ships train.txt, val.txt, test.txt)");
     lists.push_back(ListedStems(list));
     const bool labelled = std::string(s) != "test";  // the test labels are withheld
     ScanPairs({s, q.root / "images", labelled ? labels : fs::path(), suffix, format, &lists.back(), nullptr,

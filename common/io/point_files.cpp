@@ -139,7 +139,8 @@ std::vector<JhuHead> ReadJhuHeads(const std::string& path) {
     if (!ParseInt(t[4], &occlusion) || occlusion < 1 || occlusion > 3) {
       LineError(path, i + 1, StrCat("occlusion '", t[4], "' is not 1, 2 or 3"));
     }
-    if (!ParseInt(t[5], &blur) || blur < 0 || blur > 1) LineError(path, i + 1, StrCat("blur '", t[5], "' is not 0 or 1"));
+    if (!ParseInt(t[5], &blur) || blur < 0 || blur > 1)
+      LineError(path, i + 1, StrCat("blur '", t[5], "' is not 0 or 1"));
     heads.push_back({v[0], v[1], v[2], v[3], static_cast<int>(occlusion), static_cast<int>(blur)});
   }
   return heads;
@@ -155,8 +156,8 @@ std::map<std::string, JhuLabel> ReadJhuLabels(const std::string& path) {
     std::istringstream row(lines[i]);
     while (std::getline(row, cell, ',')) t.push_back(cell);
     if (t.size() != 5) {
-      LineError(path, i + 1, StrCat("expected 5 comma-separated fields 'id,count,scene,weather,distractor', got ",
-                                    t.size()));
+      LineError(path, i + 1,
+                StrCat("expected 5 comma-separated fields 'id,count,scene,weather,distractor', got ", t.size()));
     }
     for (std::string& s : t) {
       const size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");

@@ -144,7 +144,8 @@ TEST_CASE("NWPU-Crowd: the lists pick each split from images/, test images have 
   for (int i = 1; i <= 5; ++i) {
     const std::string id = StrCat("000", i);
     Touch(dir / "images" / (id + ".jpg"));
-    if (i <= 4) Touch(dir / "jsons" / (id + ".json"), R"({"img_id": ")" + id + R"(.jpg", "human_num": 1, "points": [[3, 4]]})");
+    if (i <= 4)
+      Touch(dir / "jsons" / (id + ".json"), R"({"img_id": ")" + id + R"(.jpg", "human_num": 1, "points": [[3, 4]]})");
   }
   Touch(dir / "train.txt", "0001 1 2\n0002 0 4\n");
   Touch(dir / "val.txt", "0003 2 1\n0004 3 0\n");

@@ -8,8 +8,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace csr::fuzz;
   if (size == 0) return 0;
   const int reader = data[0] % 7;
-  static const char* const kNames[] = {"gt.txt", "image_labels.txt", "0001.json", "a.json",
-                                       "a.csv",  "a.txt",            "train.txt"};
+  static const char* const kNames[] = {"gt.txt", "image_labels.txt", "0001.json", "a.json", "a.csv",
+                                       "a.txt",  "train.txt"};
   const fs::path path = Scratch() / kNames[reader];
   WriteBytes(path, data + 1, size - 1);
   Expect([&] {

@@ -7,6 +7,7 @@
 
 #include <sys/mount.h>
 
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -15,6 +16,8 @@
 #include "common/io/density_map.h"
 #include "common/io/h5.h"
 #include "common/shards/shards.h"
+#include "preprocess/gt_gen.h"
+#include "preprocess/synthetic.h"
 #include "tests/preprocess/crop_shards_fixture.h"
 #include "tests/test_expect.h"
 #include "tests/test_skip.h"
@@ -462,14 +465,16 @@ TEST_CASE("--inspect prints totals and per-split statistics; --export writes the
   CHECK(fs::exists(tmp / "look" / "train-10-overlay.png"));
 }
 
-TEST_CASE("a missing density map says to run gt_gen with the right arguments") {
+TEST_CASE("a missing density map: made in memory by default, with --density maps an error naming gt_gen's command") {
   test::TempDir tmp;
   test::MakeFixture(tmp / "data", {{"train", 64, 64, 5}, {"train", 64, 64, 5}});
   fs::remove(DensityPath(tmp, "train", "IMG_2.jpg"));
   std::vector<std::string> err;
-  CHECK(RunTool("--root " + (tmp / "data").string() + " --out " + (tmp / "s").string(), &err, tmp) == 1);
+  CHECK(RunTool("--density maps --root " + (tmp / "data").string() + " --out " + (tmp / "s").string(), &err, tmp) == 1);
   CheckOneErrorLine(err, "IMG_2.h5", "gt_gen --root " + (tmp / "data").string() + " --part A");
   CHECK_FALSE(fs::exists(tmp / "s" / kManifestName));
+  CHECK(RunTool("--root " + (tmp / "data").string() + " --out " + (tmp / "s").string(), &err, tmp) == 0);
+  CHECK(ShardSet(tmp / "s").size("train") == 18);
 }
 
 TEST_CASE("bad input gives one error line naming the file, a non-zero exit and no manifest") {
@@ -708,6 +713,111 @@ TEST_CASE("the h5py snippet in docs/shard_format.md reads a shard set" * doctest
   const int rc = test::Run("cd " + tmp.path().string() + " && /usr/bin/python3 snippet.py shards", log);
   CHECK_MESSAGE(rc == 0, ReadAll(log));
   CHECK(ReadAll(log).find("train 9 records") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace csr
+
+namespace csr {
+namespace {
+
+// Every record of both splits, field by field.
+void CheckSameRecords(const fs::path& a, const fs::path& b) {
+  const ShardSet x(a), y(b);
+  for (const char* split : {"train", "test"}) {
+    CAPTURE(split);
+    REQUIRE(x.size(split) == y.size(split));
+    for (int64_t i = 0; i < x.size(split); ++i) {
+      const ShardRecord r = x.Read(split, i), s = y.Read(split, i);
+      CHECK(r.source == s.source);
+      CHECK(r.box == s.box);
+      CHECK(r.count == s.count);
+      CHECK(r.density_sum == s.density_sum);
+      CHECK(r.crop == s.crop);
+      CHECK(cv::norm(r.image, s.image, cv::NORM_INF) == 0);
+      REQUIRE(r.target.size() == s.target.size());
+      CHECK(std::memcmp(r.target.data, s.target.data, r.target.total() * sizeof(float)) == 0);
+    }
+  }
+}
+
+TEST_CASE("densities made in memory from the annotations give the same records as gt_gen's maps") {
+  for (const char* part : {"A", "B"}) {
+    CAPTURE(part);
+    test::TempDir tmp;
+    SyntheticOptions syn;
+    syn.out = (tmp / "data").string();
+    syn.part = part;
+    syn.train_images = 3;
+    syn.test_images = 2;
+    syn.min_size = 96;
+    syn.max_size = 200;
+    GenerateSynthetic(syn);
+    // From annotations only: no map exists yet.
+    CropShardsOptions o = OptionsFor(tmp, "from_annotations");
+    o.part = part;
+    BuildShards(o);
+    GtGenOptions g;
+    g.root = (tmp / "data").string();
+    g.part = part;
+    g.quiet = true;
+    REQUIRE(GenerateGroundTruth(g).failures.empty());
+    o.out = (tmp / "from_maps").string();
+    o.density_source = DensitySource::kMaps;
+    BuildShards(o);
+    CheckSameRecords(tmp / "from_annotations", tmp / "from_maps");
+    o.out = (tmp / "forced").string();
+    o.density_source = DensitySource::kAnnotations;
+    BuildShards(o);
+    CheckSameRecords(tmp / "forced", tmp / "from_maps");
+  }
+}
+
+TEST_CASE("crop_shards --dataset builds shards straight from each layout's annotations") {
+  for (DatasetKind kind :
+       {DatasetKind::kQnrf, DatasetKind::kUcf50, DatasetKind::kJhu, DatasetKind::kNwpu, DatasetKind::kPoints}) {
+    CAPTURE(Name(kind));
+    test::TempDir tmp;
+    SyntheticOptions syn;
+    syn.out = (tmp / "data").string();
+    syn.like = kind;
+    const bool ucf50 = kind == DatasetKind::kUcf50;
+    syn.train_images = ucf50 ? 45 : 3;  // UCF_CC_50 numbers all 50 1..50: fold 2 tests 11..20
+    syn.test_images = ucf50 ? 5 : 2;
+    syn.min_size = ucf50 ? 64 : 96;
+    syn.max_size = ucf50 ? 96 : 160;
+    const SyntheticSummary made = GenerateSynthetic(syn);
+    CropShardsOptions o = OptionsFor(tmp);
+    o.dataset = kind;
+    if (ucf50) {
+      ExpectError([&] { BuildShards(o); }, {"--fold", "cross-validated"});
+      o.fold = 2;
+    }
+    const CropShardsReport r = BuildShards(o);
+    const ShardSet set(tmp / "shards");
+    const int train = ucf50 ? 40 : 3, test = ucf50 ? 10 : 2;
+    CHECK(set.size("train") == train * 9);
+    // Test: JHU's and the points' test split, NWPU's val (its test labels are withheld).
+    CHECK(set.size("test") == test);
+    const nlohmann::json m = nlohmann::json::parse(ReadTextFile(tmp / "shards" / "manifest.json"));
+    CHECK(m["source"]["dataset"] == Name(kind));
+    CHECK(m["source"]["eval_split"] == (kind == DatasetKind::kNwpu ? "val" : "test"));
+    CHECK(r.images == train + test);
+    int64_t heads = 0;
+    for (const SyntheticImage& item : made.items) {
+      if (!ucf50 && item.split != "train" && item.split != (kind == DatasetKind::kNwpu ? "val" : "test")) continue;
+      heads += static_cast<int64_t>(item.points.size());
+    }
+    CHECK(heads > 0);
+    int64_t counted = 0;
+    for (int64_t i = 0; i < set.size("test"); ++i) counted += set.Info("test", i).count;
+    CHECK(counted <= heads);
+    if (kind == DatasetKind::kNwpu) {
+      o.eval_split = "test";
+      o.overwrite = true;
+      ExpectError([&] { BuildShards(o); }, {"--eval-split", "no labels"});
+    }
+  }
 }
 
 }  // namespace

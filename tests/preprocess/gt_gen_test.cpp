@@ -134,7 +134,7 @@ TEST_CASE("maps carry their settings and are skipped when up to date, redone wit
   o.overwrite = true;
   CHECK(GenerateGroundTruth(o).written == 2);
   o.overwrite = false;
-  o.mode = DensityMode::kExactCount;
+  o.density.mode = DensityMode::kExactCount;
   CHECK(GenerateGroundTruth(o).written == 2);
 }
 
@@ -145,10 +145,10 @@ TEST_CASE("exact-count maps sum to the annotation count, duplicates and edge poi
   pts.push_back({63.8, 47.9});  // the far corner
   d.Add("IMG_1", 64, 48, pts);
   GtGenOptions o = d.Options();
-  o.mode = DensityMode::kExactCount;
+  o.density.mode = DensityMode::kExactCount;
   CHECK(GenerateGroundTruth(o).failures.empty());
   CHECK(cv::sum(d.Read("IMG_1"))[0] == doctest::Approx(22.0).epsilon(1e-4 / 22));
-  o.mode = DensityMode::kReference;
+  o.density.mode = DensityMode::kReference;
   const GtGenReport r = GenerateGroundTruth(o);
   CHECK(r.merged == 1);
   CHECK(cv::sum(d.Read("IMG_1"))[0] < 21.0);
@@ -279,11 +279,11 @@ TEST_CASE("the largest allowed sigma on a small image finishes at once, finite a
   MiniDataset d;
   d.Add("IMG_1", 64, 48, Grid(10, 6));
   GtGenOptions o = d.Options();
-  o.kernel = KernelRule::kFixed;
-  o.sigma = 10000;
+  o.density.kernel = KernelRule::kFixed;
+  o.density.sigma = 10000;
   for (const Border border : {Border::kConstant, Border::kReflect}) {
     CAPTURE(Name(border));
-    o.border = border;
+    o.density.border = border;
     o.overwrite = true;
     REQUIRE(GenerateGroundTruth(o).failures.empty());
     const cv::Mat m = d.Read("IMG_1");
