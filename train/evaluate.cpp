@@ -20,6 +20,7 @@
 #include "common/io/h5.h"
 #include "common/io/image_io.h"
 #include "common/io/mat_io.h"
+#include "common/io/point_files.h"
 #include "common/shards/shards.h"
 #include "train/heatmap.h"
 
@@ -28,9 +29,47 @@ namespace {
 
 // ---- Sources ------------------------------------------------------------------
 
+// The attributes NWPU-Crowd and JHU-Crowd++ report their results by, read
+// from the dataset's own files under the root the shard set's manifest
+// records (docs/datasets.md). Keyed by image stem.
+class BenchmarkTags {
+ public:
+  explicit BenchmarkTags(const nlohmann::json& manifest) {
+    const nlohmann::json source = manifest.value("source", nlohmann::json::object());
+    dataset_ = source.value("dataset", "");
+    const fs::path root = source.value("root", "");
+    const std::string split = source.value("eval_split", "test");
+    try {
+      if (dataset_ == "nwpu") {
+        for (const ListEntry& e : ReadListFile((root / (split + ".txt")).string())) {
+          if (e.fields.size() >= 2) tags_[e.id] = {{"illumination", e.fields[0]}, {"scene level", e.fields[1]}};
+        }
+      } else if (dataset_ == "jhu") {
+        static const char* const kWeather[] = {"0 (none)", "1 (fog/haze)", "2 (rain)", "3 (snow)"};
+        for (const auto& [id, label] : ReadJhuLabels((root / split / "image_labels.txt").string())) {
+          tags_[id] = {{"weather", kWeather[label.weather]}};
+        }
+      }
+    } catch (const Error& e) {
+      log::Warn(e.what(), " (no per-group breakdown)");
+      tags_.clear();
+    }
+  }
+  std::map<std::string, std::string> Of(const EvalSample& s) const {
+    std::map<std::string, std::string> t;
+    if (auto it = tags_.find(fs::path(s.name).stem().string()); it != tags_.end()) t = it->second;
+    if (dataset_ == "jhu") t["count range"] = JhuCountRange(s.count);
+    return t;
+  }
+
+ private:
+  std::string dataset_;
+  std::map<std::string, std::map<std::string, std::string>> tags_;
+};
+
 class ShardSource : public EvalSource {
  public:
-  ShardSource(const fs::path& dir, std::string split) : set_(dir), split_(std::move(split)) {
+  ShardSource(const fs::path& dir, std::string split) : set_(dir), split_(std::move(split)), tags_(set_.manifest()) {
     const std::vector<std::string> splits = set_.splits();
     if (std::find(splits.begin(), splits.end(), split_) == splits.end()) {
       throw Error(dir.string(), StrCat("shard set has no '", split_, "' split"));
@@ -49,10 +88,12 @@ class ShardSource : public EvalSource {
   std::string Describe() const override {
     return StrCat("shard set ", set_.dir().string(), " (", split_, " split, ", size_, " images)");
   }
+  std::map<std::string, std::string> Tags(const EvalSample& s) const override { return tags_.Of(s); }
 
  private:
   ShardSet set_;
   std::string split_;
+  BenchmarkTags tags_;
   int64_t size_ = 0;
 };
 
@@ -156,6 +197,13 @@ void PrintSummary(const EvaluateResult& r) {
     std::snprintf(buf, sizeof buf, "%-24s %s\n", k.c_str(), v.c_str());
     std::cout << buf;
   }
+  if (!r.groups.empty()) std::cout << "\nby group                          images      MAE     RMSE      NAE\n";
+  for (const GroupSummary& g : r.groups) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%-14s %-18s %7lld %8.3f %8.3f %8.4f\n", g.attribute.c_str(), g.value.c_str(),
+                  static_cast<long long>(g.summary.images), g.summary.mae, g.summary.rmse, g.summary.nae);
+    std::cout << buf;
+  }
   std::cout << std::flush;
 }
 
@@ -166,6 +214,11 @@ ReportData BuildReport(const EvaluateResult& r, const WorstImages& worst, const 
   d.context = {
       {"weights", o.model.weights}, {"data", source}, {"model", model}, {"time", Fmt(r.seconds, "%.1f") + " s"}};
   d.summary = SummaryRows(r);
+  for (const GroupSummary& g : r.groups) {
+    d.summary.push_back(
+        {StrCat(g.attribute, " ", g.value), StrCat("MAE ", Fmt(g.summary.mae, "%.3f"), ", RMSE ",
+                                                   Fmt(g.summary.rmse, "%.3f"), " (", g.summary.images, " images)")});
+  }
   for (const EvalRow& row : r.rows) {
     d.names.push_back(row.name);
     d.truth.push_back(row.metrics.truth);
@@ -269,6 +322,18 @@ nlohmann::json EvaluationJson(const EvaluateResult& r, const nlohmann::json& con
   j["game"] = std::vector<double>(s.game.begin(), s.game.end());
   j["psnr"] = s.psnr;
   j["ssim"] = s.ssim;
+  if (!r.groups.empty()) {
+    nlohmann::json groups = nlohmann::json::array();
+    for (const GroupSummary& g : r.groups) {
+      groups.push_back({{"attribute", g.attribute},
+                        {"value", g.value},
+                        {"images", g.summary.images},
+                        {"mae", g.summary.mae},
+                        {"rmse", g.summary.rmse},
+                        {"nae", g.summary.nae}});
+    }
+    j["groups"] = groups;
+  }
   j["seconds"] = r.seconds;
   j["images_per_second"] = r.seconds > 0 ? static_cast<double>(s.images) / r.seconds : 0.0;
   return j;
@@ -305,6 +370,7 @@ int RunEvaluate(int argc, const char* const* argv) {
     EvaluateResult result;
     WorstImages worst(o.worst, o.alpha);
     std::vector<ImageMetrics> metrics;
+    std::vector<std::map<std::string, std::string>> tags;
     const auto start = std::chrono::steady_clock::now();
     {
       Progress progress("evaluate", source->size());
@@ -318,6 +384,7 @@ int RunEvaluate(int argc, const char* const* argv) {
           const ImageMetrics m = MeasureImage(density, s.truth_map, s.count);
           result.rows.push_back({s.name, s.rgb.cols, s.rgb.rows, m});
           metrics.push_back(m);
+          tags.push_back(source->Tags(s));
           worst.Offer(s, density, m);
         } catch (const std::exception& e) {  // report it, score the others
           log::Error(e.what());
@@ -333,6 +400,7 @@ int RunEvaluate(int argc, const char* const* argv) {
                   StrCat("none of the ", result.failed, " image(s) could be evaluated (errors above)"));
     }
     result.summary = Summarize(metrics);
+    result.groups = SummarizeGroups(metrics, tags);
     PrintSummary(result);
 
     const nlohmann::json context = {{"weights", o.model.weights},

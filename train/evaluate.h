@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,13 @@ class EvalSource {
   virtual EvalSample Load(int64_t index) const = 0;
   // "shard set shards/ (test split, 182 images)".
   virtual std::string Describe() const = 0;
+  // The benchmark attributes of a loaded sample, for the per-group
+  // breakdown (NWPU-Crowd: illumination, scene level; JHU-Crowd++: weather,
+  // count range). Empty for datasets without any.
+  virtual std::map<std::string, std::string> Tags(const EvalSample& sample) const {
+    (void)sample;
+    return {};
+  }
 };
 // `path` is the shard set folder (scores `split`) or one of its split
 // subfolders, e.g. shards/test (scores that split).
@@ -72,8 +80,9 @@ struct EvalRow {
 struct EvaluateResult {
   std::vector<EvalRow> rows;
   MetricsSummary summary;
-  int64_t failed = 0;  // images that could not be read or scored
-  double seconds = 0;  // wall time of the loop
+  std::vector<GroupSummary> groups;  // the benchmark's breakdown (empty when the source has no tags)
+  int64_t failed = 0;                // images that could not be read or scored
+  double seconds = 0;                // wall time of the loop
 };
 
 // The CSV (one row per image) and the JSON summary as written to disk.

@@ -136,4 +136,21 @@ MetricsSummary Summarize(const std::vector<ImageMetrics>& images) {
   return s;
 }
 
+std::vector<GroupSummary> SummarizeGroups(const std::vector<ImageMetrics>& images,
+                                          const std::vector<std::map<std::string, std::string>>& tags) {
+  std::map<std::pair<std::string, std::string>, std::vector<ImageMetrics>> groups;
+  for (size_t i = 0; i < images.size() && i < tags.size(); ++i) {
+    for (const auto& [attribute, value] : tags[i]) groups[{attribute, value}].push_back(images[i]);
+  }
+  std::vector<GroupSummary> out;
+  for (const auto& [key, members] : groups) out.push_back({key.first, key.second, Summarize(members)});
+  return out;
+}
+
+std::string JhuCountRange(double count) {
+  if (count <= 50) return "0-50 (low)";
+  if (count <= 500) return "51-500 (medium)";
+  return ">500 (high)";
+}
+
 }  // namespace csr

@@ -6,6 +6,8 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -85,5 +87,20 @@ struct MetricsSummary {
   double ssim = 0;                         // mean SSIM
 };
 MetricsSummary Summarize(const std::vector<ImageMetrics>& images);
+
+// One group of a benchmark's breakdown: the images whose `attribute` (e.g.
+// NWPU-Crowd's "scene level") has `value`.
+struct GroupSummary {
+  std::string attribute, value;
+  MetricsSummary summary;
+};
+// Groups the images by each attribute of their tags (tags[i] belongs to
+// images[i]; an image without an attribute is in none of its groups).
+// Attributes and values come in name order.
+std::vector<GroupSummary> SummarizeGroups(const std::vector<ImageMetrics>& images,
+                                          const std::vector<std::map<std::string, std::string>>& tags);
+// JHU-Crowd++'s count ranges by the true count: "0-50 (low)", "51-500
+// (medium)", ">500 (high)" (they sort in this order).
+std::string JhuCountRange(double count);
 
 }  // namespace csr

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <set>
 #include <sstream>
 
 #include "common/base/error.h"
@@ -248,6 +249,46 @@ TEST_CASE("Bad options are usage errors (exit 2)") {
   CHECK(Evaluate(dir, W() + "--root x --split val").rc == 2);
   CHECK(Evaluate(dir, W() + shards + " --precision int8").rc == 2);
   CHECK(Evaluate(dir, "--help").rc == 0);
+}
+
+}  // namespace
+}  // namespace csr
+
+namespace csr {
+namespace {
+
+TEST_CASE("NWPU-Crowd and JHU-Crowd++ shard sets are also scored by the groups their benchmarks report") {
+  for (const std::string like : {"nwpu", "jhu"}) {
+    CAPTURE(like);
+    TempDir dir;
+    const std::string data = (dir / "data").string(), shards = (dir / "shards").string();
+    REQUIRE(
+        test::RunCaptured(dir, "make_synthetic",
+                          "--like " + like + " --out " + data +
+                              " --images 2 --test-images 3 --min-size 64 --max-size 96 --min-heads 1 --max-heads 60")
+            .rc == 0);
+    const test::ToolOutcome c = test::RunCaptured(
+        dir, "crop_shards", "--dataset " + like + " --root " + data + " --out " + shards + " --quiet");
+    REQUIRE_MESSAGE(c.rc == 0, c.err);
+    const Outcome o = Evaluate(dir, W() + shards + " --json " + (dir / "e.json").string());
+    REQUIRE_MESSAGE(o.rc == 0, o.err);
+    const nlohmann::json j = nlohmann::json::parse(Slurp(dir / "e.json"));
+    REQUIRE(j.contains("groups"));
+    std::set<std::string> attributes;
+    int64_t images = 0;
+    for (const auto& g : j["groups"]) {
+      attributes.insert(g["attribute"].get<std::string>());
+      if (g["attribute"] == (like == "nwpu" ? "scene level" : "count range")) images += g["images"].get<int64_t>();
+    }
+    // Every image is in exactly one group of each attribute.
+    CHECK(images == 3);
+    if (like == "nwpu") {
+      CHECK(attributes == std::set<std::string>{"illumination", "scene level"});
+    } else {
+      CHECK(attributes == std::set<std::string>{"count range", "weather"});
+    }
+    CHECK(o.out.find("by group") != std::string::npos);
+  }
 }
 
 }  // namespace
