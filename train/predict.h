@@ -15,12 +15,13 @@ namespace csr {
 // Every option of `predict`.
 struct PredictOptions {
   ModelSettings model;
-  std::string out;       // folder for <name>_heatmap.png and <name>_density.h5 per image (empty = none)
-  std::string video;     // count the frames of this video instead of images
-  int every = 1;         // with --video: count every N-th frame
-  std::string csv;       // with --video: CSV path (frame,time,count); empty = <out>/<video>_counts.csv or stdout
-  std::string annotate;  // with --video: write the counted frames with their heatmap to this .avi (MJPG)
-  double alpha = 0.5;    // heatmap opacity where the density is highest
+  std::string out;              // folder for <name>_heatmap.png and <name>_density.h5 per image (empty = none)
+  std::string video;            // count the frames of this video instead of images
+  int every = 1;                // with --video: count every N-th frame
+  std::string csv;              // with --video: CSV path (frame,time,count); empty = <out>/<video>_counts.csv or stdout
+  std::string annotate;         // with --video: write the counted frames with their heatmap to this .avi (MJPG)
+  double alpha = 0.5;           // heatmap opacity where the density is highest
+  std::string nwpu_submission;  // also write the NWPU-Crowd benchmark's upload file ("id count" per image)
 
   // Throws csr::UsageError naming the option, its value and the rule.
   void Check() const;

@@ -425,3 +425,40 @@ TEST_CASE("CollectImages reports missing paths and keeps explicit files of any e
 
 }  // namespace
 }  // namespace csr
+
+namespace csr {
+namespace {
+
+TEST_CASE("--nwpu-submission writes 'id count' per test image of an NWPU-Crowd root, sorted by id") {
+  TempDir dir;
+  const std::string data = (dir / "nwpu").string(), sub = (dir / "sub.txt").string();
+  REQUIRE(test::RunCaptured(dir, "make_synthetic",
+                            "--like nwpu --out " + data + " --images 1 --test-images 2 --min-size 64 --max-size 96")
+              .rc == 0);
+  // Train 0001, val 0002-0003, test 0004-0005 (labels withheld).
+  const Outcome o =
+      Predict(dir, "--threads 2 --weights " + Weights().string() + " --nwpu-submission " + sub + " " + data);
+  REQUIRE_MESSAGE(o.rc == 0, o.err);
+  const std::vector<std::string> lines = Lines(test::Slurp(sub));
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].rfind("4 ", 0) == 0);
+  CHECK(lines[1].rfind("5 ", 0) == 0);
+  const std::vector<std::string> printed = Lines(o.out);
+  REQUIRE(printed.size() == 2);
+  // The same count as printed, with four decimals.
+  char expect[64];
+  std::snprintf(expect, sizeof expect, "4 %.4f", CountOf(printed[0]));
+  CHECK(lines[0] == expect);
+  CHECK(o.err.find("the benchmark's test set has 1,500") != std::string::npos);
+  // An image that is not an NWPU id: one error, no file.
+  const cv::Mat rgb = test::CrowdImage(64, 64, 2);
+  test::WriteRgb(dir / "street.png", rgb);
+  const Outcome bad = Predict(dir, "--weights " + Weights().string() + " --nwpu-submission " +
+                                       (dir / "b.txt").string() + " " + (dir / "street.png").string());
+  CHECK(bad.rc == 1);
+  CHECK(bad.err.find("numeric ids") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "b.txt"));
+}
+
+}  // namespace
+}  // namespace csr
