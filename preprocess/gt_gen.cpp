@@ -129,7 +129,12 @@ ImageResult ProcessImage(const Sample& s, const DensityOptions& o, const std::st
       r.outcome = Outcome::kUpToDate;
       return r;
     }
-    const Annotation ann = ReadAnnotation(s.annotation.string());
+    Annotation ann;
+    if (s.format == AnnotationFormat::kShanghaiTechMat) {
+      ann = ReadAnnotation(s.annotation.string());
+    } else {
+      ann.points = ReadHeads(s);
+    }
     const ImageSize size = ReadImageSize(s.image.string());
     r.heads = ToHeadPixels(ann.points, size.width, size.height, s.annotation.string());
     r.pixels = static_cast<int64_t>(size.width) * size.height;
@@ -170,13 +175,14 @@ void RemoveTemporariesIn(const fs::path& dir, const std::string& prefix) {
 
 // Temporaries of an interrupted run: beside the maps, and those of the image
 // lists in the dataset root (only ours: the root holds the user's files too).
-void RemoveStaleTemporaries(const fs::path& root, const std::string& part, const std::vector<Sample>& samples) {
+// `lists`: the prefix of the image lists written at the root ("" = none).
+void RemoveStaleTemporaries(const fs::path& root, const std::string& lists, const std::vector<Sample>& samples) {
   std::vector<fs::path> dirs;
   for (const auto& s : samples) {
     if (dirs.empty() || dirs.back() != s.density.parent_path()) dirs.push_back(s.density.parent_path());
   }
   for (const auto& dir : dirs) RemoveTemporariesIn(dir, "");
-  RemoveTemporariesIn(root, StrCat("part_", part, "_"));
+  if (!lists.empty()) RemoveTemporariesIn(root, lists);
 }
 
 void WriteImageLists(const fs::path& root, const std::string& part, const std::vector<Sample>& samples,
@@ -200,22 +206,41 @@ constexpr int kMaxThreads = 1024;
 void GtGenOptions::Check() const {
   CheckThat(part == "A" || part == "B", "--part", part, "expected A or B");
   CheckRange("--threads", threads, 0, kMaxThreads, "0 = all cores");
+  CheckRange("--fold", fold, 0, 5, "0 = every image");
   ResolveDensityOptions(*this).Check();
 }
 
-DensityOptions ResolveDensityOptions(const GtGenOptions& o) { return o.density.Resolve(/*sparse=*/o.part == "B"); }
+DensityOptions ResolveDensityOptions(const GtGenOptions& o) {
+  const bool sparse = (o.dataset == DatasetKind::kShanghaiTech && o.part == "B") || o.dataset == DatasetKind::kPoints;
+  return o.density.Resolve(sparse);
+}
 
 GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   options.Check();
   const auto start = std::chrono::steady_clock::now();
   const DensityOptions dopt = ResolveDensityOptions(options);
   const std::string settings = DescribeSettings(dopt);
-  const Discovery found = DiscoverPart(options.root, options.part, options.split);
+  DatasetQuery query;
+  query.kind = options.dataset;
+  query.root = options.root;
+  query.part = options.part;
+  query.split = options.split;
+  query.val_list = options.val_list;
+  query.fold = options.fold;
+  Discovery found = DiscoverDataset(query);
+  const auto unlabelled = std::remove_if(found.samples.begin(), found.samples.end(),
+                                         [](const Sample& s) { return s.format == AnnotationFormat::kNone; });
+  if (unlabelled != found.samples.end()) {
+    log::Info("skipped ", found.samples.end() - unlabelled, " image(s) without labels (a withheld test set)");
+    found.samples.erase(unlabelled, found.samples.end());
+  }
+  const bool shanghaitech = options.dataset == DatasetKind::kShanghaiTech;
 
   GtGenReport report;
   if (found.stray_files > 0) log::Warn("skipped ", found.stray_files, " stray file(s) (Thumbs.db, extra images...)");
   for (const auto& p : found.unannotated_images) {
-    report.failures.emplace_back(p.string(), "image has no annotation (GT_" + p.stem().string() + ".mat)");
+    report.failures.emplace_back(p.string(), shanghaitech ? "image has no annotation (GT_" + p.stem().string() + ".mat)"
+                                                          : std::string("image has no annotation"));
   }
   for (const auto& [file, why] : report.failures) log::Warn(file, ": ", why);
   // An orphan annotation is a warning, as in crop_shards: nothing can be made
@@ -225,7 +250,7 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   if (options.strict && !report.failures.empty()) {
     throw Error(report.failures.front().first, report.failures.front().second + " (--strict)");
   }
-  RemoveStaleTemporaries(options.root, options.part, found.samples);
+  RemoveStaleTemporaries(options.root, shanghaitech ? StrCat("part_", options.part, "_") : "", found.samples);
 
   const int threads = options.threads > 0 ? options.threads : tbb::info::default_concurrency();
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads));
@@ -289,7 +314,7 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   tbb::parallel_pipeline(2 * static_cast<size_t>(threads), chain);
   tsan::Acquire(&handoff);
   if (progress) progress->Finish();
-  WriteImageLists(options.root, options.part, found.samples, failed_images);
+  if (shanghaitech) WriteImageLists(options.root, options.part, found.samples, failed_images);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
@@ -301,11 +326,16 @@ int RunGtGen(int argc, const char* const* argv) {
                    "Turns ShanghaiTech head annotations (GT_IMG_n.mat) into density maps (IMG_n.h5, dataset\n"
                    "`density`, float32 H x W) beside them, as the original CSRNet preprocessing did, and writes\n"
                    "the image lists <root>/part_X_train.json and part_X_test.json.");
-    args.Add("root", &o.root, "Dataset root holding part_A_final/ (or part_A/)");
-    args.AddChoice("part", &o.part, {"A", "B"}, "Dataset part");
-    args.AddChoice("split", &o.split, {"train", "test", "all"}, "Which split(s) to process");
+    std::vector<std::pair<std::string, DatasetKind>> kinds;
+    for (DatasetKind k : AllDatasetKinds()) kinds.emplace_back(Name(k), k);
+    args.AddEnum<DatasetKind>("dataset", &o.dataset, kinds, "Dataset layout under --root (docs/datasets.md)");
+    args.Add("root", &o.root, "Dataset root (ShanghaiTech: the folder holding part_A_final/ or part_A/)");
+    args.AddChoice("part", &o.part, {"A", "B"}, "ShanghaiTech part");
+    args.AddChoice("split", &o.split, {"train", "val", "test", "all"}, "Which split(s) to process");
+    args.Add("val-list", &o.val_list, "qnrf: file naming the Train/ images that form the val split");
+    args.Add("fold", &o.fold, "ucf50: the cross-validation fold 1..5 (0 = every image)");
     args.Add("threads", &o.threads, StrCat("Worker threads, 0 = all cores (0..", kMaxThreads, ")"));
-    o.density.Register(args, "adaptive for Part A, fixed for Part B");
+    o.density.Register(args, "adaptive for Part A and the dense datasets, fixed for Part B and custom points");
     args.Add("overwrite", &o.overwrite, "Regenerate maps even when they are up to date");
     args.Add("strict", &o.strict, "Stop at the first bad image instead of reporting all at the end");
     args.Add("quiet", &o.quiet, "Print errors only");
@@ -319,7 +349,8 @@ int RunGtGen(int argc, const char* const* argv) {
     const GtGenReport r = GenerateGroundTruth(o);
     if (!o.quiet) {
       const DensityOptions d = ResolveDensityOptions(o);
-      std::printf("gt_gen: part %s of %s: %lld images, %lld written, %lld up to date, %zu failed\n", o.part.c_str(),
+      const std::string what = o.dataset == DatasetKind::kShanghaiTech ? "part " + o.part : Name(o.dataset);
+      std::printf("gt_gen: %s of %s: %lld images, %lld written, %lld up to date, %zu failed\n", what.c_str(),
                   o.root.c_str(), static_cast<long long>(r.images), static_cast<long long>(r.written),
                   static_cast<long long>(r.up_to_date), r.failures.size());
       std::printf("  %s\n", DescribeSettings(d).c_str());

@@ -8,19 +8,23 @@
 #include <utility>
 #include <vector>
 
+#include "common/io/datasets.h"
 #include "preprocess/density.h"
 
 namespace csr {
 
 struct GtGenOptions {
-  std::string root = "ShanghaiTech";  // dataset root holding part_A_final/ or part_A/
-  std::string part = "A";             // A or B
-  std::string split = "all";          // train, test or all
-  int threads = 0;                    // worker threads; 0 = all cores
-  DensityChoice density;              // --mode, --kernel, --sigma, --beta, --neighbors, --border
-  bool overwrite = false;             // regenerate maps that are already up to date
-  bool strict = false;                // stop at the first failing image
-  bool quiet = false;                 // no progress bar or summary, errors only
+  DatasetKind dataset = DatasetKind::kShanghaiTech;  // layout under --root (docs/datasets.md)
+  std::string root = "ShanghaiTech";                 // dataset root holding part_A_final/ or part_A/
+  std::string part = "A";                            // ShanghaiTech: A or B
+  std::string split = "all";                         // train, test or all (val too for qnrf, jhu, nwpu)
+  std::string val_list;                              // qnrf: Train/ images forming the val split
+  int fold = 0;                                      // ucf50: the cross-validation fold 1..5 (0: every image)
+  int threads = 0;                                   // worker threads; 0 = all cores
+  DensityChoice density;                             // --mode, --kernel, --sigma, --beta, --neighbors, --border
+  bool overwrite = false;                            // regenerate maps that are already up to date
+  bool strict = false;                               // stop at the first failing image
+  bool quiet = false;                                // no progress bar or summary, errors only
 
   // Throws csr::UsageError naming the option, its value and the rule (the
   // density settings through DensityOptions::Check).

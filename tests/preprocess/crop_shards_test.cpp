@@ -820,5 +820,36 @@ TEST_CASE("crop_shards --dataset builds shards straight from each layout's annot
   }
 }
 
+TEST_CASE("gt_gen --dataset writes maps beside any layout's annotations; crop_shards reads them to the same records") {
+  for (DatasetKind kind : {DatasetKind::kQnrf, DatasetKind::kJhu, DatasetKind::kNwpu, DatasetKind::kPoints}) {
+    CAPTURE(Name(kind));
+    test::TempDir tmp;
+    SyntheticOptions syn;
+    syn.out = (tmp / "data").string();
+    syn.like = kind;
+    syn.train_images = 2;
+    syn.test_images = 2;
+    syn.min_size = 80;
+    syn.max_size = 128;
+    GenerateSynthetic(syn);
+    GtGenOptions g;
+    g.dataset = kind;
+    g.root = syn.out;
+    g.quiet = true;
+    const GtGenReport report = GenerateGroundTruth(g);
+    REQUIRE(report.failures.empty());
+    // NWPU-Crowd's test images have no labels: no map for them.
+    CHECK(report.written == (kind == DatasetKind::kJhu ? 6 : 4));
+    CropShardsOptions o = OptionsFor(tmp, "maps");
+    o.dataset = kind;
+    o.density_source = DensitySource::kMaps;
+    BuildShards(o);
+    o.out = (tmp / "annotations").string();
+    o.density_source = DensitySource::kAnnotations;
+    BuildShards(o);
+    CheckSameRecords(tmp / "maps", tmp / "annotations");
+  }
+}
+
 }  // namespace
 }  // namespace csr
