@@ -55,10 +55,11 @@ std::vector<fs::path> FilesIn(const fs::path& dir) {
 
 void ScanPairs(const PairSpec& spec, Discovery* out) {
   RequireFolder(spec.images, "images");
+  if (!spec.annotations.empty()) RequireFolder(spec.annotations, "annotations");
   std::map<std::string, fs::path> annotations;  // by image stem
-  const bool same_dir = !spec.annotations.empty() && fs::equivalent(spec.images, spec.annotations);
+  std::error_code ec;
+  const bool same_dir = !spec.annotations.empty() && fs::equivalent(spec.images, spec.annotations, ec);
   if (!spec.annotations.empty()) {
-    RequireFolder(spec.annotations, "annotations");
     for (const fs::path& p : FilesIn(spec.annotations)) {
       const std::string stem = AnnotatedStem(p.filename().string(), spec.suffixes);
       if (!stem.empty()) {

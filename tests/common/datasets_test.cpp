@@ -137,6 +137,9 @@ TEST_CASE("JHU-Crowd++: every split's images pair with gt/*.txt, empty files are
   CHECK(ReadHeads(d.samples[0]) == std::vector<Point>{{10, 20}, {11, 21}});
   CHECK(ReadHeads(d.samples[1]).empty());
   CHECK(DiscoverDataset(Query(DatasetKind::kJhu, dir.path(), "test")).samples.size() == 2);
+  fs::remove_all(dir / "val" / "gt");
+  ExpectError([&] { DiscoverDataset(Query(DatasetKind::kJhu, dir.path(), "val")); },
+              {"gt", "annotations folder not found"});
 }
 
 TEST_CASE("NWPU-Crowd: the lists pick each split from images/, test images have no labels") {
