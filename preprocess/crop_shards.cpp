@@ -76,9 +76,7 @@ void CropShardsOptions::Check() const {
   ResolveDensity().Check();
 }
 
-DensityOptions CropShardsOptions::ResolveDensity() const {
-  return density.Resolve((dataset == DatasetKind::kShanghaiTech && part == "B") || dataset == DatasetKind::kPoints);
-}
+DensityOptions CropShardsOptions::ResolveDensity() const { return density.Resolve(dataset, part); }
 
 namespace {
 
@@ -603,9 +601,7 @@ int RunCropShards(int argc, const char* const* argv) {
                 "  crop_shards --root ShanghaiTech --part A --out shards\n"
                 "  crop_shards --dataset nwpu --root NWPU-Crowd --out shards\n"
                 "  crop_shards --inspect shards [--verify] [--export N --split train --out DIR]");
-    std::vector<std::pair<std::string, DatasetKind>> kinds;
-    for (DatasetKind k : AllDatasetKinds()) kinds.emplace_back(Name(k), k);
-    p.AddEnum<DatasetKind>("dataset", &o.dataset, kinds, "dataset layout under --root (docs/datasets.md)");
+    AddDatasetOption(p, "dataset", &o.dataset, "dataset layout under --root (docs/datasets.md)");
     p.Add("root", &o.root, "dataset root (ShanghaiTech: the folder holding part_A_final/ or part_A/)");
     p.AddChoice("part", &o.part, {"A", "B"}, "ShanghaiTech part");
     p.Add("eval-split", &o.eval_split, "split stored as the shard set's test split: test, or val (default for nwpu)");

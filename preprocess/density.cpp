@@ -343,7 +343,9 @@ void DensityOptions::Check() const {
   CheckRange("truncate", truncate, kMinTruncate, kMaxTruncate);
 }
 
-DensityOptions DensityChoice::Resolve(bool sparse) const {
+DensityOptions DensityChoice::Resolve(DatasetKind kind, const std::string& part) const {
+  // The sparse sets default to the fixed kernel, the dense ones to the adaptive one.
+  const bool sparse = (kind == DatasetKind::kShanghaiTech && part == "B") || kind == DatasetKind::kPoints;
   DensityOptions d;
   d.mode = mode;
   d.kernel = kernel.value_or(sparse ? KernelRule::kFixed : KernelRule::kAdaptive);

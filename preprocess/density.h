@@ -13,6 +13,7 @@
 #include <opencv2/core.hpp>
 
 #include "common/base/cli.h"
+#include "common/io/datasets.h"
 
 namespace csr {
 
@@ -120,8 +121,8 @@ struct DensityChoice {
   int neighbors = 3;                           // adaptive: nearest other heads used
   std::optional<Border> border;                // constant | reflect; nullopt = auto
 
-  // `sparse`: the dataset's default is the fixed kernel (see above).
-  DensityOptions Resolve(bool sparse) const;
+  // Auto resolved for `kind` (and ShanghaiTech's `part`), as described above.
+  DensityOptions Resolve(DatasetKind kind, const std::string& part) const;
   // --mode, --kernel, --sigma, --beta, --neighbors, --border.
   void Register(ArgParser& parser, const std::string& auto_rule);
 };

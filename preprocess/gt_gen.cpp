@@ -210,10 +210,7 @@ void GtGenOptions::Check() const {
   ResolveDensityOptions(*this).Check();
 }
 
-DensityOptions ResolveDensityOptions(const GtGenOptions& o) {
-  const bool sparse = (o.dataset == DatasetKind::kShanghaiTech && o.part == "B") || o.dataset == DatasetKind::kPoints;
-  return o.density.Resolve(sparse);
-}
+DensityOptions ResolveDensityOptions(const GtGenOptions& o) { return o.density.Resolve(o.dataset, o.part); }
 
 GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   options.Check();
@@ -326,9 +323,7 @@ int RunGtGen(int argc, const char* const* argv) {
                    "Turns ShanghaiTech head annotations (GT_IMG_n.mat) into density maps (IMG_n.h5, dataset\n"
                    "`density`, float32 H x W) beside them, as the original CSRNet preprocessing did, and writes\n"
                    "the image lists <root>/part_X_train.json and part_X_test.json.");
-    std::vector<std::pair<std::string, DatasetKind>> kinds;
-    for (DatasetKind k : AllDatasetKinds()) kinds.emplace_back(Name(k), k);
-    args.AddEnum<DatasetKind>("dataset", &o.dataset, kinds, "Dataset layout under --root (docs/datasets.md)");
+    AddDatasetOption(args, "dataset", &o.dataset, "Dataset layout under --root (docs/datasets.md)");
     args.Add("root", &o.root, "Dataset root (ShanghaiTech: the folder holding part_A_final/ or part_A/)");
     args.AddChoice("part", &o.part, {"A", "B"}, "ShanghaiTech part");
     args.AddChoice("split", &o.split, {"train", "val", "test", "all"}, "Which split(s) to process");

@@ -533,10 +533,8 @@ int RunMakeSynthetic(int argc, const char* const* argv) {
     p.AddChoice("layout", &o.layout, {"official", "mirrored"},
                 "official: part_X_final/.../ground_truth; mirrored: part_X/.../ground-truth");
     p.Add("overwrite", &o.overwrite, "replace an existing synthetic part folder (never touches other data)");
-    std::vector<std::pair<std::string, DatasetKind>> likes;
-    for (DatasetKind k : AllDatasetKinds()) likes.emplace_back(Name(k), k);
-    p.AddEnum<DatasetKind>("like", &o.like, likes,
-                           "dataset layout to write (docs/datasets.md); all but shanghaitech write into --out itself");
+    AddDatasetOption(p, "like", &o.like,
+                     "dataset layout to write (docs/datasets.md); all but shanghaitech write into --out itself");
     if (!p.Parse(argc, argv)) return 0;
     if (p.IsSet("min-size") != p.IsSet("max-size") && (o.min_size == 0) != (o.max_size == 0)) {
       // One bound given: the other takes the part default (Part B then varies too).

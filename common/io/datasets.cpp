@@ -155,8 +155,8 @@ void DiscoverQnrf(const DatasetQuery& q, Discovery* d) {
   const std::vector<std::string> suffix = {"_ann.mat"};
   std::set<std::string> val;
   if (!q.val_list.empty()) val = ListedStems(q.val_list);
-  if (Wants(q.split, "val") && q.val_list.empty()) {
-    if (q.split == "val") throw UsageError("--val-list", "UCF-QNRF has no official val split: give --val-list FILE");
+  if (q.split == "val" && q.val_list.empty()) {
+    throw UsageError("--val-list", "UCF-QNRF has no official val split: give --val-list FILE");
   }
   if (Wants(q.split, "train")) {
     ScanPairs({"train", q.root / "Train", q.root / "Train", suffix, AnnotationFormat::kAnnPointsMat, nullptr, &val}, d);
@@ -278,6 +278,12 @@ const char* Name(DatasetKind kind) {
 std::vector<DatasetKind> AllDatasetKinds() {
   return {DatasetKind::kShanghaiTech, DatasetKind::kQnrf, DatasetKind::kUcf50,
           DatasetKind::kJhu,          DatasetKind::kNwpu, DatasetKind::kPoints};
+}
+
+void AddDatasetOption(ArgParser& parser, const std::string& name, DatasetKind* value, const std::string& help) {
+  std::vector<std::pair<std::string, DatasetKind>> names;
+  for (DatasetKind k : AllDatasetKinds()) names.emplace_back(Name(k), k);
+  parser.AddEnum<DatasetKind>(name, value, names, help);
 }
 
 DatasetKind ParseDatasetKind(const std::string& text, const std::string& option) {

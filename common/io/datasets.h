@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/base/cli.h"
 #include "common/io/dataset.h"
 #include "common/io/point_files.h"
 
@@ -31,6 +32,9 @@ const char* Name(DatasetKind kind);
 DatasetKind ParseDatasetKind(const std::string& text, const std::string& option = "--dataset");
 // Every kind, in the order above (for --help and error messages).
 std::vector<DatasetKind> AllDatasetKinds();
+
+// Registers `name` as a typed option taking every kind's name.
+void AddDatasetOption(ArgParser& parser, const std::string& name, DatasetKind* value, const std::string& help);
 
 // The layout found under `root`, by its folders. Throws csr::Error naming
 // the root and every layout it looked for when none matches.

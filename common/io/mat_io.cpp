@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -598,49 +599,28 @@ std::vector<std::array<double, 2>> ReadPointsVariable(const std::string& path, c
   return PointsOfMatrix(var.get(), name, path);
 }
 
-void WritePointsVariable(const std::string& path, const std::string& name,
-                         const std::vector<std::array<double, 2>>& points) {
+namespace {
+
+// An N x 2 MATLAB array's data, column-major: all x, then all y.
+std::vector<double> ColumnMajor(const std::vector<std::array<double, 2>>& points) {
   const size_t n = points.size();
-  std::vector<double> data(2 * n);  // column-major N x 2: all x, then all y
+  std::vector<double> data(2 * n);
   for (size_t i = 0; i < n; ++i) {
     data[i] = points[i][0];
     data[n + i] = points[i][1];
   }
-  AtomicFile out(path);
-  {
-    MatioSession session;
-    const char* header = "MATLAB 5.0 MAT-file, Platform: GLNXA64, Created by: csrnet-cpp";
-    MatFilePtr mat(Mat_CreateVer(out.temp_path().c_str(), header, MAT_FT_MAT5));
-    if (!mat) {
-      throw Error(path, StrCat("cannot create MAT-file (folder missing or not writable?)",
-                               session.HasLog() ? ": " + session.FirstLog() : ""));
-    }
-    size_t dims[2] = {n, 2};
-    MatVarPtr var(Mat_VarCreate(name.c_str(), MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dims, n ? data.data() : nullptr, 0));
-    if (!var) throw Error(path, "cannot build the MAT variable (out of memory?)");
-    if (Mat_VarWrite(mat.get(), var.get(), MAT_COMPRESSION_ZLIB) != 0) {
-      throw Error(path,
-                  StrCat("cannot write MAT-file (disk full?)", session.HasLog() ? ": " + session.FirstLog() : ""));
-    }
-    if (Mat_Close(mat.release()) != 0) throw Error(path, "cannot finish writing the MAT-file (disk full?)");
-  }
-  out.Commit();
+  return data;
 }
 
-void WriteAnnotation(const std::string& path, const std::vector<std::array<double, 2>>& points,
-                     const std::string& number_class) {
-  const size_t n = points.size();
-  if (number_class != "uint8" && number_class != "uint16" && number_class != "double") {
-    throw Error(path, StrCat("unsupported class '", number_class, "' for number (expected uint8, uint16 or double)"));
-  }
-  const size_t max_n = number_class == "uint8" ? 255 : number_class == "uint16" ? 65535 : size_t{1} << 53;
-  if (n > max_n) throw Error(path, StrCat(n, " points do not fit in a ", number_class, " number"));
+// A 1-row N x 2 double variable, or null when matio cannot allocate it.
+matvar_t* PointsMatrix(const char* name, std::vector<double>& data) {
+  size_t dims[2] = {data.size() / 2, 2};
+  return Mat_VarCreate(name, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dims, data.empty() ? nullptr : data.data(), 0);
+}
 
-  std::vector<double> location(2 * n);  // column-major N x 2: all x, then all y
-  for (size_t i = 0; i < n; ++i) {
-    location[i] = points[i][0];
-    location[n + i] = points[i][1];
-  }
+// Writes one variable, made by `build` (null: out of memory), as a MAT5 file
+// (zlib-compressed), atomically.
+void WriteMat5(const std::string& path, const std::function<MatVarPtr()>& build) {
   AtomicFile out(path);
   {
     MatioSession session;
@@ -651,11 +631,37 @@ void WriteAnnotation(const std::string& path, const std::vector<std::array<doubl
       throw Error(path, StrCat("cannot create MAT-file (folder missing or not writable?)",
                                session.HasLog() ? ": " + session.FirstLog() : ""));
     }
+    const MatVarPtr var = build();
+    if (!var) throw Error(path, "cannot build the MAT variables (out of memory?)");
+    if (Mat_VarWrite(mat.get(), var.get(), MAT_COMPRESSION_ZLIB) != 0) {
+      throw Error(path,
+                  StrCat("cannot write MAT-file (disk full?)", session.HasLog() ? ": " + session.FirstLog() : ""));
+    }
+    if (Mat_Close(mat.release()) != 0) throw Error(path, "cannot finish writing the MAT-file (disk full?)");
+  }
+  out.Commit();
+}
 
-    size_t loc_dims[2] = {n, 2};
+}  // namespace
+
+void WritePointsVariable(const std::string& path, const std::string& name,
+                         const std::vector<std::array<double, 2>>& points) {
+  std::vector<double> data = ColumnMajor(points);
+  WriteMat5(path, [&] { return MatVarPtr(PointsMatrix(name.c_str(), data)); });
+}
+
+void WriteAnnotation(const std::string& path, const std::vector<std::array<double, 2>>& points,
+                     const std::string& number_class) {
+  const size_t n = points.size();
+  if (number_class != "uint8" && number_class != "uint16" && number_class != "double") {
+    throw Error(path, StrCat("unsupported class '", number_class, "' for number (expected uint8, uint16 or double)"));
+  }
+  const size_t max_n = number_class == "uint8" ? 255 : number_class == "uint16" ? 65535 : size_t{1} << 53;
+  if (n > max_n) throw Error(path, StrCat(n, " points do not fit in a ", number_class, " number"));
+  std::vector<double> location = ColumnMajor(points);
+  WriteMat5(path, [&]() -> MatVarPtr {
     size_t one[2] = {1, 1};
-    matvar_t* loc =
-        Mat_VarCreate("location", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, loc_dims, n ? location.data() : nullptr, 0);
+    matvar_t* loc = PointsMatrix("location", location);
     const uint8_t n8 = static_cast<uint8_t>(n);
     const uint16_t n16 = static_cast<uint16_t>(n);
     const double nd = static_cast<double>(n);
@@ -670,23 +676,15 @@ void WriteAnnotation(const std::string& path, const std::vector<std::array<doubl
       Mat_VarFree(loc);
       Mat_VarFree(num);
       Mat_VarFree(s);
-      throw Error(path, "cannot build the MAT variables (out of memory?)");
+      return nullptr;
     }
     Mat_VarSetStructFieldByName(s, "location", 0, loc);  // the struct owns its fields from here
     Mat_VarSetStructFieldByName(s, "number", 0, num);
     matvar_t* cells[1] = {s};
     MatVarPtr info(Mat_VarCreate("image_info", MAT_C_CELL, MAT_T_CELL, 2, one, cells, 0));
-    if (!info) {
-      Mat_VarFree(s);
-      throw Error(path, "cannot build the MAT variables (out of memory?)");
-    }
-    if (Mat_VarWrite(mat.get(), info.get(), MAT_COMPRESSION_ZLIB) != 0) {
-      throw Error(path,
-                  StrCat("cannot write MAT-file (disk full?)", session.HasLog() ? ": " + session.FirstLog() : ""));
-    }
-    if (Mat_Close(mat.release()) != 0) throw Error(path, "cannot finish writing the MAT-file (disk full?)");
-  }
-  out.Commit();
+    if (!info) Mat_VarFree(s);
+    return info;
+  });
 }
 
 }  // namespace csr
