@@ -149,7 +149,7 @@ struct Job {
   std::vector<Point> points;  // the annotated heads, as stored
   bool render = false;        // no gt_gen map used: the density is made in memory
   // Filled by the parallel stage.
-  std::vector<EncodedRecord> records;
+  EncodedImage encoded;  // the image once and its records (none when skipped)
   int64_t annotations = 0;  // inside the image
   bool skipped = false;
   int width = 0, height = 0;
@@ -262,10 +262,11 @@ void MakeRecords(Job& job, const CropShardsOptions& o, const DensityOptions& dop
     boxes.push_back({0, 0, image.cols, image.rows});
   }
   job.skipped = boxes.empty();
+  std::vector<ShardRecord> records;
   for (size_t i = 0; i < boxes.size(); ++i) {
     const cv::Rect box = boxes[i].rect();
     ShardRecord r;
-    r.image = image(box);  // EncodeRecord copies the bytes exactly
+    r.image = image(box);  // a view: EncodeImage stores the image once and the box
     const bool cubic = job.train && o.target == TargetRule::kCubic;
     double covered = 0.0;
     r.target = cubic ? TargetCubic(job.density, box) : SumBlocks8(job.density, box, &covered);
@@ -275,8 +276,9 @@ void MakeRecords(Job& job, const CropShardsOptions& o, const DensityOptions& dop
     const bool aligned = box.width % 8 == 0 && box.height % 8 == 0;
     r.density_sum = !cubic && aligned ? covered : BoxSum(job.density, box);
     r.crop = job.train ? static_cast<int>(i) : -1;
-    job.records.push_back(EncodeRecord(r, o.compress));
+    records.push_back(std::move(r));
   }
+  if (!records.empty()) job.encoded = EncodeImage(image, records, o.compress);
   job.density.release();
 }
 
@@ -557,7 +559,7 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
         tbb::make_filter<Job*, void>(
             tbb::filter_mode::serial_in_order, tsan::Task(&handoff, [&](Job* job) {
               ShardWriter& w = set.split(job->train ? "train" : "test");
-              for (const EncodedRecord& r : job->records) w.Add(r);
+              w.Add(job->encoded);
               Tally(*job, &summary);
               if (progress) progress->Tick();
               jobs[static_cast<size_t>(job->sample - found.samples.data())].reset();  // frees its pixels

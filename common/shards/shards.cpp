@@ -150,34 +150,66 @@ uint32_t FileCrc32(const fs::path& path) {
   return crc;
 }
 
-EncodedRecord EncodeRecord(const ShardRecord& r, int deflate) {
-  CV_Assert(r.image.type() == CV_8UC3 && r.target.type() == CV_32FC1);
-  CV_Assert(!r.image.empty() && !r.target.empty());
-  const cv::Mat image = r.image.isContinuous() ? r.image : r.image.clone();
-  const cv::Mat target = r.target.isContinuous() ? r.target : r.target.clone();
-  EncodedRecord e;
-  e.source = r.source;
-  e.box = r.box;
-  e.count = r.count;
-  e.density_sum = r.density_sum;
-  e.crop = r.crop;
-  e.image_rows = image.rows;
-  e.image_cols = image.cols;
-  e.target_rows = target.rows;
-  e.target_cols = target.cols;
-  const size_t image_size = image.total() * image.elemSize();
-  const size_t target_size = target.total() * target.elemSize();
-  e.crc32 = Crc32(target.data, target_size, Crc32(image.data, image_size));
-  if (deflate > 0) {
-    e.image_bytes = Deflate(image.data, image_size, deflate);
-    e.image_deflated = !e.image_bytes.empty() && e.image_bytes.size() < image_size;
-    e.target_bytes = Deflate(target.data, target_size, deflate);
-    e.target_deflated = !e.target_bytes.empty() && e.target_bytes.size() < target_size;
+namespace {
+
+// The zlib stream of `bytes` when it is smaller than them, else the bytes.
+std::vector<uint8_t> MaybeDeflate(const uint8_t* data, size_t size, int level, bool* deflated) {
+  std::vector<uint8_t> out;
+  if (level > 0) out = Deflate(data, size, level);
+  *deflated = !out.empty() && out.size() < size;
+  if (!*deflated) out.assign(data, data + size);
+  return out;
+}
+
+// Where `view` starts inside `image`, both views of one buffer.
+std::array<int, 2> OffsetIn(const cv::Mat& view, const cv::Mat& image) {
+  CSR_ASSERT(view.datastart == image.datastart, "a record's pixels must be a view into its image");
+  cv::Size whole;
+  cv::Point v, i;
+  view.locateROI(whole, v);
+  image.locateROI(whole, i);
+  const cv::Rect box(v.x - i.x, v.y - i.y, view.cols, view.rows);
+  CSR_ASSERT((box & cv::Rect(0, 0, image.cols, image.rows)) == box, "a record's pixels lie outside its image");
+  return {box.x, box.y};
+}
+
+}  // namespace
+
+EncodedImage EncodeImage(const cv::Mat& image, const std::vector<ShardRecord>& records, int deflate) {
+  CV_Assert(image.type() == CV_8UC3 && !image.empty() && !records.empty());
+  EncodedImage e;
+  e.source = records.front().source;
+  e.rows = image.rows;
+  e.cols = image.cols;
+  const cv::Mat whole = image.isContinuous() ? image : image.clone();
+  e.bytes = MaybeDeflate(whole.data, whole.total() * whole.elemSize(), deflate, &e.deflated);
+  for (const ShardRecord& r : records) {
+    CV_Assert(r.image.type() == CV_8UC3 && r.target.type() == CV_32FC1 && !r.image.empty() && !r.target.empty());
+    CSR_ASSERT(r.source == e.source, "the records of one image share its source name");
+    CSR_ASSERT(r.box[2] == r.image.cols && r.box[3] == r.image.rows, "a record's box is the size of its pixels");
+    EncodedRecord out;
+    out.box = r.box;
+    out.count = r.count;
+    out.density_sum = r.density_sum;
+    out.crop = r.crop;
+    out.scale = r.scale;
+    out.at = OffsetIn(r.image, image);
+    // The checksum of the record's pixels as a reader returns them (C order),
+    // row by row from the view: the same value version 2 stored.
+    uint32_t crc = 0;
+    for (int y = 0; y < r.image.rows; ++y) crc = Crc32(r.image.ptr(y), r.image.cols * r.image.elemSize(), crc);
+    const cv::Mat target = r.target.isContinuous() ? r.target : r.target.clone();
+    const size_t target_size = target.total() * target.elemSize();
+    out.crc32 = Crc32(target.data, target_size, crc);
+    out.target_rows = target.rows;
+    out.target_cols = target.cols;
+    out.target_bytes = MaybeDeflate(target.data, target_size, deflate, &out.target_deflated);
+    e.records.push_back(std::move(out));
   }
-  if (!e.image_deflated) e.image_bytes.assign(image.data, image.data + image_size);
-  if (!e.target_deflated) e.target_bytes.assign(target.data, target.data + target_size);
   return e;
 }
+
+EncodedImage EncodeRecord(const ShardRecord& record, int deflate) { return EncodeImage(record.image, {record}, deflate); }
 
 // ================================================================ ShardWriter
 
@@ -186,12 +218,18 @@ struct ShardWriter::Open {
   AtomicFile file;  // declared first: destroyed last, after the HDF5 handles
   Hid fid;
   Hid records;
+  Hid images;
   ShardFileInfo info;
+  // The index: one entry per record, and the shape of every image.
   std::vector<std::string> sources;
   std::vector<int32_t> boxes;
   std::vector<int64_t> counts;
   std::vector<double> sums;
   std::vector<int32_t> crops;
+  std::vector<int32_t> image_of;
+  std::vector<int32_t> at;
+  std::vector<double> scales;
+  std::vector<int32_t> image_shapes;  // rows, cols per image
 };
 
 ShardWriter::ShardWriter(fs::path dir, std::string split, int64_t records_per_shard, int deflate)
@@ -288,7 +326,8 @@ void WriteIndexStrings(hid_t group, const char* name, const std::vector<std::str
 
 }  // namespace
 
-void ShardWriter::Add(const EncodedRecord& r) {
+void ShardWriter::Add(const EncodedImage& image) {
+  if (image.records.empty()) return;  // nothing would refer to it
   h5::Lock lock;
   h5::QuietErrors();
   Collect(false, pending_.size());  // surfaces an earlier shard's flush error early
@@ -305,45 +344,58 @@ void ShardWriter::Add(const EncodedRecord& r) {
     // deferring the close (and the final flush) past the checksum.
     H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI);
     Hid fcpl = UntimedPlist(H5P_FILE_CREATE);  // the root group's header
-    open_->fid = Hid(CheckId(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), open_->file.final_path(),
+    const fs::path& final_path = open_->file.final_path();
+    open_->fid = Hid(CheckId(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), final_path,
                              "cannot create shard file"),
                      H5Fclose);
-    open_->records = Hid(
-        CheckId(H5Gcreate2(open_->fid.get(), "records", H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT),
-                open_->file.final_path(), "cannot create group /records"),
-        H5Gclose);
+    for (auto [group, name] : {std::pair{&open_->images, "images"}, std::pair{&open_->records, "records"}}) {
+      *group = Hid(CheckId(H5Gcreate2(open_->fid.get(), name, H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(),
+                                      H5P_DEFAULT),
+                           final_path, StrCat("cannot create group /", name)),
+                   H5Gclose);
+    }
   }
-  Open& o = *open_;
-  WriteRecord(r);
-  o.sources.push_back(r.source);
-  o.boxes.insert(o.boxes.end(), r.box.begin(), r.box.end());
-  o.counts.push_back(r.count);
-  o.sums.push_back(r.density_sum);
-  o.crops.push_back(r.crop);
-  ++o.info.records;
-  ++total_;
-  if (o.info.records >= per_shard_) Close();
+  WriteImage(image);
+  total_ += static_cast<int64_t>(image.records.size());
+  if (open_->info.records >= per_shard_) Close();
 }
 
-void ShardWriter::WriteRecord(const EncodedRecord& r) {
+void ShardWriter::WriteImage(const EncodedImage& image) {
   Open& o = *open_;
   const fs::path& file = o.file.final_path();
-  const std::string name = RecordName(o.info.records);
-  Hid g(
-      CheckId(H5Gcreate2(o.records.get(), name.c_str(), H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT),
-              file, "cannot create record group (disk full?)"),
-      H5Gclose);
-  WriteChunkedDataset(g.get(), "image", H5T_STD_U8LE, {hsize_t(r.image_rows), hsize_t(r.image_cols), 3}, r.image_bytes,
-                      r.image_deflated, deflate_, file);
-  WriteChunkedDataset(g.get(), "target", H5T_IEEE_F32LE, {hsize_t(r.target_rows), hsize_t(r.target_cols)},
-                      r.target_bytes, r.target_deflated, deflate_, file);
-  WriteAttrString(g.get(), "source", r.source, file);
-  const std::vector<int64_t> box(r.box.begin(), r.box.end());
-  WriteAttr(g.get(), "box", H5T_STD_I64LE, H5T_NATIVE_INT64, box.data(), {4}, file);
-  WriteAttrInt(g.get(), "count", r.count, file);
-  WriteAttr(g.get(), "density_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &r.density_sum, {}, file);
-  WriteAttrInt(g.get(), "crop", r.crop, file);
-  WriteAttrInt(g.get(), "crc32", r.crc32, file);
+  const auto number = static_cast<int32_t>(o.image_shapes.size() / 2);
+  WriteChunkedDataset(o.images.get(), RecordName(number).c_str(), H5T_STD_U8LE,
+                      {hsize_t(image.rows), hsize_t(image.cols), 3}, image.bytes, image.deflated, deflate_, file);
+  o.image_shapes.insert(o.image_shapes.end(), {image.rows, image.cols});
+  for (const EncodedRecord& r : image.records) {
+    const std::string name = RecordName(o.info.records);
+    Hid g(CheckId(H5Gcreate2(o.records.get(), name.c_str(), H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(),
+                             H5P_DEFAULT),
+                  file, "cannot create record group (disk full?)"),
+          H5Gclose);
+    WriteChunkedDataset(g.get(), "target", H5T_IEEE_F32LE, {hsize_t(r.target_rows), hsize_t(r.target_cols)},
+                        r.target_bytes, r.target_deflated, deflate_, file);
+    WriteAttrString(g.get(), "source", image.source, file);
+    const std::vector<int64_t> box(r.box.begin(), r.box.end());
+    WriteAttr(g.get(), "box", H5T_STD_I64LE, H5T_NATIVE_INT64, box.data(), {4}, file);
+    WriteAttrInt(g.get(), "count", r.count, file);
+    WriteAttr(g.get(), "density_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &r.density_sum, {}, file);
+    WriteAttrInt(g.get(), "crop", r.crop, file);
+    WriteAttrInt(g.get(), "crc32", r.crc32, file);
+    WriteAttrInt(g.get(), "image", number, file);
+    const std::vector<int64_t> at(r.at.begin(), r.at.end());
+    WriteAttr(g.get(), "at", H5T_STD_I64LE, H5T_NATIVE_INT64, at.data(), {2}, file);
+    WriteAttr(g.get(), "scale", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, r.scale.data(), {2}, file);
+    o.sources.push_back(image.source);
+    o.boxes.insert(o.boxes.end(), r.box.begin(), r.box.end());
+    o.counts.push_back(r.count);
+    o.sums.push_back(r.density_sum);
+    o.crops.push_back(r.crop);
+    o.image_of.push_back(number);
+    o.at.insert(o.at.end(), r.at.begin(), r.at.end());
+    o.scales.insert(o.scales.end(), r.scale.begin(), r.scale.end());
+    ++o.info.records;
+  }
 }
 
 void ShardWriter::Close() {
@@ -361,13 +413,19 @@ void ShardWriter::Close() {
     WriteIndexArray(index.get(), "count", H5T_STD_I64LE, H5T_NATIVE_INT64, o.counts, {n}, file);
     WriteIndexArray(index.get(), "density_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, o.sums, {n}, file);
     WriteIndexArray(index.get(), "crop", H5T_STD_I32LE, H5T_NATIVE_INT32, o.crops, {n}, file);
+    WriteIndexArray(index.get(), "image", H5T_STD_I32LE, H5T_NATIVE_INT32, o.image_of, {n}, file);
+    WriteIndexArray(index.get(), "at", H5T_STD_I32LE, H5T_NATIVE_INT32, o.at, {n, 2}, file);
+    WriteIndexArray(index.get(), "scale", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, o.scales, {n, 2}, file);
+    const hsize_t images = o.image_shapes.size() / 2;
+    WriteIndexArray(index.get(), "image_shape", H5T_STD_I32LE, H5T_NATIVE_INT32, o.image_shapes, {images, 2}, file);
   }
   WriteAttrString(o.fid.get(), "format", kShardSetFormat, file);
   WriteAttrInt(o.fid.get(), "format_version", kShardFormatVersion, file);
   WriteAttrString(o.fid.get(), "split", split_, file);
   WriteAttrInt(o.fid.get(), "shard", shards_ - 1, file);
   WriteAttrInt(o.fid.get(), "records", o.info.records, file);
-  if (!o.records.Close() || !o.fid.Close()) Fail(file, "cannot finish the shard file (disk full?)");
+  WriteAttrInt(o.fid.get(), "images", static_cast<int64_t>(o.image_shapes.size() / 2), file);
+  if (!o.records.Close() || !o.images.Close() || !o.fid.Close()) Fail(file, "cannot finish the shard file (disk full?)");
   // No HDF5 from here on: checksum, fsync and rename run in the background.
   std::shared_ptr<Open> done(std::move(open_));
   pending_.push_back(std::async(std::launch::async, [done] {
@@ -505,6 +563,11 @@ struct SplitData {
   std::vector<std::array<int, 4>> boxes;  // x, y, w, h per record
   std::vector<int32_t> shard_of;          // record -> shard
   std::vector<int32_t> local;             // record -> index inside its shard
+  // Version 3: the stored image a record is cut from (its number in the
+  // shard, its rows and cols) and where the record's pixels start in it.
+  std::vector<int32_t> image_of;
+  std::vector<std::array<int, 2>> image_dims;
+  std::vector<std::array<int, 2>> at;
 };
 
 // One dataset's stored bytes, fetched under the lock and decoded outside it.
@@ -646,6 +709,7 @@ cv::Mat DecodeArray(RawArray& a, int type, const fs::path& file, const std::stri
 struct ShardSet::Impl {
   fs::path dir;
   nlohmann::json manifest;
+  int64_t version = kShardFormatVersion;
   std::vector<SplitData> splits;
   // The open-file cache (fid, last_use, open_files, tick) is guarded by
   // h5::Lock, which every HDF5 call holds anyway.
@@ -776,6 +840,23 @@ void CheckIndexEntry(const int32_t* box, int64_t count, double sum, const fs::pa
   }
 }
 
+// A version 3 record's pixels lie inside its stored image, which exists, and
+// its scale factors are positive.
+void CheckImageEntry(const int32_t* box, const int32_t* at, int32_t image, const std::vector<int32_t>& shapes,
+                     const double* scale, const fs::path& file, size_t i) {
+  const auto images = static_cast<int32_t>(shapes.size() / 2);
+  const bool known = image >= 0 && image < images;
+  const int64_t rows = known ? shapes[2 * static_cast<size_t>(image)] : 0;
+  const int64_t cols = known ? shapes[2 * static_cast<size_t>(image) + 1] : 0;
+  if (!known || rows <= 0 || cols <= 0 || rows > kMaxRecordSide || cols > kMaxRecordSide || at[0] < 0 || at[1] < 0 ||
+      int64_t{at[0]} + box[2] > cols || int64_t{at[1]} + box[3] > rows || !(scale[0] > 0) || !(scale[1] > 0) ||
+      !std::isfinite(scale[0]) || !std::isfinite(scale[1])) {
+    throw Error(file.string(), StrCat("index entry ", i, " is impossible (image ", image, " of ", images, " at ", at[0],
+                                      ",", at[1], ", ", box[2], "x", box[3], " px, scale ", scale[0], ",", scale[1],
+                                      "): corrupt shard"));
+  }
+}
+
 }  // namespace
 
 void ShardSet::Impl::LoadSplit(const std::string& name, const nlohmann::json& js, const fs::path& mpath) {
@@ -810,8 +891,23 @@ void ShardSet::Impl::LoadSplit(const std::string& name, const nlohmann::json& js
     const auto counts = ReadIndexArray<int64_t>(index.get(), "count", H5T_NATIVE_INT64, n, sh.path);
     const auto sums = ReadIndexArray<double>(index.get(), "density_sum", H5T_NATIVE_DOUBLE, n, sh.path);
     const auto crops = ReadIndexArray<int32_t>(index.get(), "crop", H5T_NATIVE_INT32, n, sh.path);
+    std::vector<int32_t> image_of, at, shapes;
+    std::vector<double> scales;
+    const bool v3 = version >= 3;
+    if (v3) {
+      int64_t images = -1;
+      if (!ReadAttrInt(fid.get(), "images", &images) || images < 0 || images > kMaxShardRecords) {
+        throw Error(sh.path.string(), "root attribute 'images' is missing or impossible (corrupt shard?)");
+      }
+      image_of = ReadIndexArray<int32_t>(index.get(), "image", H5T_NATIVE_INT32, n, sh.path);
+      at = ReadIndexArray<int32_t>(index.get(), "at", H5T_NATIVE_INT32, n * 2, sh.path);
+      scales = ReadIndexArray<double>(index.get(), "scale", H5T_NATIVE_DOUBLE, n * 2, sh.path);
+      shapes = ReadIndexArray<int32_t>(index.get(), "image_shape", H5T_NATIVE_INT32, static_cast<size_t>(images) * 2,
+                                       sh.path);
+    }
     for (size_t i = 0; i < n; ++i) {
       CheckIndexEntry(&boxes[i * 4], counts[i], sums[i], sh.path, i);
+      if (v3) CheckImageEntry(&boxes[i * 4], &at[i * 2], image_of[i], shapes, &scales[i * 2], sh.path, i);
       RecordInfo info;
       info.width = boxes[i * 4 + 2];
       info.height = boxes[i * 4 + 3];
@@ -819,6 +915,13 @@ void ShardSet::Impl::LoadSplit(const std::string& name, const nlohmann::json& js
       info.count = counts[i];
       info.density_sum = sums[i];
       info.crop = crops[i];
+      if (v3) {
+        info.scale = {scales[i * 2], scales[i * 2 + 1]};
+        const auto k = static_cast<size_t>(image_of[i]);
+        s.image_of.push_back(image_of[i]);
+        s.image_dims.push_back({shapes[k * 2], shapes[k * 2 + 1]});
+        s.at.push_back({at[i * 2], at[i * 2 + 1]});
+      }
       s.info.push_back(std::move(info));
       s.boxes.push_back({boxes[i * 4], boxes[i * 4 + 1], boxes[i * 4 + 2], boxes[i * 4 + 3]});
       s.shard_of.push_back(static_cast<int32_t>(s.shards.size()));
@@ -861,10 +964,13 @@ ShardSet::ShardSet(const fs::path& dir) : impl_(std::make_unique<Impl>()) {
                                        "\": not a csrnet-cpp shard set"));
   }
   const auto version = FieldAs<int64_t>(impl_->manifest, "format_version", mpath, "");
-  if (version != kShardFormatVersion) {
-    throw Error(mpath.string(), StrCat("shard format version ", version, " is not supported (this build reads version ",
-                                       kShardFormatVersion, "): rebuild the set with crop_shards --overwrite"));
+  if (version < kOldestReadableShardFormat || version > kShardFormatVersion) {
+    throw Error(mpath.string(),
+                StrCat("shard format version ", version, " is not supported (this build reads versions ",
+                       kOldestReadableShardFormat, " to ", kShardFormatVersion,
+                       "): rebuild the set with crop_shards --overwrite"));
   }
+  impl_->version = version;
   const nlohmann::json& splits = Field(impl_->manifest, "splits", mpath, "");
   if (!splits.is_object()) throw Error(mpath.string(), "'splits' is not an object");
   for (const auto& [name, js] : splits.items()) impl_->LoadSplit(name, js, mpath);
@@ -915,12 +1021,27 @@ ShardRecord ShardSet::Read(const std::string& split, int64_t index) const {
         H5Gclose);
     const RecordInfo& in = s.info[i];
     const auto rows = static_cast<uint64_t>(in.height), cols = static_cast<uint64_t>(in.width);
-    image = FetchArray(g.get(), "image", H5T_STD_U8LE, CV_8U, rows, cols, sh.path);
+    if (impl_->version >= 3) {
+      // The whole stored image (one chunk), cut to the record's box below.
+      const std::array<int, 2>& dims = s.image_dims[i];
+      image = FetchArray(fid, ("images/" + RecordName(s.image_of[i])).c_str(), H5T_STD_U8LE, CV_8U,
+                         static_cast<uint64_t>(dims[0]), static_cast<uint64_t>(dims[1]), sh.path);
+      if (image.dims[0] != static_cast<hsize_t>(dims[0]) || image.dims[1] != static_cast<hsize_t>(dims[1])) {
+        throw Error(sh.path.string(), StrCat(what, ": its image is ", image.dims[1], "x", image.dims[0],
+                                             " but the index says ", dims[1], "x", dims[0], " (corrupt shard?)"));
+      }
+    } else {
+      image = FetchArray(g.get(), "image", H5T_STD_U8LE, CV_8U, rows, cols, sh.path);
+    }
     target = FetchArray(g.get(), "target", H5T_IEEE_F32LE, CV_32F, rows, cols, sh.path);
     if (!ReadAttrInt(g.get(), "crc32", &crc)) crc = -1;
   }
   ShardRecord r;
   r.image = DecodeArray(image, CV_8UC3, sh.path, what);
+  if (impl_->version >= 3) {
+    const cv::Rect box(s.at[i][0], s.at[i][1], s.info[i].width, s.info[i].height);  // inside: checked at open
+    if (box.size() != r.image.size()) r.image = r.image(box).clone();
+  }
   r.target = DecodeArray(target, CV_32FC1, sh.path, what);
   if (crc >= 0) {
     const uint32_t got = Crc32(r.target.data, r.target.total() * r.target.elemSize(),
@@ -934,6 +1055,7 @@ ShardRecord ShardSet::Read(const std::string& split, int64_t index) const {
   r.count = info.count;
   r.density_sum = info.density_sum;
   r.crop = info.crop;
+  r.scale = info.scale;
   r.box = s.boxes[i];
   if (r.image.cols != info.width || r.image.rows != info.height) {
     throw Error(sh.path.string(), StrCat(what, ": image is ", r.image.cols, "x", r.image.rows, " but the index says ",

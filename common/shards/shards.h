@@ -1,9 +1,10 @@
 // The shard set written by crop_shards and read by the trainer and evaluate.
 // Format (see docs/shard_format.md): <dir>/manifest.json (written last),
 // <dir>/train/shard-00000.h5 ..., <dir>/test/shard-00000.h5 ...; in each
-// shard one group per record, /records/000000, with datasets `image`
-// (uint8 h x w x 3, RGB) and `target` (float32 h/8 x w/8) and attributes
-// `source`, `box` (x, y, w, h), `count`, `density_sum`.
+// shard (version 3) every source image once, /images/000000 (uint8 H x W x 3,
+// RGB), and one group per record, /records/000000, with its `target`
+// (float32 h/8 x w/8) and attributes `source`, `box` (x, y, w, h), `count`,
+// `density_sum`, `image` and `at` (where its pixels lie in that image).
 #pragma once
 
 #include <array>
@@ -24,9 +25,14 @@ namespace csr {
 
 namespace fs = std::filesystem;
 
-// Version 2 (2026-12): string attributes are fixed-length (version 1 used
-// variable-length ones, read through HDF5's global heap).
-constexpr int kShardFormatVersion = 2;
+// Version 3 (2026-12): each source image is stored once and its records are
+// boxes in it (the nine overlapping training crops cost 2.25x the image in
+// version 2, which stored every record's pixels); records carry the factor
+// the image was rescaled by. Version 2: string attributes are fixed-length
+// (version 1 used variable-length ones, read through HDF5's global heap).
+// The reader reads versions 2 and 3; crop_shards writes version 3.
+constexpr int kShardFormatVersion = 3;
+constexpr int kOldestReadableShardFormat = 2;
 
 struct ShardRecord {
   cv::Mat image;             // CV_8UC3, RGB, h x w
@@ -36,6 +42,10 @@ struct ShardRecord {
   int64_t count = 0;         // annotations inside the box
   double density_sum = 0.0;  // full-resolution density summed over the box
   int crop = -1;             // 0..3 the quarters (TL, TR, BL, BR), 4.. random crops, -1 the whole image
+  // Stored pixels per source pixel (x, y): the image the box is in was the
+  // source rescaled by these factors (--min-side, --max-side); {1, 1} when it
+  // was not. A source coordinate is a stored one divided by its factor.
+  std::array<double, 2> scale{1.0, 1.0};
 };
 
 // Size and labels of a record, known without reading its pixels.
@@ -46,6 +56,7 @@ struct RecordInfo {
   int64_t count = 0;
   double density_sum = 0.0;
   int crop = -1;  // as ShardRecord::crop
+  std::array<double, 2> scale{1.0, 1.0};  // as ShardRecord::scale
 };
 
 // Read-only random access to a finished shard set. Thread-safe: Read() may be
@@ -69,8 +80,9 @@ class ShardSet {
   int64_t size(const std::string& split) const;
   // From the index loaded at open: no file access.
   RecordInfo Info(const std::string& split, int64_t index) const;
-  // Reads one record (one chunk per dataset) and checks its crc32 attribute;
-  // a mismatch throws csr::Error naming the shard and the record.
+  // Reads one record and checks its crc32 attribute; a mismatch throws
+  // csr::Error naming the shard and the record. Two chunk reads: the record's
+  // image (version 3: the whole source image, cut to the box) and its target.
   ShardRecord Read(const std::string& split, int64_t index) const;
 
   // Recomputes each shard's checksum against the manifest; throws on mismatch.
@@ -93,25 +105,38 @@ class ShardSet {
 // CRC-32 of a whole file's bytes; throws csr::Error naming the file.
 uint32_t FileCrc32(const fs::path& path);
 
-// A record ready to be written: its bytes, possibly deflate-compressed.
+// One record ready to be written: its labels and its target's bytes,
+// possibly deflate-compressed. Its pixels are a box of its EncodedImage.
 struct EncodedRecord {
-  std::string source;
-  std::array<int, 4> box{};
+  std::array<int, 4> box{};  // the labels, as ShardRecord's
   int64_t count = 0;
   double density_sum = 0.0;
   int crop = -1;
-  int image_rows = 0, image_cols = 0;    // the image is rows x cols x 3 uint8
+  std::array<double, 2> scale{1.0, 1.0};
+  std::array<int, 2> at{};  // x, y of the record's pixels (box[2] x box[3]) inside its image
   int target_rows = 0, target_cols = 0;  // the target is rows x cols float32
-  std::vector<uint8_t> image_bytes;      // zlib stream when image_deflated, else raw
-  std::vector<uint8_t> target_bytes;
-  bool image_deflated = false;
+  std::vector<uint8_t> target_bytes;     // zlib stream when target_deflated, else raw
   bool target_deflated = false;
-  uint32_t crc32 = 0;  // of the raw image bytes followed by the raw target bytes
+  uint32_t crc32 = 0;  // of the record's raw pixels (C order) followed by its raw target bytes
 };
 
-// `deflate` is the zlib level 0..9 (0 = store raw). A compressed form that is
-// not smaller than the raw bytes is dropped. Thread-safe.
-EncodedRecord EncodeRecord(const ShardRecord& record, int deflate);
+// A source image ready to be written, with the records cut from it.
+struct EncodedImage {
+  std::string source;
+  int rows = 0, cols = 0;          // the image is rows x cols x 3 uint8
+  std::vector<uint8_t> bytes;      // zlib stream when deflated, else raw
+  bool deflated = false;
+  std::vector<EncodedRecord> records;
+};
+
+// Encodes `image` (CV_8UC3, RGB) once and the records cut from it: each
+// record's `image` must be a view into `image` (image(box), say), which gives
+// its position; all records share `image`'s source name. `deflate` is the
+// zlib level 0..9 (0 = store raw); a compressed form that is not smaller than
+// the raw bytes is dropped. Thread-safe.
+EncodedImage EncodeImage(const cv::Mat& image, const std::vector<ShardRecord>& records, int deflate);
+// A record on its own: its pixels are stored as an image of their own.
+EncodedImage EncodeRecord(const ShardRecord& record, int deflate);
 
 // One finished shard file, as listed in the manifest.
 struct ShardFileInfo {
@@ -135,9 +160,11 @@ class ShardWriter {
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
-  // Throws csr::Error naming the shard file on a write failure (disk full),
+  // Adds an image and its records; all of them go to the same shard, which is
+  // closed once it holds `records_per_shard` records or more. Throws
+  // csr::Error naming the shard file on a write failure (disk full),
   // including a failure of an earlier shard's background flush.
-  void Add(const EncodedRecord& record);
+  void Add(const EncodedImage& image);
   // Completes the last shard, waits for the disk; returns every shard, in order.
   std::vector<ShardFileInfo> Finish();
   // For a failed run: waits for background work, then deletes every shard
@@ -147,7 +174,7 @@ class ShardWriter {
 
  private:
   struct Open;
-  void WriteRecord(const EncodedRecord& record);
+  void WriteImage(const EncodedImage& image);
   void Close();
   // Moves finished background results into done_, rethrowing their errors;
   // waits for all of them when `all`, else only while more than `keep` are pending.

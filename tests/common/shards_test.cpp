@@ -418,6 +418,128 @@ TEST_CASE("a version 1 shard set is refused with the way out") {
   CHECK(msg.find("crop_shards --overwrite") != std::string::npos);
 }
 
+// An image with three overlapping records cut from it, as crop_shards makes them.
+struct CutImage {
+  cv::Mat image;
+  std::vector<ShardRecord> records;
+};
+
+CutImage MakeCutImage(int seed) {
+  CutImage c;
+  c.image.create(40, 64, CV_8UC3);
+  cv::RNG rng(static_cast<uint64_t>(seed) + 11);
+  rng.fill(c.image, cv::RNG::UNIFORM, 0, 256);
+  const cv::Rect boxes[] = {{0, 0, 32, 16}, {32, 24, 32, 16}, {13, 5, 32, 16}};
+  for (int k = 0; k < 3; ++k) {
+    ShardRecord r;
+    r.image = c.image(boxes[k]);
+    r.target.create(2, 4, CV_32F);
+    rng.fill(r.target, cv::RNG::UNIFORM, 0.0, 1.0);
+    r.source = StrCat("IMG_", seed, ".jpg");
+    r.box = {boxes[k].x, boxes[k].y, boxes[k].width, boxes[k].height};
+    r.count = k + seed;
+    r.density_sum = k * 0.5;
+    r.crop = k;
+    r.scale = {0.5 + seed, 0.25};
+    c.records.push_back(r);
+  }
+  return c;
+}
+
+TEST_CASE("an image is stored once and its overlapping records are boxes in it, read back exactly") {
+  test::TempDir tmp;
+  std::vector<CutImage> images = {MakeCutImage(1), MakeCutImage(2), MakeCutImage(3)};
+  {
+    ShardSetWriter set(tmp.path(), {"train"}, /*records_per_shard=*/4, 0);
+    for (const auto& c : images) set.split("train").Add(EncodeImage(c.image, c.records, 0));
+    set.Finish();
+    // Records of an image stay together: 3 + 3 (past 4) | 3.
+    REQUIRE(set.shards("train").size() == 2);
+    CHECK(set.shards("train")[0].records == 6);
+  }
+  ShardSet set(tmp.path());
+  REQUIRE(set.size("train") == 9);
+  for (int i = 0; i < 9; ++i) {
+    const ShardRecord& want = images[static_cast<size_t>(i / 3)].records[static_cast<size_t>(i % 3)];
+    const ShardRecord got = set.Read("train", i);
+    CHECK(SameMat(got.image, want.image));
+    CHECK(got.image.isContinuous());
+    CHECK(SameMat(got.target, want.target));
+    CHECK(got.box == want.box);
+    CHECK(got.count == want.count);
+    CHECK(got.scale == want.scale);
+    CHECK(set.Info("train", i).scale == want.scale);
+  }
+  // The image's pixels are in the file once: three 32x16 boxes of a 64x40
+  // image would be 4608 bytes stored one by one, the image is 7680.
+  uint64_t bytes = 0;
+  for (const auto& s : set.manifest()["splits"]["train"]["shards"]) bytes += s["bytes"].get<uint64_t>();
+  CHECK(bytes < 3 * (64 * 40 * 3) + 9 * 4096);
+}
+
+TEST_CASE("a record written on its own is an image of its own; its labels keep their box") {
+  test::TempDir tmp;
+  const auto records = SomeRecords(2);
+  WriteSet(tmp.path(), records, 8);
+  ShardSet set(tmp.path());
+  const ShardRecord r = set.Read("train", 1);
+  CHECK(r.box == records[1].box);  // (1, 2, ...): a label, not where the pixels are
+  CHECK(SameMat(r.image, records[1].image));
+  CHECK(r.scale == std::array<double, 2>{1.0, 1.0});
+}
+
+// Overwrites element `k` of the int32 index dataset `name` of the first train
+// shard, and brings the manifest's size and checksum up to date.
+void RewriteIndexInt(const fs::path& dir, const char* name, size_t k, int32_t value) {
+  const fs::path shard = dir / "train" / "shard-00000.h5";
+  {
+    h5::Lock lock;
+    const hid_t f = H5Fopen(shard.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    REQUIRE(f >= 0);
+    const hid_t ds = H5Dopen2(f, (std::string("index/") + name).c_str(), H5P_DEFAULT);
+    REQUIRE(ds >= 0);
+    const hid_t space = H5Dget_space(ds);
+    std::vector<int32_t> v(static_cast<size_t>(H5Sget_simple_extent_npoints(space)));
+    REQUIRE(H5Dread(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) >= 0);
+    v.at(k) = value;
+    CHECK(H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) >= 0);
+    H5Sclose(space);
+    H5Dclose(ds);
+    H5Fclose(f);
+  }
+  const std::string bytes = ReadTextFile(shard);
+  EditManifest(dir, [&](nlohmann::json& m) {
+    auto& s = m["splits"]["train"];
+    s["shards"][0]["bytes"] = bytes.size();
+    s["shards"][0]["crc32"] = Crc32(bytes.data(), bytes.size());
+    s["bytes"] = bytes.size();
+  });
+}
+
+TEST_CASE("an index whose record lies outside its image, or names no image, is refused at open") {
+  const struct {
+    const char* dataset;
+    size_t element;
+    int32_t value;
+  } cases[] = {{"at", 2, 33}, {"at", 3, -1}, {"image", 1, 5}, {"image_shape", 0, 0}, {"image_shape", 1, 20000}};
+  for (const auto& c : cases) {
+    CAPTURE(c.dataset);
+    CAPTURE(c.element);
+    test::TempDir tmp;
+    {
+      ShardSetWriter set(tmp.path(), {"train"}, 8, 0);
+      const CutImage img = MakeCutImage(1);
+      set.split("train").Add(EncodeImage(img.image, img.records, 0));
+      set.Finish();
+    }
+    CHECK(ShardSet(tmp.path()).size("train") == 3);
+    RewriteIndexInt(tmp.path(), c.dataset, c.element, c.value);
+    const std::string msg = ErrorOf([&] { ShardSet set(tmp.path()); });
+    CHECK(msg.find("shard-00000.h5") != std::string::npos);
+    CHECK(msg.find("corrupt shard") != std::string::npos);
+  }
+}
+
 TEST_CASE("shards are readable from Python's h5py as documented" * doctest::test_suite("optional")) {
   CSR_SKIP_UNLESS(fs::exists("/usr/bin/python3") && test::Run("/usr/bin/python3 -c 'import h5py, numpy'") == 0,
                   test::kNeedPython, "/usr/bin/python3 with h5py not available");
@@ -432,7 +554,8 @@ TEST_CASE("shards are readable from Python's h5py as documented" * doctest::test
                            "assert zlib.crc32(open(d + '/' + s['file'], 'rb').read()) == s['crc32']\n"
                            "with h5py.File(d + '/' + s['file'], 'r') as f:\n"
                            "    r = f['records/000000']\n"
-                           "    img, t = r['image'][()], r['target'][()]\n"
+                           "    img = f['images/%06d' % r.attrs['image']][()]\n"
+                           "    t = r['target'][()]\n"
                            "    assert zlib.crc32(t.tobytes(), zlib.crc32(img.tobytes())) == r.attrs['crc32']\n"
                            "    print(img.shape[0], img.shape[1], int(img[0, 0, 0]), r.attrs['source'].decode(),\n"
                            "          list(r.attrs['box']), f['index/source'][0].decode())\n";

@@ -96,7 +96,8 @@ TEST_CASE("a run killed part-way leaves no manifest, and the rerun starts clean"
     CHECK_FALSE(IsAtomicTemp(e.path()));
     files += e.path().extension() == ".h5";
   }
-  CHECK(files == 120 + 2);  // 360 train records / 3 + 4 test records / 3 (rounded up)
+  // A shard holds whole images: one per train image (9 records >= 3), and 4 test records / 3 rounded up.
+  CHECK(files == 40 + 2);
 }
 
 }  // namespace

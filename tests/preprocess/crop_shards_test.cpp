@@ -10,11 +10,13 @@
 #include <cstring>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "common/base/random.h"
 #include "common/io/density_map.h"
 #include "common/io/h5.h"
+#include "common/io/image_io.h"
 #include "common/shards/shards.h"
 #include "preprocess/gt_gen.h"
 #include "preprocess/synthetic.h"
@@ -299,7 +301,9 @@ TEST_CASE("the manifest records provenance, gt_gen settings, shards with checksu
   CHECK(m["ground_truth"]["sigma_rule"].get<std::string>().find("adaptive") == 0);
   CHECK(m["splits"]["train"]["records"] == 27);
   CHECK(m["splits"]["train"]["skipped_images"] == 1);
-  CHECK(m["splits"]["train"]["shards"].size() == 4);  // 7 + 7 + 7 + 6
+  // A shard holds whole images and closes once it has 7 or more records: 9 + 9 + 9.
+  CHECK(m["splits"]["train"]["shards"].size() == 3);
+  CHECK(m["splits"]["train"]["shards"][0]["records"] == 9);
   CHECK(m["splits"]["test"]["target"] == "sum8");
   CHECK(m["totals"]["records"] == 29);
   uint64_t bytes = 0;
@@ -734,6 +738,8 @@ void CheckSameRecords(const fs::path& a, const fs::path& b) {
       CHECK(r.count == s.count);
       CHECK(r.density_sum == s.density_sum);
       CHECK(r.crop == s.crop);
+      CHECK(r.scale == s.scale);
+      REQUIRE(r.image.size() == s.image.size());
       CHECK(cv::norm(r.image, s.image, cv::NORM_INF) == 0);
       REQUIRE(r.target.size() == s.target.size());
       CHECK(std::memcmp(r.target.data, s.target.data, r.target.total() * sizeof(float)) == 0);
@@ -848,6 +854,68 @@ TEST_CASE("gt_gen --dataset writes maps beside any layout's annotations; crop_sh
     o.density_source = DensitySource::kAnnotations;
     BuildShards(o);
     CheckSameRecords(tmp / "maps", tmp / "annotations");
+  }
+}
+
+TEST_CASE("a version 2 shard set (tests/data/shards_v2) reads as the same records as today's version 3 set") {
+  const fs::path v2 = fs::path(CSR_SOURCE_DIR) / "tests" / "data" / "shards_v2";
+  REQUIRE(fs::exists(v2 / kManifestName));
+  CHECK(nlohmann::json::parse(ReadTextFile(v2 / kManifestName))["format_version"] == 2);
+  // The inputs it was made from (tests/data/README.md): make_synthetic
+  // --images 2 --test-images 1 --min-size 64 --max-size 100 --min-heads 3
+  // --max-heads 12 --seed 7, then crop_shards --compress 9 --density annotations.
+  test::TempDir tmp;
+  SyntheticOptions syn;
+  syn.out = (tmp / "data").string();
+  syn.train_images = 2;
+  syn.test_images = 1;
+  syn.min_size = 64;
+  syn.max_size = 100;
+  syn.min_heads = 3;
+  syn.max_heads = 12;
+  syn.seed = 7;
+  GenerateSynthetic(syn);
+  CropShardsOptions o = OptionsFor(tmp);
+  o.records_per_shard = 256;
+  o.compress = 9;
+  o.density_source = DensitySource::kAnnotations;
+  BuildShards(o);
+  CHECK(nlohmann::json::parse(ReadTextFile(tmp / "shards" / kManifestName))["format_version"] == kShardFormatVersion);
+  CheckSameRecords(v2, tmp / "shards");
+  ShardSet(v2).Verify();
+}
+
+TEST_CASE("a shard set takes at most 1.25x the decoded training pixels plus targets") {
+  test::TempDir tmp;
+  SyntheticOptions syn;
+  syn.out = (tmp / "data").string();
+  syn.train_images = 4;
+  syn.test_images = 1;
+  GenerateSynthetic(syn);
+  for (int compress : {0, 1}) {
+    CAPTURE(compress);
+    CropShardsOptions o = OptionsFor(tmp, StrCat("shards", compress));
+    o.compress = compress;
+    o.records_per_shard = 256;
+    BuildShards(o);
+    const ShardSet set(tmp / StrCat("shards", compress));
+    const nlohmann::json& m = set.manifest();
+    uint64_t decoded = 0;  // the train images' pixels, once, and the nine targets
+    std::set<std::string> seen;
+    for (int64_t i = 0; i < set.size("train"); ++i) {
+      const ShardRecord r = set.Read("train", i);
+      decoded += r.target.total() * sizeof(float);
+      if (seen.insert(r.source).second) {
+        const cv::Mat full = ReadImageRGB((tmp / "data" / "part_A_final" / "train_data" / "images" / r.source).string());
+        decoded += full.total() * full.elemSize();
+      }
+    }
+    const auto bytes = m["splits"]["train"]["bytes"].get<uint64_t>();
+    CAPTURE(bytes);
+    CAPTURE(decoded);
+    CHECK(static_cast<double>(bytes) <= 1.25 * static_cast<double>(decoded));
+    // Version 2 stored the nine crops' pixels: 2.25x the image.
+    CHECK(static_cast<double>(bytes) < 0.6 * 2.25 * static_cast<double>(decoded));
   }
 }
 
