@@ -74,9 +74,18 @@ void CropShardsOptions::Check() const {
   CheckRange("--fold", fold, 0, 5, "0 = none");
   if (dataset == DatasetKind::kUcf50) CheckRange("--fold", fold, 1, 5, "UCF_CC_50 is cross-validated");
   ResolveDensity().Check();
+  const SizeLimits limits = ResolveSize();
+  limits.Check();
+  if (limits.active() && density_source == DensitySource::kMaps) {
+    throw UsageError("--density", StrCat("maps: gt_gen's maps are at the source resolution, and images are rescaled (",
+                                         Describe(limits), "); use --density auto or annotations, or --min-side 0 "
+                                         "--max-side 0 --max-short-side 0"));
+  }
 }
 
 DensityOptions CropShardsOptions::ResolveDensity() const { return density.Resolve(dataset, part); }
+
+SizeLimits CropShardsOptions::ResolveSize() const { return size.Resolve(dataset); }
 
 namespace {
 
@@ -213,12 +222,13 @@ void CheckDensityValues(const Job& job, const std::string& fix) {
   }
 }
 
-// Serial stage: the HDF5 and annotation reads.
-std::unique_ptr<Job> ReadInputs(const Sample& s, const CropShardsOptions& o) {
+// Serial stage: the HDF5 and annotation reads. Rescaled images take their
+// density from the rescaled points: gt_gen's maps are at the source size.
+std::unique_ptr<Job> ReadInputs(const Sample& s, const CropShardsOptions& o, const SizeLimits& limits) {
   auto job = std::make_unique<Job>();
   job->sample = &s;
   job->train = s.split == "train";
-  job->render = o.density_source == DensitySource::kAnnotations || !fs::exists(s.density);
+  job->render = o.density_source == DensitySource::kAnnotations || limits.active() || !fs::exists(s.density);
   if (!job->render) ReadDensityMap(s, job.get());
   job->points = ReadHeads(s);
   return job;
@@ -235,12 +245,15 @@ std::map<std::string, std::string> InMemorySettings(const DensityOptions& d) {
 }
 
 // Parallel stage: decode, check, crop, targets, encode.
-void MakeRecords(Job& job, const CropShardsOptions& o, const DensityOptions& dopt) {
+void MakeRecords(Job& job, const CropShardsOptions& o, const DensityOptions& dopt, const SizeLimits& limits) {
   const Sample& s = *job.sample;
-  const cv::Mat image = ReadImageRGB(s.image.string());
+  cv::Mat image = ReadImageRGB(s.image.string());
+  const Rescale rescale = RescaleFor(image.cols, image.rows, limits, s.image.string());
+  image = RescaleImage(image, rescale);
   job.width = image.cols;
   job.height = image.rows;
-  const HeadPixels heads = ToHeadPixels(job.points, image.cols, image.rows, s.annotation.string());
+  const HeadPixels heads =
+      ToHeadPixels(RescalePoints(job.points, rescale), image.cols, image.rows, s.annotation.string());
   if (job.render) {
     // The same rendering as gt_gen's, so both routes give identical records.
     job.density = RenderDensity(heads.pixels, HeadSigmas(heads.pixels, image.cols, image.rows, dopt), image.cols,
@@ -276,6 +289,7 @@ void MakeRecords(Job& job, const CropShardsOptions& o, const DensityOptions& dop
     const bool aligned = box.width % 8 == 0 && box.height % 8 == 0;
     r.density_sum = !cubic && aligned ? covered : BoxSum(job.density, box);
     r.crop = job.train ? static_cast<int>(i) : -1;
+    r.scale = {rescale.sx, rescale.sy};
     records.push_back(std::move(r));
   }
   if (!records.empty()) job.encoded = EncodeImage(image, records, o.compress);
@@ -301,6 +315,12 @@ nlohmann::json DatasetSource(const CropShardsOptions& o) {
   return s;
 }
 
+// The manifest's `settings.resize`: the size limits in force (0 = none).
+nlohmann::json SizeSettings(const CropShardsOptions& o) {
+  const SizeLimits l = o.ResolveSize();
+  return {{"min_side", l.min_side}, {"max_side", l.max_side}, {"max_short_side", l.max_short_side}};
+}
+
 // The settings that make two shard sets the same one.
 nlohmann::json Identity(const CropShardsOptions& o) {
   nlohmann::json id = {{"root", fs::absolute(o.root).lexically_normal().string()},
@@ -309,7 +329,8 @@ nlohmann::json Identity(const CropShardsOptions& o) {
                        {"random_crops", o.random_crops},
                        {"target", Name(o.target)},
                        {"records_per_shard", o.records_per_shard},
-                       {"compress", o.compress}};
+                       {"compress", o.compress},
+                       {"resize", SizeSettings(o)}};
   id.update(DatasetSource(o));
   return id;
 }
@@ -414,7 +435,8 @@ nlohmann::json ManifestExtra(const CropShardsOptions& o, const Discovery& found,
             {"random_crops", o.random_crops},
             {"target", Name(o.target)},
             {"records_per_shard", o.records_per_shard},
-            {"compress", o.compress}}},
+            {"compress", o.compress},
+            {"resize", SizeSettings(o)}}},
           {"ground_truth", GtManifest(s)},
           {"checksum", "crc32 of the whole file (zlib.crc32)"},
           {"totals", {{"images", s.images[0] + s.images[1]}, {"skipped_images", s.skipped[0] + s.skipped[1]}}}};
@@ -514,10 +536,13 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
   CheckPairs(found);
   if (o.density_source == DensitySource::kMaps) CheckDensityMapsExist(found, o);
   const DensityOptions dopt = o.ResolveDensity();
+  const SizeLimits limits = o.ResolveSize();
+  if (limits.active()) log::Info("images and points rescaled to ", Describe(limits));
   if (o.density_source != DensitySource::kMaps) {
     const auto missing = std::count_if(found.samples.begin(), found.samples.end(),
                                        [&](const Sample& s) { return !fs::exists(s.density); });
-    const auto made = o.density_source == DensitySource::kAnnotations ? found.samples.size() : missing;
+    const bool all = o.density_source == DensitySource::kAnnotations || limits.active();
+    const auto made = all ? found.samples.size() : static_cast<size_t>(missing);
     if (made > 0) {
       log::Info(made, " of ", found.samples.size(), " densities made in memory from the annotations (",
                 DescribeSettings(dopt), ")");
@@ -548,12 +573,13 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
                                                                                        return nullptr;
                                                                                      }
                                                                                      jobs[next] = ReadInputs(
-                                                                                         found.samples[next], o);
+                                                                                         found.samples[next], o,
+                                                                                         limits);
                                                                                      return jobs[next++].get();
                                                                                    })) &
         tbb::make_filter<Job*, Job*>(tbb::filter_mode::parallel, tsan::Task(&handoff,
                                                                             [&](Job* job) {
-                                                                              MakeRecords(*job, o, dopt);
+                                                                              MakeRecords(*job, o, dopt, limits);
                                                                               return job;
                                                                             })) &
         tbb::make_filter<Job*, void>(
@@ -615,6 +641,7 @@ int RunCropShards(int argc, const char* const* argv) {
         "auto: gt_gen's map where it exists, else made in memory from the annotation; "
         "maps: gt_gen's only; annotations: always in memory (identical records)");
     o.density.Register(p, "adaptive for the dense datasets, fixed for ShanghaiTech B and custom points");
+    o.size.Register(p);
     p.Add("out", &o.out, "shard set folder to write (with --export: folder for the PNG files)");
     p.Add("seed", &o.seed, "seed of the random crop positions (with each image's name)");
     p.Add("threads", &o.threads, "worker threads; 0 = all cores (output is identical for any value)");

@@ -16,6 +16,7 @@
 
 #include "common/io/datasets.h"
 #include "preprocess/density.h"
+#include "preprocess/resize.h"
 
 namespace csr {
 
@@ -41,6 +42,7 @@ struct CropShardsOptions {
   int fold = 0;            // UCF_CC_50: the cross-validation fold 1..5
   DensitySource density_source = DensitySource::kAuto;
   DensityChoice density;                  // the settings of densities made in memory (as gt_gen's)
+  SizeChoice size;                        // rescaling of images and points before the density; auto per dataset
   std::string out = "shards";             // shard set folder (with --export: where the PNGs go)
   int64_t seed = 2018;                    // random crop positions follow from it (and each image's name)
   int threads = 0;                        // worker threads; 0 = all cores
@@ -61,6 +63,8 @@ struct CropShardsOptions {
   // The settings of densities made in memory: `density` with auto resolved
   // for the dataset (and part), as gt_gen resolves them.
   DensityOptions ResolveDensity() const;
+  // The size limits: `size` with auto resolved for the dataset.
+  SizeLimits ResolveSize() const;
 };
 
 // ------------------------------------------------------------------ geometry

@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include <opencv2/imgproc.hpp>
+
 #include "common/base/random.h"
 #include "common/io/density_map.h"
 #include "common/io/h5.h"
@@ -849,6 +851,11 @@ TEST_CASE("gt_gen --dataset writes maps beside any layout's annotations; crop_sh
     CropShardsOptions o = OptionsFor(tmp, "maps");
     o.dataset = kind;
     o.density_source = DensitySource::kMaps;
+    if (o.ResolveSize().active()) {
+      // gt_gen's maps are at the source size: rescaled images cannot use them.
+      ExpectError([&] { BuildShards(o); }, {"--density", "source resolution"});
+      o.size.min_side = o.size.max_side = o.size.max_short_side = 0;
+    }
     BuildShards(o);
     o.out = (tmp / "annotations").string();
     o.density_source = DensitySource::kAnnotations;
@@ -917,6 +924,70 @@ TEST_CASE("a shard set takes at most 1.25x the decoded training pixels plus targ
     // Version 2 stored the nine crops' pixels: 2.25x the image.
     CHECK(static_cast<double>(bytes) < 0.6 * 2.25 * static_cast<double>(decoded));
   }
+}
+
+TEST_CASE("rescaled images: points move with the image, counts are kept, the factor is recorded") {
+  test::TempDir tmp;
+  SyntheticOptions syn;
+  syn.out = (tmp / "data").string();
+  syn.like = DatasetKind::kQnrf;
+  syn.train_images = 2;
+  syn.test_images = 2;
+  syn.min_size = 96;
+  syn.max_size = 160;
+  const SyntheticSummary made = GenerateSynthetic(syn);
+  CropShardsOptions o = OptionsFor(tmp);
+  o.dataset = DatasetKind::kQnrf;  // auto: the shorter side raised to 512 (Bayesian-Loss)
+  o.density.mode = DensityMode::kExactCount;
+  BuildShards(o);
+  const ShardSet set(tmp / "shards");
+  CHECK(set.manifest()["settings"]["resize"] ==
+        nlohmann::json({{"min_side", 512}, {"max_side", 0}, {"max_short_side", 2048}}));
+  for (int64_t i = 0; i < set.size("test"); ++i) {
+    const ShardRecord r = set.Read("test", i);
+    const auto item = std::find_if(made.items.begin(), made.items.end(), [&](const SyntheticImage& it) {
+      return it.split == "test" && it.image.filename() == r.source;
+    });
+    REQUIRE(item != made.items.end());
+    CAPTURE(r.source);
+    CHECK(std::min(r.box[2], r.box[3]) == 512);
+    CHECK(r.scale[0] == doctest::Approx(static_cast<double>(r.box[2]) / item->width));
+    CHECK(r.scale[1] == doctest::Approx(static_cast<double>(r.box[3]) / item->height));
+    CHECK(r.scale[0] == doctest::Approx(512.0 / std::min(item->width, item->height)).epsilon(0.01));
+    CHECK(r.count == static_cast<int64_t>(item->points.size()));  // every head still inside, none added
+    // exact-count: the rescaled density still sums to the heads (up to the
+    // last W mod 8 columns and H mod 8 rows the target leaves out).
+    CHECK(r.density_sum == doctest::Approx(static_cast<double>(r.count)).epsilon(1e-4));
+    CHECK(cv::sum(r.target)[0] <= r.count + 1e-3);
+  }
+  // A head's pixel in the rescaled image is its point times the factors:
+  // the brightest pixel of the heads drawn in the synthetic image moves too.
+  const ShardRecord r = set.Read("test", 0);
+  const cv::Mat source = ReadImageRGB((tmp / "data" / "Test" / r.source).string());
+  cv::Mat again;
+  cv::resize(source, again, r.image.size(), 0, 0, cv::INTER_CUBIC);
+  CHECK(cv::norm(again, r.image, cv::NORM_INF) == 0);  // the same pixels as a plain bicubic upscale
+
+  // Train records: nine boxes of the rescaled image, all with its factor.
+  const RecordInfo info = set.Info("train", 0);
+  CHECK(info.scale[0] > 3.0);
+  CHECK(std::min(info.width, info.height) == 256);  // half the 512-px shorter side
+}
+
+TEST_CASE("bad size limits are refused naming the option") {
+  test::TempDir tmp;
+  test::MakeFixture(tmp / "data", kSmallSet);
+  CropShardsOptions o = OptionsFor(tmp);
+  o.size.min_side = 2048;
+  o.size.max_side = 1024;
+  ExpectError([&] { BuildShards(o); }, {"--min-side", "larger than --max-side"});
+  o.size.max_side = 20000;
+  ExpectError([&] { BuildShards(o); }, {"--max-side", "20000"});
+  // A long thin image raised to the minimum would be too large: one error naming it.
+  o.size.max_side = std::nullopt;
+  o.size.min_side = 16384;
+  ExpectError([&] { BuildShards(o); }, {"IMG_", "over 16384"});
+  CHECK_FALSE(fs::exists(tmp / "shards" / kManifestName));
 }
 
 }  // namespace
