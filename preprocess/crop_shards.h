@@ -16,7 +16,7 @@
 
 #include "common/io/datasets.h"
 #include "preprocess/density.h"
-#include "preprocess/resize.h"
+#include "common/io/resize.h"
 
 namespace csr {
 

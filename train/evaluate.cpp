@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include <opencv2/imgproc.hpp>
@@ -97,21 +98,43 @@ class ShardSource : public EvalSource {
   int64_t size_ = 0;
 };
 
+// Each head's unit in the 8 x 8 cell of its pixel: the ground truth at 1/8
+// when only the points are known (floor(h/8) x floor(w/8), as SumBlocks8).
+cv::Mat PointMap(const std::vector<Point>& points, int width, int height) {
+  cv::Mat map = cv::Mat::zeros(height / 8, width / 8, CV_32F);
+  for (const Point& p : points) {
+    if (!(p[0] >= 0 && p[1] >= 0 && p[0] < width && p[1] < height)) continue;  // NaN too
+    const int col = static_cast<int>(p[0]) / 8, row = static_cast<int>(p[1]) / 8;
+    if (row < map.rows && col < map.cols) map.at<float>(row, col) += 1.0f;
+  }
+  return map;
+}
+
+// What BenchmarkTags reads: the dataset, its root and the split scored.
+nlohmann::json TagSource(const EvaluateOptions& o) {
+  return {{"source", {{"dataset", Name(o.dataset)}, {"root", o.root}, {"eval_split", o.split}}}};
+}
+
 class DatasetSource : public EvalSource {
  public:
-  DatasetSource(const std::string& root, const std::string& part, const std::string& split)
-      : disc_(DiscoverPart(root, part, split)), part_(part), split_(split) {}
+  explicit DatasetSource(const EvaluateOptions& o)
+      : disc_(Discover(o)), limits_(o.size.Resolve(o.dataset)), tags_(TagSource(o)), o_(o) {}
   int64_t size() const override { return static_cast<int64_t>(disc_.samples.size()); }
   EvalSample Load(int64_t index) const override {
     const Sample& s = disc_.samples[static_cast<size_t>(index)];
     EvalSample out;
     out.name = s.image.filename().string();
-    out.rgb = ReadImageRGB(s.image.string());
-    out.count = static_cast<double>(ReadAnnotation(s.annotation.string()).points.size());
-    const std::string density_path = s.density.string();
-    if (!fs::exists(s.density)) {
-      throw Error(density_path, "no ground-truth density map (run gt_gen on this dataset first)");
+    const cv::Mat rgb = ReadImageRGB(s.image.string());
+    const std::vector<Point> points = ReadHeads(s);
+    out.count = static_cast<double>(points.size());
+    const Rescale r = RescaleFor(rgb.cols, rgb.rows, limits_, s.image.string());
+    out.rgb = RescaleImage(rgb, r);
+    if (!r.identity() || !fs::exists(s.density)) {
+      out.truth_map = PointMap(RescalePoints(points, r), out.rgb.cols, out.rgb.rows);
+      out.has_map = false;
+      return out;
     }
+    const std::string density_path = s.density.string();
     cv::Mat density;
     {
       h5::Lock lock;  // HDF5 is not thread-safe; held for the file's whole life
@@ -127,17 +150,44 @@ class DatasetSource : public EvalSource {
     return out;
   }
   std::string Describe() const override {
-    return StrCat("dataset ", disc_.part_dir.string(), " (part ", part_, ", ", split_, ", ", size(), " images)");
+    const std::string what = o_.dataset == DatasetKind::kShanghaiTech ? StrCat("part ", o_.part) : Name(o_.dataset);
+    return StrCat("dataset ", disc_.part_dir.string(), " (", what, ", ", o_.split, ", ", size(), " images",
+                  limits_.active() ? StrCat(", rescaled ", csr::Describe(limits_)) : std::string(), ")");
   }
+  std::map<std::string, std::string> Tags(const EvalSample& s) const override { return tags_.Of(s); }
 
  private:
+  static Discovery Discover(const EvaluateOptions& o) {
+    DatasetQuery q;
+    q.kind = o.dataset;
+    q.root = o.root;
+    q.part = o.part;
+    q.split = o.split;
+    q.val_list = o.val_list;
+    q.fold = o.fold;
+    Discovery d = DiscoverDataset(q);
+    for (const Sample& s : d.samples) {
+      if (s.format == AnnotationFormat::kNone) {
+        throw UsageError("--split", StrCat(Name(o.dataset), "'s ", s.split, " split has no labels (",
+                                           s.image.filename().string(), "): it can be predicted, not evaluated"));
+      }
+    }
+    if (!d.unannotated_images.empty()) {
+      log::Warn(d.unannotated_images.size(), " image(s) without annotation left out, e.g. ",
+                d.unannotated_images.front().string());
+    }
+    return d;
+  }
   Discovery disc_;
-  std::string part_, split_;
+  SizeLimits limits_;
+  BenchmarkTags tags_;
+  EvaluateOptions o_;
 };
 
 // ---- Output -------------------------------------------------------------------------
 
 std::string Fmt(double v, const char* f = "%.4f") {
+  if (std::isnan(v)) return "";  // not defined for this image (no density map)
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
   return buf;
@@ -185,8 +235,13 @@ std::vector<std::pair<std::string, std::string>> SummaryRows(const EvaluateResul
                      s.nae_images < s.images ? StrCat(" (", s.nae_images, " images with people)") : std::string())},
       {"mean error (bias)", Fmt(s.mean_error, "%+.3f")}};
   for (int l = 0; l < kGameLevels; ++l) rows.push_back({StrCat("GAME(", l, ")"), Fmt(s.game[l], "%.3f")});
-  rows.push_back({"PSNR (1/8 maps)", Fmt(s.psnr, "%.2f") + " dB"});
-  rows.push_back({"SSIM (1/8 maps)", Fmt(s.ssim, "%.4f")});
+  if (s.map_images == 0) {
+    rows.push_back({"PSNR, SSIM (1/8 maps)", "n/a: no ground-truth density map (gt_gen, not rescaled)"});
+  } else {
+    const std::string part = s.map_images < s.images ? StrCat(" (", s.map_images, " images with a map)") : "";
+    rows.push_back({"PSNR (1/8 maps)", Fmt(s.psnr, "%.2f") + " dB" + part});
+    rows.push_back({"SSIM (1/8 maps)", Fmt(s.ssim, "%.4f") + part});
+  }
   if (r.failed > 0) rows.push_back({"failed images", StrCat(r.failed)});
   return rows;
 }
@@ -243,6 +298,8 @@ void EvaluateOptions::Check() const {
   model.Check();
   CheckThat(root.empty() || shards.empty(), "--root", root, "give either a shard set or --root, not both");
   CheckThat(part == "A" || part == "B", "--part", part, "expected A or B");
+  CheckRange("--fold", fold, 0, 5, "0 = none");
+  if (!root.empty()) size.Resolve(dataset).Check();
   CheckRange("--worst", worst, 0, 100000);
   CheckRange("--alpha", alpha, 0.0, 1.0);
 }
@@ -253,7 +310,7 @@ std::unique_ptr<EvalSource> OpenSource(const EvaluateOptions& o) {
   if (!o.root.empty() && !o.shards.empty()) {
     throw UsageError("--root", "give either a shard set or --root, not both");
   }
-  if (!o.root.empty()) return OpenDatasetSource(o.root, o.part, o.split);
+  if (!o.root.empty()) return OpenDatasetSource(o);
   if (o.shards.empty()) throw UsageError("evaluate", "no test set: give a shard set folder or --root (see --help)");
   return OpenShardSource(o.shards, o.split);
 }
@@ -273,20 +330,24 @@ std::unique_ptr<EvalSource> OpenShardSource(const std::string& path, const std::
                            "(an unfinished crop_shards run?)"));
 }
 
-std::unique_ptr<EvalSource> OpenDatasetSource(const std::string& root, const std::string& part,
-                                              const std::string& split) {
-  if (split != "train" && split != "test" && split != "all") {
-    throw UsageError("--split", StrCat("expected train, test or all with --root, got '", split, "'"));
+std::unique_ptr<EvalSource> OpenDatasetSource(const EvaluateOptions& o) {
+  if (o.split != "train" && o.split != "val" && o.split != "test" && o.split != "all") {
+    throw UsageError("--split", StrCat("expected train, val, test or all with --root, got '", o.split, "'"));
   }
-  return std::make_unique<DatasetSource>(root, part, split);
+  return std::make_unique<DatasetSource>(o);
 }
 
 void RegisterEvaluateOptions(ArgParser& p, EvaluateOptions* o) {
   RegisterModelSettings(p, &o->model);
   p.Add("shards", &o->shards, "Shard set folder, or its split subfolder such as shards/test (or the argument)");
-  p.Add("root", &o->root, "ShanghaiTech root: evaluate from images, .mat annotations and gt_gen density maps");
-  p.AddChoice("part", &o->part, {"A", "B"}, "With --root: dataset part");
-  p.Add("split", &o->split, "Split to score: test, train (shards: any split name; --root: also all)");
+  p.Add("root", &o->root,
+        "Dataset root: evaluate from its images and annotations (and gt_gen's density maps where they exist)");
+  AddDatasetOption(p, "dataset", &o->dataset, "With --root: the dataset layout (docs/datasets.md)");
+  p.AddChoice("part", &o->part, {"A", "B"}, "With --root, ShanghaiTech: dataset part");
+  p.Add("val-list", &o->val_list, "With --root, qnrf: file naming the Train/ images that form the val split");
+  p.Add("fold", &o->fold, "With --root, ucf50: the cross-validation fold 1..5");
+  o->size.Register(p);
+  p.Add("split", &o->split, "Split to score: test, train (shards: any split name; --root: also val, all)");
   p.Add("csv", &o->csv,
         "Per-image CSV: name, size, annotation count, prediction, error, GT density sum, GAME, PSNR, SSIM");
   p.Add("json", &o->json, "JSON summary: MAE, RMSE, NAE, GAME(0..3), PSNR, SSIM and the settings");
@@ -321,7 +382,8 @@ nlohmann::json EvaluationJson(const EvaluateResult& r, const nlohmann::json& con
   j["mean_error"] = s.mean_error;
   j["game"] = std::vector<double>(s.game.begin(), s.game.end());
   j["psnr"] = s.psnr;
-  j["ssim"] = s.ssim;
+  j["ssim"] = s.ssim;  // null when no image had a density map
+  j["map_images"] = s.map_images;
   if (!r.groups.empty()) {
     nlohmann::json groups = nlohmann::json::array();
     for (const GroupSummary& g : r.groups) {
@@ -381,7 +443,8 @@ int RunEvaluate(int argc, const char* const* argv) {
           if (!std::isfinite(cv::sum(density)[0])) {
             throw Error(s.name, "the network's count is not finite (weights too large for this image?)");
           }
-          const ImageMetrics m = MeasureImage(density, s.truth_map, s.count);
+          ImageMetrics m = MeasureImage(density, s.truth_map, s.count);
+          if (!s.has_map) m.psnr = m.ssim = std::numeric_limits<double>::quiet_NaN();
           result.rows.push_back({s.name, s.rgb.cols, s.rgb.rows, m});
           metrics.push_back(m);
           tags.push_back(source->Tags(s));

@@ -16,6 +16,8 @@
 #include <opencv2/core.hpp>
 
 #include "common/eval/metrics.h"
+#include "common/io/datasets.h"
+#include "common/io/resize.h"
 #include "train/predictor.h"
 
 namespace csr {
@@ -24,9 +26,13 @@ namespace csr {
 struct EvaluateOptions {
   ModelSettings model;
   std::string shards;          // shard set folder or its split subfolder (or the positional argument)
-  std::string root;            // ShanghaiTech root: evaluate straight from the dataset instead of shards
-  std::string part = "A";      // with --root: A or B
-  std::string split = "test";  // split to score (shards: the split's name; --root: train, test or all)
+  std::string root;            // dataset root: evaluate straight from the dataset instead of shards
+  DatasetKind dataset = DatasetKind::kShanghaiTech;  // with --root: its layout (docs/datasets.md)
+  std::string part = "A";      // with --root, ShanghaiTech: A or B
+  std::string val_list;        // with --root, UCF-QNRF: the Train/ images forming the val split
+  int fold = 0;                // with --root, UCF_CC_50: the cross-validation fold 1..5
+  SizeChoice size;             // with --root: rescaling as crop_shards does it (auto per dataset)
+  std::string split = "test";  // split to score (shards: the split's name; --root: train, val, test or all)
   std::string csv;             // per-image CSV (empty = none)
   std::string json;            // JSON summary (empty = none)
   std::string report;          // HTML report (empty = none)
@@ -44,6 +50,10 @@ struct EvalSample {
   cv::Mat rgb;        // CV_8UC3
   cv::Mat truth_map;  // ground-truth density at 1/8 (CV_32F, floor(h/8) x floor(w/8))
   double count = 0;   // annotation count
+  // False when truth_map holds the heads' points only (each head's unit in
+  // its 8 x 8 cell: no gt_gen map, or a rescaled image): counts and GAME are
+  // exact, PSNR and SSIM are not defined against it and are left out.
+  bool has_map = true;
 };
 
 // A test set. Load() throws csr::Error naming the file for a bad item; the
@@ -66,10 +76,12 @@ class EvalSource {
 // `path` is the shard set folder (scores `split`) or one of its split
 // subfolders, e.g. shards/test (scores that split).
 std::unique_ptr<EvalSource> OpenShardSource(const std::string& path, const std::string& split);
-// Images, GT_IMG_n.mat annotations and gt_gen's <gt dir>/IMG_n.h5 (dataset
-// `density`, summed over 8x8 blocks to the 1/8 map).
-std::unique_ptr<EvalSource> OpenDatasetSource(const std::string& root, const std::string& part,
-                                              const std::string& split);
+// A dataset's images and annotations (any layout of docs/datasets.md; the
+// options' root, dataset, part, val_list, fold, size and split), rescaled as
+// crop_shards rescales them. The ground-truth map is gt_gen's density map
+// summed over 8x8 blocks where one exists and the image is not rescaled,
+// else the points' map (EvalSample::has_map false).
+std::unique_ptr<EvalSource> OpenDatasetSource(const EvaluateOptions& options);
 
 // Per-image results and the summary.
 struct EvalRow {

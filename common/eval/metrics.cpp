@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <opencv2/imgproc.hpp>
 
@@ -122,8 +123,11 @@ MetricsSummary Summarize(const std::vector<ImageMetrics>& images) {
       ++s.nae_images;
     }
     for (int l = 0; l < kGameLevels; ++l) s.game[l] += m.game[l];
-    s.psnr += m.psnr;
-    s.ssim += m.ssim;
+    if (std::isfinite(m.psnr) && std::isfinite(m.ssim)) {
+      s.psnr += m.psnr;
+      s.ssim += m.ssim;
+      ++s.map_images;
+    }
   }
   const double n = static_cast<double>(images.size());
   s.mae = counts.mae();
@@ -131,8 +135,9 @@ MetricsSummary Summarize(const std::vector<ImageMetrics>& images) {
   s.mean_error = counts.mean_error();
   if (s.nae_images > 0) s.nae /= static_cast<double>(s.nae_images);
   for (double& g : s.game) g /= n;
-  s.psnr /= n;
-  s.ssim /= n;
+  const double maps = static_cast<double>(s.map_images);
+  s.psnr = s.map_images > 0 ? s.psnr / maps : std::numeric_limits<double>::quiet_NaN();
+  s.ssim = s.map_images > 0 ? s.ssim / maps : std::numeric_limits<double>::quiet_NaN();
   return s;
 }
 

@@ -83,9 +83,12 @@ struct MetricsSummary {
   int64_t nae_images = 0;                  // images counted in NAE (those with truth > 0)
   double mean_error = 0;                   // mean (predicted - truth): the bias
   std::array<double, kGameLevels> game{};  // mean GAME(L)
-  double psnr = 0;                         // mean PSNR (dB)
-  double ssim = 0;                         // mean SSIM
+  double psnr = 0;                         // mean PSNR (dB) over the images with one; NaN when none has
+  double ssim = 0;                         // mean SSIM, likewise
+  int64_t map_images = 0;                  // images with a PSNR and SSIM (a ground-truth density map)
 };
+// An image whose ground truth is its points only (no density map: see
+// docs/evaluate.md) has NaN PSNR and SSIM; the means leave it out.
 MetricsSummary Summarize(const std::vector<ImageMetrics>& images);
 
 // One group of a benchmark's breakdown: the images whose `attribute` (e.g.

@@ -170,20 +170,39 @@ TEST_CASE("A corrupt image is reported, the others scored, and the exit code is 
   CHECK(j["failed"] == 1);
 }
 
-TEST_CASE("A missing density map says to run gt_gen") {
+TEST_CASE("A missing density map: the image is scored against its points, PSNR/SSIM over the images with a map") {
   TempDir dir;
   test::WriteTinyDataset(dir / "ds", 2);
   fs::remove(dir / "ds" / "part_A_final" / "test_data" / "ground_truth" / "IMG_1.h5");
-  const Outcome o = Evaluate(dir, W() + "--root " + (dir / "ds").string());
-  CHECK(o.rc == 1);
-  CHECK(o.err.find("IMG_1.h5: no ground-truth density map (run gt_gen") != std::string::npos);
+  const Outcome o = Evaluate(dir, W() + "--root " + (dir / "ds").string() + " --csv " + (dir / "r.csv").string() +
+                                      " --json " + (dir / "r.json").string());
+  REQUIRE_MESSAGE(o.rc == 0, o.err);
+  CHECK(o.out.find("(1 images with a map)") != std::string::npos);
+  const nlohmann::json j = nlohmann::json::parse(Slurp(dir / "r.json"));
+  CHECK(j["images"] == 2);
+  CHECK(j["map_images"] == 1);
+  // IMG_1's row has no PSNR and SSIM (empty fields), IMG_2's has both.
+  const std::vector<std::string> rows = Lines(Slurp(dir / "r.csv"));
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[1].rfind("IMG_1.jpg,", 0) == 0);
+  CHECK(rows[1].substr(rows[1].size() - 2) == ",,");
+  CHECK(rows[2].substr(rows[2].size() - 2) != ",,");
+  // No map at all: PSNR and SSIM are null in the JSON, "n/a" in the table.
+  fs::remove(dir / "ds" / "part_A_final" / "test_data" / "ground_truth" / "IMG_2.h5");
+  const Outcome none = Evaluate(dir, W() + "--root " + (dir / "ds").string() + " --json " + (dir / "r.json").string());
+  REQUIRE_MESSAGE(none.rc == 0, none.err);
+  CHECK(none.out.find("n/a: no ground-truth density map") != std::string::npos);
+  const nlohmann::json k = nlohmann::json::parse(Slurp(dir / "r.json"));
+  CHECK(k["psnr"].is_null());
+  CHECK(k["map_images"] == 0);
+  CHECK(k["mae"].get<double>() >= 0);
 }
 
 TEST_CASE("When every image fails there is no table, a clear error and exit code 1") {
   TempDir dir;
   test::WriteTinyDataset(dir / "ds", 2);
-  for (const char* name : {"IMG_1.h5", "IMG_2.h5"}) {
-    fs::remove(dir / "ds" / "part_A_final" / "test_data" / "ground_truth" / name);
+  for (const char* name : {"IMG_1.jpg", "IMG_2.jpg"}) {
+    std::ofstream(dir / "ds" / "part_A_final" / "test_data" / "images" / name, std::ios::trunc) << "not a JPEG";
   }
   const Outcome o = Evaluate(dir, W() + "--root " + (dir / "ds").string() + " --json " + (dir / "r.json").string());
   CHECK(o.rc == 1);
@@ -268,7 +287,7 @@ TEST_CASE("NWPU-Crowd and JHU-Crowd++ shard sets are also scored by the groups t
                               " --images 2 --test-images 3 --min-size 64 --max-size 96 --min-heads 1 --max-heads 60")
             .rc == 0);
     const test::ToolOutcome c = test::RunCaptured(
-        dir, "crop_shards", "--dataset " + like + " --root " + data + " --out " + shards + " --quiet");
+        dir, "crop_shards", "--dataset " + like + " --root " + data + " --out " + shards + " --quiet --min-side 0");
     REQUIRE_MESSAGE(c.rc == 0, c.err);
     const Outcome o = Evaluate(dir, W() + shards + " --json " + (dir / "e.json").string());
     REQUIRE_MESSAGE(o.rc == 0, o.err);
@@ -289,6 +308,49 @@ TEST_CASE("NWPU-Crowd and JHU-Crowd++ shard sets are also scored by the groups t
     }
     CHECK(o.out.find("by group") != std::string::npos);
   }
+}
+
+TEST_CASE("evaluate --root --dataset scores a layout straight from its annotations, as its shard set scores") {
+  TempDir dir;
+  const std::string data = (dir / "data").string(), shards = (dir / "shards").string();
+  REQUIRE(test::RunCaptured(dir, "make_synthetic",
+                            "--like qnrf --out " + data +
+                                " --images 1 --test-images 2 --min-size 64 --max-size 96 --min-heads 1 --max-heads 40")
+              .rc == 0);
+  // UCF-QNRF's default rescaling (shorter side >= 512) in both routes.
+  const test::ToolOutcome c =
+      test::RunCaptured(dir, "crop_shards", "--dataset qnrf --root " + data + " --out " + shards + " --quiet");
+  REQUIRE_MESSAGE(c.rc == 0, c.err);
+  const Outcome a = Evaluate(dir, W() + shards + " --csv " + (dir / "a.csv").string());
+  REQUIRE_MESSAGE(a.rc == 0, a.err);
+  const Outcome b = Evaluate(dir, W() + "--root " + data + " --dataset qnrf --csv " + (dir / "b.csv").string());
+  REQUIRE_MESSAGE(b.rc == 0, b.err);
+  CHECK(b.err.find("rescaled min_side=512") != std::string::npos);
+  // Same images, same counts, same predictions: the first six columns
+  // (name, size, count, predicted, error, |error|) agree.
+  const std::vector<std::string> x = Lines(Slurp(dir / "a.csv")), y = Lines(Slurp(dir / "b.csv"));
+  REQUIRE(x.size() == 3);
+  REQUIRE(y.size() == 3);
+  for (size_t i = 1; i < x.size(); ++i) {
+    auto head = [](const std::string& row) {
+      size_t at = 0;
+      for (int k = 0; k < 6; ++k) at = row.find(',', at) + 1;
+      return row.substr(0, at);
+    };
+    CHECK(head(x[i]) == head(y[i]));
+  }
+  // NWPU-Crowd: val is labelled and reported by its groups; test is not.
+  const std::string nwpu = (dir / "nwpu").string();
+  REQUIRE(test::RunCaptured(dir, "make_synthetic",
+                            "--like nwpu --out " + nwpu +
+                                " --images 1 --test-images 2 --min-size 64 --max-size 96 --min-heads 1 --max-heads 40")
+              .rc == 0);
+  const Outcome v = Evaluate(dir, W() + "--root " + nwpu + " --dataset nwpu --split val");
+  REQUIRE_MESSAGE(v.rc == 0, v.err);
+  CHECK(v.out.find("scene level") != std::string::npos);
+  const Outcome t = Evaluate(dir, W() + "--root " + nwpu + " --dataset nwpu --split test");
+  CHECK(t.rc == 2);
+  CHECK(t.err.find("no labels") != std::string::npos);
 }
 
 }  // namespace

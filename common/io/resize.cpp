@@ -1,4 +1,4 @@
-#include "preprocess/resize.h"
+#include "common/io/resize.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
-// Rescaling images and points together (preprocess/resize.h): the peers'
+// Rescaling images and points together (common/io/resize.h): the peers'
 // size rules, the exact per-side factors, and the limits' checks.
-#include "preprocess/resize.h"
+#include "common/io/resize.h"
 
 #include <doctest/doctest.h>
 
