@@ -10,6 +10,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <tbb/parallel_for.h>
 
 #include "common/base/cli.h"
 #include "common/base/error.h"
@@ -236,11 +237,33 @@ struct ImagePlan {
   uint64_t points_seed, pixels_seed;
 };
 
+// Sizes and counts as real_stats draws them: width and aspect ratio around
+// the means (log-normal, so the size spread is a factor, not a width), the
+// count log-normal around the mean of the non-empty images and clamped to
+// the published range.
+void PlanRealStats(const SyntheticOptions& o, Rng& rng, int split_id, int index, ImagePlan* p) {
+  const DatasetStats st = PublishedStats(o.like, o.part);
+  const double spread = 0.25, aspect_spread = 0.15, count_spread = 1.2;
+  const double w = st.width * std::exp(spread * rng.Normal() - spread * spread / 2);
+  const double aspect = st.height / st.width * std::exp(aspect_spread * rng.Normal() - aspect_spread * aspect_spread / 2);
+  p->width = static_cast<int>(std::clamp(std::lround(w), 64L, std::lround(2.0 * st.width)));
+  p->height = static_cast<int>(std::clamp(std::lround(w * aspect), 64L, std::lround(2.0 * st.height)));
+  p->width = std::min(p->width, 8192);
+  p->height = std::min(p->height, 8192);
+  const double nonempty_mean = st.mean_count / (1.0 - st.empty_share);
+  const double c = std::exp(std::log(nonempty_mean) - count_spread * count_spread / 2 + count_spread * rng.Normal());
+  p->heads = std::clamp(static_cast<int>(std::lround(c)), std::max(1, st.min_count), st.max_count);
+  if (rng.Uniform() < st.empty_share) p->heads = 0;
+  if (split_id == 0 && index == 1) p->heads = st.max_count;  // the densest image of the dataset is in every copy
+}
+
 ImagePlan PlanImage(const SyntheticOptions& o, int split_id, int index) {
   Rng rng(SubSeed(static_cast<uint64_t>(o.seed), static_cast<uint64_t>(split_id), static_cast<uint64_t>(index)));
   ImagePlan p{};
   const bool default_sizes = o.min_size == 0 && o.max_size == 0;
-  if (o.part == "B" && default_sizes) {
+  if (o.real_stats) {
+    PlanRealStats(o, rng, split_id, index, &p);
+  } else if (o.part == "B" && default_sizes) {
     p.width = 1024;
     p.height = 768;
   } else {
@@ -248,8 +271,10 @@ ImagePlan PlanImage(const SyntheticOptions& o, int split_id, int index) {
     p.width = rng.Int(lo, hi);
     p.height = rng.Int(lo, hi);
   }
-  const double t = rng.Uniform(std::log(o.min_heads + 1.0), std::log(o.max_heads + 1.0));
-  p.heads = std::clamp(static_cast<int>(std::lround(std::exp(t) - 1.0)), o.min_heads, o.max_heads);
+  if (!o.real_stats) {
+    const double t = rng.Uniform(std::log(o.min_heads + 1.0), std::log(o.max_heads + 1.0));
+    p.heads = std::clamp(static_cast<int>(std::lround(std::exp(t) - 1.0)), o.min_heads, o.max_heads);
+  }
   // Part A mixes in grayscale images, as the real one does (20 of 482); the third
   // train image is always one so that small datasets include the case.
   p.gray = o.part == "A" && (rng.Uniform() < 0.1 || (split_id == 0 && index == 3));
@@ -259,6 +284,26 @@ ImagePlan PlanImage(const SyntheticOptions& o, int split_id, int index) {
 }
 
 }  // namespace
+
+DatasetStats PublishedStats(DatasetKind kind, const std::string& part) {
+  // Mean size (width x height), mean and range of the count, share of empty
+  // images, from each dataset's paper or release (docs/synthetic.md).
+  switch (kind) {
+    case DatasetKind::kShanghaiTech:
+      return part == "B" ? DatasetStats{1024, 768, 123.6, 9, 578, 0} : DatasetStats{868, 589, 501.4, 33, 3139, 0};
+    case DatasetKind::kQnrf:
+      return {2902, 2013, 815.4, 49, 12865, 0};
+    case DatasetKind::kUcf50:
+      return {2888, 2101, 1279.5, 94, 4543, 0};
+    case DatasetKind::kJhu:
+      return {1450, 900, 346.0, 0, 25791, 0.024};
+    case DatasetKind::kNwpu:
+      return {3209, 2191, 418.1, 0, 20033, 0.069};
+    case DatasetKind::kPoints:
+      break;
+  }
+  return {1280, 720, 100.0, 0, 2000, 0.05};  // custom footage: a 720p camera
+}
 
 Points SyntheticHeads(int width, int height, int count, uint64_t seed) {
   if (count <= 0 || width < 1 || height < 1) return {};
@@ -439,36 +484,65 @@ SyntheticSummary GenerateLike(const SyntheticOptions& o) {
   const bool three = o.like == DatasetKind::kJhu || o.like == DatasetKind::kNwpu;
   std::vector<std::pair<std::string, int>> splits = {{"train", o.train_images}, {"test", o.test_images}};
   if (three) splits = {{"train", o.train_images}, {"val", o.test_images}, {"test", o.test_images}};
-  std::map<std::string, std::string> lists, labels;  // by split: list file and JHU image_labels text
-  int number = 0;                                    // running image number (UCF_CC_50, NWPU-Crowd ids)
+  struct Slot {
+    std::string split;
+    int k = 0, index = 0, number = 0;  // split number, index in the split, running number (UCF_CC_50, NWPU ids)
+    ImagePlan plan{};
+    LikeItem item;
+    bool gray = false;
+    Points pts;
+  };
+  std::vector<Slot> slots;
+  int number = 0;
   for (size_t k = 0; k < splits.size(); ++k) {
-    const std::string& split = splits[k].first;
     for (int i = 1; i <= splits[k].second; ++i) {
-      ++number;
-      ImagePlan plan = PlanImage(o, static_cast<int>(k), i);
-      if (three && k == 0 && i == 2) plan.heads = 0;  // both datasets have images without anyone
-      const LikeItem it = PlaceLike(o, split, i, number);
-      Points pts = SyntheticHeads(plan.width, plan.height, plan.heads, plan.points_seed);
-      cv::Mat img = RenderCrowd(plan.width, plan.height, pts, plan.pixels_seed);
-      const bool gray = o.like == DatasetKind::kUcf50 || plan.gray;
-      if (gray) cv::cvtColor(img, img, cv::COLOR_BGR2GRAY);
-      MakeDirs(it.image.parent_path());
-      WriteJpeg(it.image, img, o.jpeg_quality);
-      pts = WriteLikeAnnotation(o, it, pts, plan.width, plan.height, plan.points_seed ^ 0x9e3779b97f4a7c15ULL);
-      const int64_t count = static_cast<int64_t>(pts.size());
-      if (o.like == DatasetKind::kJhu) {
-        labels[split] += StrCat(it.stem, ",", count, ",", number % 2 ? "street" : "stadium", ",", number % 4, ",",
-                                number % 5 == 0 ? 1 : 0, "\n");
-      } else if (o.like == DatasetKind::kNwpu) {
-        const int level = count == 0 ? 0 : count < 100 ? 1 : count < 500 ? 2 : count < 5000 ? 3 : 4;
-        lists[split] += split == "test" ? it.stem + "\n" : StrCat(it.stem, " ", number % 4, " ", level, "\n");
-      } else if (o.like == DatasetKind::kPoints) {
-        lists[split] += it.stem + "\n";
-      }
-      summary.heads += count;
-      summary.items.push_back(SyntheticImage{split, it.image, it.annotation, plan.width, plan.height, gray, pts});
+      Slot slot;
+      slot.split = splits[k].first;
+      slot.k = static_cast<int>(k);
+      slot.index = i;
+      slot.number = ++number;
+      slot.item = PlaceLike(o, slot.split, i, slot.number);
+      // The folders first, here: the parallel writers below find them.
+      MakeDirs(slot.item.image.parent_path());
+      if (!slot.item.annotation.empty()) MakeDirs(slot.item.annotation.parent_path());
+      if (o.like == DatasetKind::kNwpu && !slot.item.annotation.empty()) MakeDirs(summary.part_dir / "mats");
+      slots.push_back(std::move(slot));
     }
-    (k == 0 ? summary.train_images : summary.test_images) += splits[k].second;
+  }
+  // Every image is planned by its own seed, so they render in parallel and
+  // the files do not depend on the thread count.
+  tbb::parallel_for(size_t{0}, slots.size(), [&](size_t n) {
+    Slot& slot = slots[n];
+    slot.plan = PlanImage(o, slot.k, slot.index);
+    if (three && slot.k == 0 && slot.index == 2) slot.plan.heads = 0;  // both datasets have images without anyone
+    const ImagePlan& plan = slot.plan;
+    slot.pts = SyntheticHeads(plan.width, plan.height, plan.heads, plan.points_seed);
+    cv::Mat img = RenderCrowd(plan.width, plan.height, slot.pts, plan.pixels_seed);
+    slot.gray = o.like == DatasetKind::kUcf50 || plan.gray;
+    if (slot.gray) cv::cvtColor(img, img, cv::COLOR_BGR2GRAY);
+    WriteJpeg(slot.item.image, img, o.jpeg_quality);
+    slot.pts = WriteLikeAnnotation(o, slot.item, slot.pts, plan.width, plan.height,
+                                   plan.points_seed ^ 0x9e3779b97f4a7c15ULL);
+  });
+  std::map<std::string, std::string> lists, labels;  // by split: list file and JHU image_labels text
+  for (Slot& slot : slots) {
+    const std::string& split = slot.split;
+    const LikeItem& it = slot.item;
+    const int n = slot.number;
+    const int64_t count = static_cast<int64_t>(slot.pts.size());
+    if (o.like == DatasetKind::kJhu) {
+      labels[split] += StrCat(it.stem, ",", count, ",", n % 2 ? "street" : "stadium", ",", n % 4, ",",
+                              n % 5 == 0 ? 1 : 0, "\n");
+    } else if (o.like == DatasetKind::kNwpu) {
+      const int level = count == 0 ? 0 : count < 100 ? 1 : count < 500 ? 2 : count < 5000 ? 3 : 4;
+      lists[split] += split == "test" ? it.stem + "\n" : StrCat(it.stem, " ", n % 4, " ", level, "\n");
+    } else if (o.like == DatasetKind::kPoints) {
+      lists[split] += it.stem + "\n";
+    }
+    summary.heads += count;
+    (slot.k == 0 ? summary.train_images : summary.test_images) += 1;
+    summary.items.push_back(
+        SyntheticImage{split, it.image, it.annotation, slot.plan.width, slot.plan.height, slot.gray, std::move(slot.pts)});
   }
   for (const auto& [split, text] : lists) WriteTextFileAtomic(summary.part_dir / (split + ".txt"), text);
   for (const auto& [split, text] : labels) WriteTextFileAtomic(summary.part_dir / split / "image_labels.txt", text);
@@ -533,6 +607,9 @@ int RunMakeSynthetic(int argc, const char* const* argv) {
     p.AddChoice("layout", &o.layout, {"official", "mirrored"},
                 "official: part_X_final/.../ground_truth; mirrored: part_X/.../ground-truth");
     p.Add("overwrite", &o.overwrite, "replace an existing synthetic part folder (never touches other data)");
+    p.Add("real-stats", &o.real_stats,
+          "image sizes and head counts drawn to match the dataset's published statistics (e.g. NWPU-Crowd: "
+          "3209x2191 on average, 0..20033 heads, mean 418); replaces --min/max-size and --min/max-heads");
     AddDatasetOption(p, "like", &o.like,
                      "dataset layout to write (docs/datasets.md); all but shanghaitech write into --out itself");
     if (!p.Parse(argc, argv)) return 0;

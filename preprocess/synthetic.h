@@ -37,6 +37,11 @@ struct SyntheticOptions {
   // nwpu, points (the dataset root is --out itself). jhu and nwpu get train, val (--test-images) and test
   // (--test-images) splits and one image without heads; ucf50 is grayscale and numbered 1..N.
   DatasetKind like = DatasetKind::kShanghaiTech;
+  // Image sizes and head counts drawn to match the published statistics of
+  // `like` (and `part`): mean width and height, mean and largest count, the
+  // share of images without anyone (docs/synthetic.md). Replaces min/max_size
+  // and min/max_heads; the largest count is given to train image 1.
+  bool real_stats = false;
 
   // Throws csr::UsageError naming the option, its value and the rule.
   void Check() const;
@@ -76,6 +81,15 @@ std::vector<std::array<double, 2>> SyntheticHeads(int width, int height, int cou
 // A crowd-looking 8-bit BGR image (CV_8UC3) with a head (and shoulders) drawn
 // at each point, smaller toward the top. Deterministic in `seed`.
 cv::Mat RenderCrowd(int width, int height, const std::vector<std::array<double, 2>>& points, uint64_t seed);
+
+// The published statistics real_stats draws from.
+struct DatasetStats {
+  double width = 0, height = 0;  // mean image size, pixels
+  double mean_count = 0;         // mean heads per image
+  int min_count = 0, max_count = 0;
+  double empty_share = 0;  // images without heads
+};
+DatasetStats PublishedStats(DatasetKind kind, const std::string& part);
 
 // The make_synthetic tool: parses options, generates, prints one summary line.
 int RunMakeSynthetic(int argc, const char* const* argv);

@@ -10,6 +10,7 @@
 #include <set>
 
 #include <opencv2/imgcodecs.hpp>
+#include <tbb/global_control.h>
 
 #include "common/base/error.h"
 #include "common/io/dataset.h"
@@ -325,6 +326,52 @@ TEST_CASE("make_synthetic --like writes every dataset layout; discovery and the 
     GenerateSynthetic(o);
     CHECK(Snapshot(dir / "data") == before);
   }
+}
+
+}  // namespace
+}  // namespace csr
+
+namespace csr {
+namespace {
+
+TEST_CASE("--real-stats draws NWPU-Crowd's sizes and counts: the densest image, empty ones, sizes near the mean") {
+  test::TempDir dir;
+  SyntheticOptions o;
+  o.out = dir.path().string();
+  o.like = DatasetKind::kNwpu;
+  o.real_stats = true;
+  o.train_images = 12;
+  o.test_images = 2;
+  o.jpeg_quality = 50;
+  const SyntheticSummary s = GenerateSynthetic(o);
+  const DatasetStats st = PublishedStats(DatasetKind::kNwpu, "A");
+  REQUIRE(s.items.size() == 16);
+  double w = 0, h = 0;
+  int empty = 0;
+  size_t most = 0;
+  for (const SyntheticImage& it : s.items) {
+    w += it.width;
+    h += it.height;
+    empty += it.points.empty();
+    most = std::max(most, it.points.size());
+  }
+  CHECK(s.items.front().points.size() == static_cast<size_t>(st.max_count));  // train image 1: 20,033 heads
+  CHECK(most == 20033);
+  CHECK(empty >= 1);  // train image 2 at least
+  CHECK(w / 16 == doctest::Approx(st.width).epsilon(0.15));
+  CHECK(h / 16 == doctest::Approx(st.height).epsilon(0.15));
+  // The files agree with what was drawn.
+  const cv::Mat first = cv::imread(s.items.front().image.string());
+  CHECK(first.cols == s.items.front().width);
+  CHECK(first.rows == s.items.front().height);
+  // The same seed gives the same files, whatever the thread count.
+  test::TempDir again;
+  o.out = again.path().string();
+  {
+    const tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
+    GenerateSynthetic(o);
+  }
+  CHECK(Snapshot(dir.path()) == Snapshot(again.path()));
 }
 
 }  // namespace
