@@ -3,20 +3,15 @@
 // ~537,000 px per image on average like Part A) gets gt_gen density maps, then
 // the crop_shards tool runs on it as a child process. Prints its wall time
 // against the 20 s target on 2 cores, its own peak RSS against 1 GB, the MB/s
-// it wrote, and what `dd ... conv=fdatasync` writes to the same folder.
+// it wrote, and what `dd ... conv=fdatasync` writes to the same folder; then
+// the same set straight from the annotations in one command (--density
+// annotations) next to gt_gen + crop_shards.
 //
 // Usage: crop_shards_bench [--threads 2] [--work DIR] [--compress L] [--keep]
 // The inputs are in the page cache when crop_shards runs (they were just
 // written); its outputs are fsync'ed, as in normal use.
-#include <unistd.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-
-#include <chrono>
-#include <cstdio>
 #include <iomanip>
 #include <iostream>
-#include <regex>
 
 #include <nlohmann/json.hpp>
 
@@ -25,11 +20,17 @@
 #include "common/shards/shards.h"
 #include "preprocess/gt_gen.h"
 #include "preprocess/synthetic.h"
+#include "bench/bench_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using bench::ChildResult;
+using bench::Clock;
+using bench::DdMegabytesPerSecond;
+using bench::RunChild;
+using bench::Seconds;
+using bench::SelfDir;
 
 struct Options {
   int threads = 2;    // crop_shards --threads
@@ -39,53 +40,6 @@ struct Options {
   int train = 300;    // train images (Part A: 300)
   int test = 182;     // test images (Part A: 182)
 };
-
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
-
-struct ChildResult {
-  int status = -1;
-  double seconds = 0;
-  double max_rss_mb = 0;
-};
-
-// Runs argv as a child and reports its own peak memory (wait4's rusage).
-ChildResult RunChild(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  const auto start = Clock::now();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  ChildResult r;
-  rusage usage{};
-  int status = 0;
-  wait4(pid, &status, 0, &usage);
-  r.seconds = Seconds(start);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.max_rss_mb = usage.ru_maxrss / 1024.0;
-  return r;
-}
-
-// dd's own figure for 1 GiB written with fdatasync into `dir`: MB/s.
-double DdMegabytesPerSecond(const fs::path& dir) {
-  const fs::path tmp = dir / "dd.tmp";
-  const std::string cmd = "dd if=/dev/zero of=" + tmp.string() + " bs=1M count=1024 conv=fdatasync 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  if (p) pclose(p);
-  std::error_code ec;
-  fs::remove(tmp, ec);
-  std::smatch m;
-  if (!std::regex_search(out, m, std::regex(R"((\d+) bytes .* copied, ([0-9.]+) s)"))) return -1;
-  return std::stod(m[1]) / 1e6 / std::stod(m[2]);
-}
-
-fs::path SelfDir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
 
 }  // namespace
 
@@ -125,6 +79,7 @@ int main(int argc, char** argv) {
     gt.root = syn.out;
     gt.quiet = true;
     const csr::GtGenReport g = csr::GenerateGroundTruth(gt);
+    const double gt_seconds = Seconds(t);
     std::cout << "gt_gen: " << g.written << " density maps, " << g.pixels / 1e6 << " Mpixel (" << std::setprecision(0)
               << g.pixels / double(g.images) << " px per image), " << std::setprecision(1) << Seconds(t) << " s\n";
     sync();  // crop_shards' fsyncs should not pay for the generator's dirty pages
@@ -137,6 +92,13 @@ int main(int argc, char** argv) {
     const auto manifest = nlohmann::json::parse(csr::ReadTextFile(out / csr::kManifestName));
     const double mb = manifest["totals"]["bytes"].get<double>() / 1e6;
     const double dd = DdMegabytesPerSecond(work);
+    sync();
+    // The same set straight from the annotations: one command, no maps read.
+    const ChildResult one = RunChild({tool.string(), "--root", syn.out, "--part", "A", "--out",
+                                      (work / "shards_annotations").string(), "--threads", std::to_string(o.threads),
+                                      "--compress", std::to_string(o.compress), "--density", "annotations",
+                                      "--overwrite", "--quiet"});
+    if (one.status != 0) throw csr::Error(tool.string(), csr::StrCat("exited with status ", one.status));
 
     std::cout << std::setprecision(2);
     std::cout << "crop_shards --threads " << o.threads << " --compress " << o.compress << ": "
@@ -146,6 +108,11 @@ int main(int argc, char** argv) {
     std::cout << "  peak RSS  " << r.max_rss_mb << " MB   target 1024 MB  ratio " << r.max_rss_mb / 1024.0 << "\n";
     std::cout << "  written   " << mb / r.seconds << " MB/s  dd (1 GiB, fdatasync, same folder) " << dd
               << " MB/s  ratio " << (mb / r.seconds) / dd << "\n";
+    const double two = gt_seconds + r.seconds;
+    std::cout << "annotations -> shards in one command (--density annotations): " << one.seconds << " s, peak RSS "
+              << one.max_rss_mb << " MB\n"
+              << "  vs gt_gen + crop_shards " << two << " s (" << gt_seconds << " + " << r.seconds << ")  ratio "
+              << one.seconds / two << "\n";
     if (!o.keep) {
       std::error_code ec;
       fs::remove_all(work, ec);

@@ -87,7 +87,12 @@ bool JpegSize(const std::string& path, const std::vector<unsigned char>& d, Imag
   if (!JpegReachesEnd(d)) throw Error(path, "truncated JPEG (no end-of-image marker)");
   size_t i = 2;
   while (i + 4 <= d.size()) {
-    if (d[i] != 0xFF) throw Error(path, "corrupt JPEG (bad marker sequence)");
+    if (d[i] != 0xFF) {
+      // Extraneous bytes before a marker: libjpeg skips them with a "Corrupt
+      // JPEG data" warning and decodes the image (some UCF-QNRF files).
+      ++i;
+      continue;
+    }
     const unsigned char marker = d[i + 1];
     if (marker == 0xFF) {
       ++i;

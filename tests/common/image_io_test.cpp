@@ -116,6 +116,28 @@ TEST_CASE("image_io: a complete JPEG followed by trailing bytes is accepted, as 
   }
 }
 
+TEST_CASE("image_io: a JPEG with extraneous bytes before a marker ('Corrupt JPEG data', as in UCF-QNRF) loads") {
+  // libjpeg warns "Corrupt JPEG data: N extraneous bytes before marker" and
+  // decodes the image: such files must load, with the same pixels.
+  test::TempDir dir;
+  const cv::Mat img = Noise(48, 64, CV_8UC3, 9);
+  const fs::path p = Write(dir, "q.jpg", img);
+  std::string bytes = ReadTextFile(p);
+  // The first marker after SOI and APP0 (FF D8, FF E0 + length): insert junk before it.
+  REQUIRE(static_cast<unsigned char>(bytes[2]) == 0xFF);
+  const size_t app0 = 4 + ((static_cast<unsigned char>(bytes[4]) << 8) | static_cast<unsigned char>(bytes[5]));
+  REQUIRE(static_cast<unsigned char>(bytes[app0]) == 0xFF);
+  bytes.insert(app0, std::string("\x12\x34\x56", 3));
+  const fs::path q = dir / "corrupt.jpg";
+  WriteTextFileAtomic(q, bytes);
+  const ImageSize s = ReadImageSize(q.string());
+  CHECK(s.width == 64);
+  CHECK(s.height == 48);
+  const cv::Mat a = ReadImageRGB(p.string()), b = ReadImageRGB(q.string());
+  REQUIRE(b.size() == a.size());
+  CHECK(cv::norm(a, b, cv::NORM_INF) == 0);
+}
+
 TEST_CASE("image_io: a truncated PNG throws an Error naming the file") {
   test::TempDir dir;
   const fs::path whole = Write(dir, "whole.png", Noise(120, 90, CV_8UC3, 2));
