@@ -51,8 +51,8 @@ inline ChildResult RunChild(const std::vector<std::string>& args) {
 // {bytes, seconds}; {-1, -1} when its output cannot be read.
 inline std::pair<double, double> DdWrite(const fs::path& dir, int64_t megabytes) {
   const fs::path tmp = dir / "dd.tmp";
-  const std::string cmd = "dd if=/dev/zero of=" + tmp.string() + " bs=1M count=" + std::to_string(megabytes) +
-                          " conv=fdatasync 2>&1";
+  const std::string cmd =
+      "dd if=/dev/zero of=" + tmp.string() + " bs=1M count=" + std::to_string(megabytes) + " conv=fdatasync 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[512];

@@ -15,12 +15,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.h"
 #include "common/base/cli.h"
 #include "common/base/fs.h"
 #include "common/shards/shards.h"
 #include "preprocess/gt_gen.h"
 #include "preprocess/synthetic.h"
-#include "bench/bench_util.h"
 
 namespace {
 
@@ -94,10 +94,10 @@ int main(int argc, char** argv) {
     const double dd = DdMegabytesPerSecond(work);
     sync();
     // The same set straight from the annotations: one command, no maps read.
-    const ChildResult one = RunChild({tool.string(), "--root", syn.out, "--part", "A", "--out",
-                                      (work / "shards_annotations").string(), "--threads", std::to_string(o.threads),
-                                      "--compress", std::to_string(o.compress), "--density", "annotations",
-                                      "--overwrite", "--quiet"});
+    const ChildResult one =
+        RunChild({tool.string(), "--root", syn.out, "--part", "A", "--out", (work / "shards_annotations").string(),
+                  "--threads", std::to_string(o.threads), "--compress", std::to_string(o.compress), "--density",
+                  "annotations", "--overwrite", "--quiet"});
     if (one.status != 0) throw csr::Error(tool.string(), csr::StrCat("exited with status ", one.status));
 
     std::cout << std::setprecision(2);

@@ -108,9 +108,9 @@ int main(int argc, char** argv) {
     sync();
 
     const fs::path out = work / "shards";
-    const bench::ChildResult r = bench::RunChild({tool.string(), "--dataset", "nwpu", "--root", syn.out, "--out",
-                                                  out.string(), "--threads", std::to_string(o.threads), "--overwrite",
-                                                  "--quiet"});
+    const bench::ChildResult r =
+        bench::RunChild({tool.string(), "--dataset", "nwpu", "--root", syn.out, "--out", out.string(), "--threads",
+                         std::to_string(o.threads), "--overwrite", "--quiet"});
     if (r.status != 0) throw csr::Error(tool.string(), csr::StrCat("exited with status ", r.status));
     const auto manifest = nlohmann::json::parse(csr::ReadTextFile(out / csr::kManifestName));
     const double bytes = manifest["totals"]["bytes"].get<double>();
@@ -136,9 +136,9 @@ int main(int argc, char** argv) {
     const double per_image = r.seconds / n;
     std::cout << std::setprecision(0) << "extrapolated (linear in images): NWPU-Crowd's " << kFullLabelled
               << " labelled images in " << per_image * kFullLabelled << " s (" << std::setprecision(1)
-              << per_image * kFullLabelled / 60 << " min), " << bytes / n * kFullLabelled / 1e9
-              << " GB of shards; all " << std::setprecision(0) << kFullImages << " images would take "
-              << per_image * kFullImages << " s; peak RSS does not grow with the number of images (a bounded "
+              << per_image * kFullLabelled / 60 << " min), " << bytes / n * kFullLabelled / 1e9 << " GB of shards; all "
+              << std::setprecision(0) << kFullImages << " images would take " << per_image * kFullImages
+              << " s; peak RSS does not grow with the number of images (a bounded "
               << "pipeline)\n";
     if (!o.keep) {
       std::error_code ec;

@@ -98,8 +98,15 @@ void InspectShards(const std::string& dir, bool verify, std::ostream& out) {
   const nlohmann::json totals = m.value("totals", nlohmann::json::object());
   out << "shard set " << dir << " (format " << m.value("format_version", 0) << ", "
       << m.value("created_by", std::string("unknown tool")) << ")\n";
-  out << "source: " << JsonText(src.value("root", nlohmann::json("?"))) << " part "
-      << JsonText(src.value("part", nlohmann::json("?"))) << "; settings " << settings.dump() << "\n";
+  out << "source: " << JsonText(src.value("root", nlohmann::json("?")));
+  if (src.contains("dataset")) {  // the layouts other than ShanghaiTech
+    out << " (" << JsonText(src["dataset"]) << ", test split = its "
+        << JsonText(src.value("eval_split", nlohmann::json("?")))
+        << (src.contains("fold") ? " fold " + JsonText(src["fold"]) : std::string()) << ")";
+  } else {
+    out << " part " << JsonText(src.value("part", nlohmann::json("?")));
+  }
+  out << "; settings " << settings.dump() << "\n";
   out << "ground truth:";
   for (const char* key : {"mode", "kernel", "sigma_rule", "border", "tool_version"}) {
     out << " " << key << "=" << JsonText(gt.value(key, nlohmann::json("unknown"))) << ";";

@@ -78,7 +78,8 @@ void CropShardsOptions::Check() const {
   limits.Check();
   if (limits.active() && density_source == DensitySource::kMaps) {
     throw UsageError("--density", StrCat("maps: gt_gen's maps are at the source resolution, and images are rescaled (",
-                                         Describe(limits), "); use --density auto or annotations, or --min-side 0 "
+                                         Describe(limits),
+                                         "); use --density auto or annotations, or --min-side 0 "
                                          "--max-side 0 --max-short-side 0"));
   }
 }
@@ -158,7 +159,7 @@ struct Job {
   std::vector<Point> points;  // the annotated heads, as stored
   bool render = false;        // no gt_gen map used: the density is made in memory
   // Filled by the parallel stage.
-  EncodedImage encoded;  // the image once and its records (none when skipped)
+  EncodedImage encoded;     // the image once and its records (none when skipped)
   int64_t annotations = 0;  // inside the image
   bool skipped = false;
   int width = 0, height = 0;
@@ -566,17 +567,16 @@ CropShardsReport BuildShards(const CropShardsOptions& o) {
   const char handoff = 0;  // jobs pass between stages inside libtbb: see common/base/tsan.h
   try {
     const tbb::filter<void, void> chain =
-        tbb::make_filter<void, Job*>(tbb::filter_mode::serial_in_order, tsan::Task(&handoff,
-                                                                                   [&](tbb::flow_control& fc) -> Job* {
-                                                                                     if (next >= found.samples.size()) {
-                                                                                       fc.stop();
-                                                                                       return nullptr;
-                                                                                     }
-                                                                                     jobs[next] = ReadInputs(
-                                                                                         found.samples[next], o,
-                                                                                         limits);
-                                                                                     return jobs[next++].get();
-                                                                                   })) &
+        tbb::make_filter<void, Job*>(tbb::filter_mode::serial_in_order,
+                                     tsan::Task(&handoff,
+                                                [&](tbb::flow_control& fc) -> Job* {
+                                                  if (next >= found.samples.size()) {
+                                                    fc.stop();
+                                                    return nullptr;
+                                                  }
+                                                  jobs[next] = ReadInputs(found.samples[next], o, limits);
+                                                  return jobs[next++].get();
+                                                })) &
         tbb::make_filter<Job*, Job*>(tbb::filter_mode::parallel, tsan::Task(&handoff,
                                                                             [&](Job* job) {
                                                                               MakeRecords(*job, o, dopt, limits);

@@ -15,8 +15,8 @@
 #include <opencv2/core.hpp>
 
 #include "common/io/datasets.h"
-#include "preprocess/density.h"
 #include "common/io/resize.h"
+#include "preprocess/density.h"
 
 namespace csr {
 

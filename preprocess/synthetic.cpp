@@ -245,7 +245,8 @@ void PlanRealStats(const SyntheticOptions& o, Rng& rng, int split_id, int index,
   const DatasetStats st = PublishedStats(o.like, o.part);
   const double spread = 0.25, aspect_spread = 0.15, count_spread = 1.2;
   const double w = st.width * std::exp(spread * rng.Normal() - spread * spread / 2);
-  const double aspect = st.height / st.width * std::exp(aspect_spread * rng.Normal() - aspect_spread * aspect_spread / 2);
+  const double aspect =
+      st.height / st.width * std::exp(aspect_spread * rng.Normal() - aspect_spread * aspect_spread / 2);
   p->width = static_cast<int>(std::clamp(std::lround(w), 64L, std::lround(2.0 * st.width)));
   p->height = static_cast<int>(std::clamp(std::lround(w * aspect), 64L, std::lround(2.0 * st.height)));
   p->width = std::min(p->width, 8192);
@@ -521,8 +522,8 @@ SyntheticSummary GenerateLike(const SyntheticOptions& o) {
     slot.gray = o.like == DatasetKind::kUcf50 || plan.gray;
     if (slot.gray) cv::cvtColor(img, img, cv::COLOR_BGR2GRAY);
     WriteJpeg(slot.item.image, img, o.jpeg_quality);
-    slot.pts = WriteLikeAnnotation(o, slot.item, slot.pts, plan.width, plan.height,
-                                   plan.points_seed ^ 0x9e3779b97f4a7c15ULL);
+    slot.pts =
+        WriteLikeAnnotation(o, slot.item, slot.pts, plan.width, plan.height, plan.points_seed ^ 0x9e3779b97f4a7c15ULL);
   });
   std::map<std::string, std::string> lists, labels;  // by split: list file and JHU image_labels text
   for (Slot& slot : slots) {
@@ -531,8 +532,8 @@ SyntheticSummary GenerateLike(const SyntheticOptions& o) {
     const int n = slot.number;
     const int64_t count = static_cast<int64_t>(slot.pts.size());
     if (o.like == DatasetKind::kJhu) {
-      labels[split] += StrCat(it.stem, ",", count, ",", n % 2 ? "street" : "stadium", ",", n % 4, ",",
-                              n % 5 == 0 ? 1 : 0, "\n");
+      labels[split] +=
+          StrCat(it.stem, ",", count, ",", n % 2 ? "street" : "stadium", ",", n % 4, ",", n % 5 == 0 ? 1 : 0, "\n");
     } else if (o.like == DatasetKind::kNwpu) {
       const int level = count == 0 ? 0 : count < 100 ? 1 : count < 500 ? 2 : count < 5000 ? 3 : 4;
       lists[split] += split == "test" ? it.stem + "\n" : StrCat(it.stem, " ", n % 4, " ", level, "\n");
@@ -541,8 +542,8 @@ SyntheticSummary GenerateLike(const SyntheticOptions& o) {
     }
     summary.heads += count;
     (slot.k == 0 ? summary.train_images : summary.test_images) += 1;
-    summary.items.push_back(
-        SyntheticImage{split, it.image, it.annotation, slot.plan.width, slot.plan.height, slot.gray, std::move(slot.pts)});
+    summary.items.push_back(SyntheticImage{split, it.image, it.annotation, slot.plan.width, slot.plan.height, slot.gray,
+                                           std::move(slot.pts)});
   }
   for (const auto& [split, text] : lists) WriteTextFileAtomic(summary.part_dir / (split + ".txt"), text);
   for (const auto& [split, text] : labels) WriteTextFileAtomic(summary.part_dir / split / "image_labels.txt", text);

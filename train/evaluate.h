@@ -25,13 +25,13 @@ namespace csr {
 // Every option of `evaluate`.
 struct EvaluateOptions {
   ModelSettings model;
-  std::string shards;          // shard set folder or its split subfolder (or the positional argument)
-  std::string root;            // dataset root: evaluate straight from the dataset instead of shards
+  std::string shards;  // shard set folder or its split subfolder (or the positional argument)
+  std::string root;    // dataset root: evaluate straight from the dataset instead of shards
   DatasetKind dataset = DatasetKind::kShanghaiTech;  // with --root: its layout (docs/datasets.md)
-  std::string part = "A";      // with --root, ShanghaiTech: A or B
-  std::string val_list;        // with --root, UCF-QNRF: the Train/ images forming the val split
-  int fold = 0;                // with --root, UCF_CC_50: the cross-validation fold 1..5
-  SizeChoice size;             // with --root: rescaling as crop_shards does it (auto per dataset)
+  std::string part = "A";                            // with --root, ShanghaiTech: A or B
+  std::string val_list;                              // with --root, UCF-QNRF: the Train/ images forming the val split
+  int fold = 0;                                      // with --root, UCF_CC_50: the cross-validation fold 1..5
+  SizeChoice size;                                   // with --root: rescaling as crop_shards does it (auto per dataset)
   std::string split = "test";  // split to score (shards: the split's name; --root: train, val, test or all)
   std::string csv;             // per-image CSV (empty = none)
   std::string json;            // JSON summary (empty = none)

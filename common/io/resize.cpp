@@ -109,8 +109,8 @@ std::optional<int> ParseSide(const std::string& text, const std::string& where) 
     used = 0;
   }
   if (used != text.size() || text.empty() || v < 0 || v > kMaxRescaledSide) {
-    throw UsageError(where, StrCat("expected auto or a number of pixels 0..", kMaxRescaledSide, " (0 = no limit), got '",
-                                   text, "'"));
+    throw UsageError(where, StrCat("expected auto or a number of pixels 0..", kMaxRescaledSide,
+                                   " (0 = no limit), got '", text, "'"));
   }
   return static_cast<int>(v);
 }

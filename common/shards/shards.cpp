@@ -209,7 +209,9 @@ EncodedImage EncodeImage(const cv::Mat& image, const std::vector<ShardRecord>& r
   return e;
 }
 
-EncodedImage EncodeRecord(const ShardRecord& record, int deflate) { return EncodeImage(record.image, {record}, deflate); }
+EncodedImage EncodeRecord(const ShardRecord& record, int deflate) {
+  return EncodeImage(record.image, {record}, deflate);
+}
 
 // ================================================================ ShardWriter
 
@@ -345,14 +347,14 @@ void ShardWriter::Add(const EncodedImage& image) {
     H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI);
     Hid fcpl = UntimedPlist(H5P_FILE_CREATE);  // the root group's header
     const fs::path& final_path = open_->file.final_path();
-    open_->fid = Hid(CheckId(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), final_path,
-                             "cannot create shard file"),
-                     H5Fclose);
+    open_->fid = Hid(
+        CheckId(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), final_path, "cannot create shard file"),
+        H5Fclose);
     for (auto [group, name] : {std::pair{&open_->images, "images"}, std::pair{&open_->records, "records"}}) {
-      *group = Hid(CheckId(H5Gcreate2(open_->fid.get(), name, H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(),
-                                      H5P_DEFAULT),
-                           final_path, StrCat("cannot create group /", name)),
-                   H5Gclose);
+      *group = Hid(
+          CheckId(H5Gcreate2(open_->fid.get(), name, H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT),
+                  final_path, StrCat("cannot create group /", name)),
+          H5Gclose);
     }
   }
   WriteImage(image);
@@ -369,9 +371,9 @@ void ShardWriter::WriteImage(const EncodedImage& image) {
   o.image_shapes.insert(o.image_shapes.end(), {image.rows, image.cols});
   for (const EncodedRecord& r : image.records) {
     const std::string name = RecordName(o.info.records);
-    Hid g(CheckId(H5Gcreate2(o.records.get(), name.c_str(), H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(),
-                             H5P_DEFAULT),
-                  file, "cannot create record group (disk full?)"),
+    Hid g(CheckId(
+              H5Gcreate2(o.records.get(), name.c_str(), H5P_DEFAULT, UntimedPlist(H5P_GROUP_CREATE).get(), H5P_DEFAULT),
+              file, "cannot create record group (disk full?)"),
           H5Gclose);
     WriteChunkedDataset(g.get(), "target", H5T_IEEE_F32LE, {hsize_t(r.target_rows), hsize_t(r.target_cols)},
                         r.target_bytes, r.target_deflated, deflate_, file);
@@ -425,7 +427,8 @@ void ShardWriter::Close() {
   WriteAttrInt(o.fid.get(), "shard", shards_ - 1, file);
   WriteAttrInt(o.fid.get(), "records", o.info.records, file);
   WriteAttrInt(o.fid.get(), "images", static_cast<int64_t>(o.image_shapes.size() / 2), file);
-  if (!o.records.Close() || !o.images.Close() || !o.fid.Close()) Fail(file, "cannot finish the shard file (disk full?)");
+  if (!o.records.Close() || !o.images.Close() || !o.fid.Close())
+    Fail(file, "cannot finish the shard file (disk full?)");
   // No HDF5 from here on: checksum, fsync and rename run in the background.
   std::shared_ptr<Open> done(std::move(open_));
   pending_.push_back(std::async(std::launch::async, [done] {
@@ -851,9 +854,9 @@ void CheckImageEntry(const int32_t* box, const int32_t* at, int32_t image, const
   if (!known || rows <= 0 || cols <= 0 || rows > kMaxRecordSide || cols > kMaxRecordSide || at[0] < 0 || at[1] < 0 ||
       int64_t{at[0]} + box[2] > cols || int64_t{at[1]} + box[3] > rows || !(scale[0] > 0) || !(scale[1] > 0) ||
       !std::isfinite(scale[0]) || !std::isfinite(scale[1])) {
-    throw Error(file.string(), StrCat("index entry ", i, " is impossible (image ", image, " of ", images, " at ", at[0],
-                                      ",", at[1], ", ", box[2], "x", box[3], " px, scale ", scale[0], ",", scale[1],
-                                      "): corrupt shard"));
+    throw Error(file.string(),
+                StrCat("index entry ", i, " is impossible (image ", image, " of ", images, " at ", at[0], ",", at[1],
+                       ", ", box[2], "x", box[3], " px, scale ", scale[0], ",", scale[1], "): corrupt shard"));
   }
 }
 
@@ -965,10 +968,9 @@ ShardSet::ShardSet(const fs::path& dir) : impl_(std::make_unique<Impl>()) {
   }
   const auto version = FieldAs<int64_t>(impl_->manifest, "format_version", mpath, "");
   if (version < kOldestReadableShardFormat || version > kShardFormatVersion) {
-    throw Error(mpath.string(),
-                StrCat("shard format version ", version, " is not supported (this build reads versions ",
-                       kOldestReadableShardFormat, " to ", kShardFormatVersion,
-                       "): rebuild the set with crop_shards --overwrite"));
+    throw Error(mpath.string(), StrCat("shard format version ", version,
+                                       " is not supported (this build reads versions ", kOldestReadableShardFormat,
+                                       " to ", kShardFormatVersion, "): rebuild the set with crop_shards --overwrite"));
   }
   impl_->version = version;
   const nlohmann::json& splits = Field(impl_->manifest, "splits", mpath, "");

@@ -55,7 +55,7 @@ struct RecordInfo {
   std::string source;
   int64_t count = 0;
   double density_sum = 0.0;
-  int crop = -1;  // as ShardRecord::crop
+  int crop = -1;                          // as ShardRecord::crop
   std::array<double, 2> scale{1.0, 1.0};  // as ShardRecord::scale
 };
 
@@ -113,7 +113,7 @@ struct EncodedRecord {
   double density_sum = 0.0;
   int crop = -1;
   std::array<double, 2> scale{1.0, 1.0};
-  std::array<int, 2> at{};  // x, y of the record's pixels (box[2] x box[3]) inside its image
+  std::array<int, 2> at{};               // x, y of the record's pixels (box[2] x box[3]) inside its image
   int target_rows = 0, target_cols = 0;  // the target is rows x cols float32
   std::vector<uint8_t> target_bytes;     // zlib stream when target_deflated, else raw
   bool target_deflated = false;
@@ -123,8 +123,8 @@ struct EncodedRecord {
 // A source image ready to be written, with the records cut from it.
 struct EncodedImage {
   std::string source;
-  int rows = 0, cols = 0;          // the image is rows x cols x 3 uint8
-  std::vector<uint8_t> bytes;      // zlib stream when deflated, else raw
+  int rows = 0, cols = 0;      // the image is rows x cols x 3 uint8
+  std::vector<uint8_t> bytes;  // zlib stream when deflated, else raw
   bool deflated = false;
   std::vector<EncodedRecord> records;
 };

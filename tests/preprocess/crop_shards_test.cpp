@@ -820,6 +820,15 @@ TEST_CASE("crop_shards --dataset builds shards straight from each layout's annot
     int64_t counted = 0;
     for (int64_t i = 0; i < set.size("test"); ++i) counted += set.Info("test", i).count;
     CHECK(counted <= heads);
+    if (kind == DatasetKind::kJhu || kind == DatasetKind::kNwpu) {
+      // Train image 2 has nobody in it: nine records with a zero count and an all-zero target.
+      for (int64_t i = 9; i < 18; ++i) {
+        const ShardRecord z = set.Read("train", i);
+        CHECK(z.count == 0);
+        CHECK(z.density_sum == 0.0);
+        CHECK(cv::countNonZero(z.target) == 0);
+      }
+    }
     if (kind == DatasetKind::kNwpu) {
       o.eval_split = "test";
       o.overwrite = true;
@@ -913,7 +922,8 @@ TEST_CASE("a shard set takes at most 1.25x the decoded training pixels plus targ
       const ShardRecord r = set.Read("train", i);
       decoded += r.target.total() * sizeof(float);
       if (seen.insert(r.source).second) {
-        const cv::Mat full = ReadImageRGB((tmp / "data" / "part_A_final" / "train_data" / "images" / r.source).string());
+        const cv::Mat full =
+            ReadImageRGB((tmp / "data" / "part_A_final" / "train_data" / "images" / r.source).string());
         decoded += full.total() * full.elemSize();
       }
     }
