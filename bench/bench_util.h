@@ -9,9 +9,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <regex>
 #include <string>
 #include <vector>
+
+#include "common/base/error.h"
 
 namespace bench {
 
@@ -72,5 +75,31 @@ inline double DdMegabytesPerSecond(const fs::path& dir) {
 }
 
 inline fs::path SelfDir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
+
+// The benchmark's working folder: `given`, or a fresh one named after the
+// benchmark under the temp folder; created.
+inline fs::path WorkFolder(const std::string& bench, const std::string& given) {
+  const fs::path work =
+      given.empty() ? fs::temp_directory_path() / (bench + "-" + std::to_string(getpid())) : fs::path(given);
+  fs::create_directories(work);
+  return work;
+}
+
+// A tool built beside the benchmark; throws naming it when it is not built.
+inline fs::path SiblingTool(const std::string& name) {
+  const fs::path tool = SelfDir() / name;
+  if (!fs::exists(tool)) throw csr::Error(tool.string(), "build the " + name + " target first");
+  return tool;
+}
+
+// Removes the working folder, or says where it was kept.
+inline void Finish(const fs::path& work, bool keep) {
+  if (keep) {
+    std::cout << "kept " << work.string() << "\n";
+    return;
+  }
+  std::error_code ec;
+  fs::remove_all(work, ec);
+}
 
 }  // namespace bench

@@ -30,7 +30,6 @@ using bench::Clock;
 using bench::DdMegabytesPerSecond;
 using bench::RunChild;
 using bench::Seconds;
-using bench::SelfDir;
 
 struct Options {
   int threads = 2;    // crop_shards --threads
@@ -54,11 +53,8 @@ int main(int argc, char** argv) {
     p.Add("train", &o.train, "train images");
     p.Add("test", &o.test, "test images");
     if (!p.Parse(argc, argv)) return 0;
-    const fs::path work =
-        o.work.empty() ? fs::temp_directory_path() / csr::StrCat("crop_shards_bench-", getpid()) : fs::path(o.work);
-    csr::MakeDirs(work);
-    const fs::path tool = SelfDir() / "crop_shards";
-    if (!fs::exists(tool)) throw csr::Error(tool.string(), "build the crop_shards target first");
+    const fs::path work = bench::WorkFolder("crop_shards_bench", o.work);
+    const fs::path tool = bench::SiblingTool("crop_shards");
 
     auto t = Clock::now();
     csr::SyntheticOptions syn;
@@ -113,12 +109,7 @@ int main(int argc, char** argv) {
               << one.max_rss_mb << " MB\n"
               << "  vs gt_gen + crop_shards " << two << " s (" << gt_seconds << " + " << r.seconds << ")  ratio "
               << one.seconds / two << "\n";
-    if (!o.keep) {
-      std::error_code ec;
-      fs::remove_all(work, ec);
-    } else {
-      std::cout << "kept " << work.string() << "\n";
-    }
+    bench::Finish(work, o.keep);
     return 0;
   });
 }

@@ -10,8 +10,8 @@
 // JPEGs alone with as many threads, and dd writing the same bytes.
 //
 // Usage: datasets_bench [--threads 2] [--train 311] [--eval 100] [--work DIR] [--keep]
-// The JPEGs are in the page cache (just written, or kept from a previous run
-// with --work DIR --keep); the shards are fsync'ed, as in normal use.
+// The JPEGs are in the page cache (just written); the shards are fsync'ed, as
+// in normal use.
 #include <iomanip>
 #include <iostream>
 
@@ -56,15 +56,12 @@ int main(int argc, char** argv) {
     p.Add("train", &o.train, "train images (NWPU-Crowd: 3109)");
     p.Add("eval", &o.eval, "val images, and as many unlabelled test images (NWPU-Crowd: 500 and 1500)");
     p.Add("work", &o.work, "working folder (default: fresh, under the temp folder, removed afterwards)");
-    p.Add("keep", &o.keep, "keep the working folder (a later run with the same --work reuses the dataset)");
+    p.Add("keep", &o.keep, "keep the working folder");
     if (!p.Parse(argc, argv)) return 0;
-    const fs::path work =
-        o.work.empty() ? fs::temp_directory_path() / csr::StrCat("datasets_bench-", getpid()) : fs::path(o.work);
-    csr::MakeDirs(work);
-    const fs::path tool = bench::SelfDir() / "crop_shards";
-    if (!fs::exists(tool)) throw csr::Error(tool.string(), "build the crop_shards target first");
+    const fs::path work = bench::WorkFolder("datasets_bench", o.work);
+    const fs::path tool = bench::SiblingTool("crop_shards");
 
-    // The dataset (kept between runs with --keep: it is the same for a seed).
+    // The dataset (the same files for the same seed, on any machine).
     csr::SyntheticOptions syn;
     syn.out = (work / "nwpu").string();
     syn.like = csr::DatasetKind::kNwpu;
@@ -140,12 +137,7 @@ int main(int argc, char** argv) {
               << std::setprecision(0) << kFullImages << " images would take " << per_image * kFullImages
               << " s; peak RSS does not grow with the number of images (a bounded "
               << "pipeline)\n";
-    if (!o.keep) {
-      std::error_code ec;
-      fs::remove_all(work, ec);
-    } else {
-      std::cout << "kept " << work.string() << "\n";
-    }
+    bench::Finish(work, o.keep);
     return 0;
   });
 }

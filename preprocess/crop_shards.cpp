@@ -495,13 +495,7 @@ void Tally(const Job& job, Summary* s) {
 
 // The training split and the eval split of the dataset; other splits are left out.
 Discovery Discover(const CropShardsOptions& o) {
-  DatasetQuery q;
-  q.kind = o.dataset;
-  q.root = o.root;
-  q.part = o.part;
-  q.val_list = o.val_list;
-  q.fold = o.fold;
-  Discovery d = DiscoverDataset(q);
+  Discovery d = DiscoverDataset({o.dataset, o.root, o.part, "all", o.val_list, o.fold});
   const std::string eval = EvalSplit(o);
   d.samples.erase(std::remove_if(d.samples.begin(), d.samples.end(),
                                  [&](const Sample& s) { return s.split != "train" && s.split != eval; }),

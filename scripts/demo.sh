@@ -26,6 +26,7 @@ scripts/build.sh
 bin=${BUILD_DIR:-build}/bin
 mkdir -p "$out"
 
+extra=()
 if [[ "$dataset" != shanghaitech ]]; then
   # Any other layout of docs/datasets.md: shards straight from the annotations
   # (densities made in memory, images rescaled by the dataset's default rule).
@@ -34,53 +35,20 @@ if [[ "$dataset" != shanghaitech ]]; then
     echo "== make_synthetic: a small $dataset-layout dataset in $root"
     "$bin/make_synthetic" --like "$dataset" --out "$root" --overwrite
   fi
-  extra=()
   [[ "$dataset" == ucf50 ]] && extra=(--fold "$fold")
   echo "== crop_shards: $dataset from its annotations into HDF5 shards (no gt_gen needed)"
   "$bin/crop_shards" --dataset "$dataset" --root "$root" "${extra[@]}" --out "$out/shards" --overwrite
-  "$bin/crop_shards" --inspect "$out/shards" --verify
-  echo "== trainer: a short CSRNet run on the shards (bf16 autocast), then an exact resume"
-  run=$out/run
-  rm -rf "$run"
-  "$bin/trainer" "$out/shards" --out "$run" --max-steps 40 --lr 1e-6 --precision bf16 --seed 1
-  "$bin/trainer" --resume "$run/checkpoint.pt" --max-steps 80
-  echo "== evaluate: the trained model on the shard set's test split, by the benchmark's groups"
-  "$bin/evaluate" --weights "$run/model_best.pt" "$out/shards" --csv "$out/eval.csv" --json "$out/eval.json" \
-    --report "$out/report.html"
-  echo "== predict"
-  if [[ "$dataset" == nwpu ]]; then
-    # The unlabelled test split, in the benchmark's upload format.
-    "$bin/predict" --weights "$run/model_best.h5" --out "$out/predict" --nwpu-submission "$out/nwpu_test.txt" \
-      "$root"
-  else
-    first=$(find "$root" -name '*.jpg' | sort | head -n 1)
-    "$bin/predict" --weights "$run/model_best.h5" --out "$out/predict" "$first"
+else
+  if [[ -z "$root" ]]; then
+    root=$out/ShanghaiTech
+    echo "== make_synthetic: a small ShanghaiTech-layout dataset in $root"
+    "$bin/make_synthetic" --out "$root" --part "$part" --overwrite
   fi
-  echo
-  echo "Produced:"
-  echo "  dataset        $root ($dataset layout, docs/datasets.md)"
-  echo "  shards         $out/shards (manifest.json, train/ and test/ shard-NNNNN.h5; docs/shard_format.md)"
-  echo "  training run   $run (config.json, train_log.jsonl, checkpoint.pt, model_best.pt, model_best.h5)"
-  echo "  evaluation     $out/eval.csv, $out/eval.json, $out/report.html"
-  if [[ "$dataset" == nwpu ]]; then
-    echo "  prediction     $out/predict, $out/nwpu_test.txt (NWPU-Crowd's upload format)"
-  else
-    echo "  prediction     $out/predict (heatmap overlay PNG and density .h5)"
-  fi
-  exit 0
+  echo "== gt_gen: density maps for part $part"
+  "$bin/gt_gen" --root "$root" --part "$part"
+  echo "== crop_shards: the paper's nine crops per training image, whole test images, into HDF5 shards"
+  "$bin/crop_shards" --root "$root" --part "$part" --out "$out/shards" --overwrite
 fi
-
-if [[ -z "$root" ]]; then
-  root=$out/ShanghaiTech
-  echo "== make_synthetic: a small ShanghaiTech-layout dataset in $root"
-  "$bin/make_synthetic" --out "$root" --part "$part" --overwrite
-fi
-
-echo "== gt_gen: density maps for part $part"
-"$bin/gt_gen" --root "$root" --part "$part"
-
-echo "== crop_shards: the paper's nine crops per training image, whole test images, into HDF5 shards"
-"$bin/crop_shards" --root "$root" --part "$part" --out "$out/shards" --overwrite
 "$bin/crop_shards" --inspect "$out/shards" --verify
 
 echo "== trainer: a short CSRNet run on the shards (bf16 autocast), then an exact resume"
@@ -89,13 +57,32 @@ rm -rf "$run"
 "$bin/trainer" "$out/shards" --out "$run" --max-steps 40 --lr 1e-6 --precision bf16 --seed 1
 "$bin/trainer" --resume "$run/checkpoint.pt" --max-steps 80
 
-echo "== evaluate: the trained model on the test split"
+echo "== evaluate: the trained model on the shard set's test split"
 "$bin/evaluate" --weights "$run/model_best.pt" "$out/shards" --csv "$out/eval.csv" --json "$out/eval.json" \
   --report "$out/report.html"
 
-echo "== predict: counts and a heatmap for one test image"
-first_test=$(ls "$root"/part_${part}*/test_data/images/*.jpg | head -n 1)
-"$bin/predict" --weights "$run/model_best.h5" --out "$out/predict" "$first_test"
+echo "== predict"
+if [[ "$dataset" == nwpu ]]; then
+  # The unlabelled test split, in the benchmark's upload format.
+  "$bin/predict" --weights "$run/model_best.h5" --out "$out/predict" --nwpu-submission "$out/nwpu_test.txt" "$root"
+elif [[ "$dataset" == shanghaitech ]]; then
+  first_test=$(ls "$root"/part_${part}*/test_data/images/*.jpg | head -n 1)
+  "$bin/predict" --weights "$run/model_best.h5" --out "$out/predict" "$first_test"
+else
+  first=$(find "$root" -name '*.jpg' | sort | head -n 1)
+  "$bin/predict" --weights "$run/model_best.h5" --out "$out/predict" "$first"
+fi
+
+if [[ "$dataset" != shanghaitech ]]; then
+  echo
+  echo "Produced:"
+  echo "  dataset        $root ($dataset layout, docs/datasets.md)"
+  echo "  shards         $out/shards (manifest.json, train/ and test/ shard-NNNNN.h5; docs/shard_format.md)"
+  echo "  training run   $run (config.json, train_log.jsonl, checkpoint.pt, model_best.pt, model_best.h5)"
+  echo "  evaluation     $out/eval.csv, $out/eval.json, $out/report.html"
+  echo "  prediction     $out/predict$([[ "$dataset" == nwpu ]] && echo ", $out/nwpu_test.txt (NWPU-Crowd's upload format)")"
+  exit 0
+fi
 
 echo
 echo "Produced:"

@@ -158,14 +158,7 @@ class DatasetSource : public EvalSource {
 
  private:
   static Discovery Discover(const EvaluateOptions& o) {
-    DatasetQuery q;
-    q.kind = o.dataset;
-    q.root = o.root;
-    q.part = o.part;
-    q.split = o.split;
-    q.val_list = o.val_list;
-    q.fold = o.fold;
-    Discovery d = DiscoverDataset(q);
+    Discovery d = DiscoverDataset({o.dataset, o.root, o.part, o.split, o.val_list, o.fold});
     for (const Sample& s : d.samples) {
       if (s.format == AnnotationFormat::kNone) {
         throw UsageError("--split", StrCat(Name(o.dataset), "'s ", s.split, " split has no labels (",

@@ -40,6 +40,7 @@ void AddDatasetOption(ArgParser& parser, const std::string& name, DatasetKind* v
 // the root and every layout it looked for when none matches.
 DatasetKind DetectDataset(const fs::path& root);
 
+// An aggregate, in member order: DiscoverDataset({kind, root, part, split, val_list, fold}).
 struct DatasetQuery {
   DatasetKind kind = DatasetKind::kShanghaiTech;
   fs::path root;

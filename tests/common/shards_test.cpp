@@ -365,6 +365,18 @@ TEST_CASE("a shard listed under the wrong split, or another format marker, is re
   CHECK(ok.size("train") == 2);
 }
 
+// Brings the manifest's size and checksum of the first train shard up to
+// date after an edit of the file, so that only the edit is wrong.
+void RefreshFirstShard(const fs::path& dir) {
+  const std::string bytes = ReadTextFile(dir / "train" / "shard-00000.h5");
+  EditManifest(dir, [&](nlohmann::json& m) {
+    auto& s = m["splits"]["train"];
+    s["shards"][0]["bytes"] = bytes.size();
+    s["shards"][0]["crc32"] = Crc32(bytes.data(), bytes.size());
+    s["bytes"] = bytes.size();
+  });
+}
+
 // Replaces a root attribute of a shard with a string of the given kind, and
 // brings the manifest's size and checksum up to date, so that only the
 // attribute is wrong.
@@ -386,13 +398,7 @@ void RewriteStringAttr(const fs::path& dir, const char* name, const std::string&
     H5Tclose(type);
     H5Fclose(f);
   }
-  const std::string bytes = ReadTextFile(shard);
-  EditManifest(dir, [&](nlohmann::json& m) {
-    auto& s = m["splits"]["train"];
-    s["shards"][0]["bytes"] = bytes.size();
-    s["shards"][0]["crc32"] = Crc32(bytes.data(), bytes.size());
-    s["bytes"] = bytes.size();
-  });
+  RefreshFirstShard(dir);
 }
 
 TEST_CASE("string attributes must be fixed-length: variable-length ones (global heap) are refused unread") {
@@ -507,13 +513,7 @@ void RewriteIndexInt(const fs::path& dir, const char* name, size_t k, int32_t va
     H5Dclose(ds);
     H5Fclose(f);
   }
-  const std::string bytes = ReadTextFile(shard);
-  EditManifest(dir, [&](nlohmann::json& m) {
-    auto& s = m["splits"]["train"];
-    s["shards"][0]["bytes"] = bytes.size();
-    s["shards"][0]["crc32"] = Crc32(bytes.data(), bytes.size());
-    s["bytes"] = bytes.size();
-  });
+  RefreshFirstShard(dir);
 }
 
 TEST_CASE("an index whose record lies outside its image, or names no image, is refused at open") {
