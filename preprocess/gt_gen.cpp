@@ -217,8 +217,8 @@ GtGenReport GenerateGroundTruth(const GtGenOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const DensityOptions dopt = ResolveDensityOptions(options);
   const std::string settings = DescribeSettings(dopt);
-  Discovery found = DiscoverDataset(
-      {options.dataset, options.root, options.part, options.split, options.val_list, options.fold});
+  Discovery found =
+      DiscoverDataset({options.dataset, options.root, options.part, options.split, options.val_list, options.fold});
   const auto unlabelled = std::remove_if(found.samples.begin(), found.samples.end(),
                                          [](const Sample& s) { return s.format == AnnotationFormat::kNone; });
   if (unlabelled != found.samples.end()) {
