@@ -44,6 +44,10 @@ endif()
 if(CSR_BUILD_TRAIN)
   find_package(Torch QUIET)
   csr_require(Torch_FOUND libtorch-dev)
+  # c10d's ProcessGroupGloo.hpp includes Gloo's headers: Debian ships them in
+  # libgloo-dev; a PyPI LibTorch carries them in its own include folder.
+  find_path(CSR_GLOO_INCLUDE gloo/context.h HINTS ${TORCH_INCLUDE_DIRS})
+  csr_require(CSR_GLOO_INCLUDE libgloo-dev)
 endif()
 
 # HDF5's CMake module exposes variables, not a target: wrap them once.

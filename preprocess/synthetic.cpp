@@ -10,12 +10,14 @@
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include "common/base/cli.h"
 #include "common/base/error.h"
 #include "common/base/fs.h"
 #include "common/base/random.h"
+#include "common/base/tsan.h"
 #include "common/io/mat_io.h"
 #include "common/io/point_files.h"
 
@@ -512,8 +514,7 @@ SyntheticSummary GenerateLike(const SyntheticOptions& o) {
   }
   // Every image is planned by its own seed, so they render in parallel and
   // the files do not depend on the thread count.
-  tbb::parallel_for(size_t{0}, slots.size(), [&](size_t n) {
-    Slot& slot = slots[n];
+  const auto render = [&](Slot& slot) {
     slot.plan = PlanImage(o, slot.k, slot.index);
     if (three && slot.k == 0 && slot.index == 2) slot.plan.heads = 0;  // both datasets have images without anyone
     const ImagePlan& plan = slot.plan;
@@ -524,7 +525,14 @@ SyntheticSummary GenerateLike(const SyntheticOptions& o) {
     WriteJpeg(slot.item.image, img, o.jpeg_quality);
     slot.pts =
         WriteLikeAnnotation(o, slot.item, slot.pts, plan.width, plan.height, plan.points_seed ^ 0x9e3779b97f4a7c15ULL);
-  });
+  };
+  const char handoff = 0;  // the slots pass to the tasks and back inside libtbb: see common/base/tsan.h
+  tsan::Release(&handoff);
+  tbb::parallel_for(tbb::blocked_range<size_t>(0, slots.size()),
+                    tsan::Task(&handoff, [&](const tbb::blocked_range<size_t>& range) {
+                      for (size_t n = range.begin(); n != range.end(); ++n) render(slots[n]);
+                    }));
+  tsan::Acquire(&handoff);
   std::map<std::string, std::string> lists, labels;  // by split: list file and JHU image_labels text
   for (Slot& slot : slots) {
     const std::string& split = slot.split;

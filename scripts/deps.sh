@@ -5,7 +5,10 @@
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libopencv-dev libeigen3-dev libnanoflann-dev libhdf5-dev
-            libtbb-dev nlohmann-json3-dev libtorch-dev doctest-dev libmatio-dev)
+            libtbb-dev nlohmann-json3-dev libtorch-dev libgloo-dev doctest-dev libmatio-dev)
+# libgloo-dev: the headers of Gloo, which c10d's ProcessGroupGloo.hpp includes
+# (libtorch-dev ships c10d and links libgloo0, but not Gloo's headers): the
+# trainer's multi-process training (docs/training.md).
 # Interop tests compare against Debian's scipy/h5py/OpenCV/PyTorch; the HTML
 # report test renders in headless Chromium; the fuzz stage needs clang with
 # its libFuzzer/sanitizer runtimes; the lint stage clang-format and clang-tidy; the tmpfs

@@ -36,6 +36,10 @@ struct DeviceChoice {
 DeviceChoice ParseDeviceChoice(const std::string& text, const std::string& where = "--device");
 std::string DeviceChoiceName(const DeviceChoice& device);
 
+// The collective back end of multi-process training: NCCL for CUDA devices,
+// Gloo for the CPU (auto), or either one by name.
+enum class DistBackend { kAuto, kGloo, kNccl };
+
 // The options as every tool registers them: `name` with its typed value.
 void AddBackendOption(ArgParser& parser, const std::string& name, Backend* value, const std::string& help);
 void AddPrecisionOption(ArgParser& parser, const std::string& name, Precision* value);

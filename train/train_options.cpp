@@ -10,7 +10,9 @@ void RegisterTrainOptions(ArgParser& p, TrainOptions* o) {
   p.Add("shards", &o->shards, "Shard set folder written by crop_shards (or give it as the argument)");
   p.Add("config", &o->config, "JSON file of option values (keys as the long options); the command line wins");
   p.Add("out", &o->out, "Run folder; empty = runs/<date-time> (with --resume: the checkpoint's folder)");
-  p.Add("resume", &o->resume, "Continue exactly from this checkpoint (RUN/checkpoint.pt)");
+  p.Add("resume", &o->resume,
+        "Continue exactly from this checkpoint (RUN/checkpoint.pt); auto = --out's checkpoint.pt if it exists, else "
+        "start (the same command then starts and restarts a job)");
   p.AddAlias("pre", "resume");
   p.Add("vgg16", &o->vgg16, "ImageNet VGG-16 front end: HDF5 with torchvision names (tools/export_vgg16.py)");
   p.Add("weights", &o->weights, "Start from these CSRNet weights (.h5 original layout or .pt) instead of the init");
@@ -35,6 +37,11 @@ void RegisterTrainOptions(ArgParser& p, TrainOptions* o) {
   AddDeviceOption(p, "device", &o->device);
   p.Add("eval-tile", &o->eval_tile, "Validation images larger than this many pixels a side run in tiles (0 = never)");
   p.Add("eval-every", &o->eval_every, "Validate every N epochs and after the last (0 = never)");
+  p.AddEnum<DistBackend>("dist-backend", &o->dist_backend,
+                         {{"auto", DistBackend::kAuto}, {"gloo", DistBackend::kGloo}, {"nccl", DistBackend::kNccl}},
+                         "Several processes (torchrun, srun): collectives over nccl (CUDA) or gloo (CPU); auto picks "
+                         "by device");
+  p.Add("dist-timeout", &o->dist_timeout, "Several processes: seconds a rank waits for the others before it stops");
 }
 
 // The upper bounds stop values that would only exhaust memory or threads;
@@ -58,6 +65,7 @@ void TrainOptions::Check() const {
   CheckRange("--threads", threads, 0, 1024, "0 = every core");
   if (eval_tile != 0) CheckRange("--eval-tile", eval_tile, 64, 1 << 20, "or 0: never tile");
   CheckThat(eval_every >= 0, "--eval-every", eval_every, "must be >= 0 (0 = never)");
+  CheckRange("--dist-timeout", dist_timeout, 1, 86400, "seconds");
 }
 
 }  // namespace csr

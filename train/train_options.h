@@ -15,12 +15,12 @@ namespace csr {
 // Every option of `trainer`; the in-class values are the defaults (those of
 // the original CSRNet trainer where it had one).
 struct TrainOptions {
-  std::string shards;              // shard set folder written by crop_shards (or the positional argument)
-  std::string config;              // JSON file of option values; the command line wins over it
-  std::string out;                 // run folder; empty = runs/<date-time>, or the checkpoint's folder on --resume
-  std::string resume;              // checkpoint to continue exactly (alias --pre, the original's name)
-  std::string vgg16;               // ImageNet VGG-16 front end: HDF5 with torchvision names (tools/export_vgg16.py)
-  std::string weights;             // start from these CSRNet weights (.h5 original layout or .pt) instead of the init
+  std::string shards;   // shard set folder written by crop_shards (or the positional argument)
+  std::string config;   // JSON file of option values; the command line wins over it
+  std::string out;      // run folder; empty = runs/<date-time>, or the checkpoint's folder on --resume
+  std::string resume;   // checkpoint to continue exactly (alias --pre); "auto": <out>/checkpoint.pt if it exists
+  std::string vgg16;    // ImageNet VGG-16 front end: HDF5 with torchvision names (tools/export_vgg16.py)
+  std::string weights;  // start from these CSRNet weights (.h5 original layout or .pt) instead of the init
   Backend backend = Backend::kB;   // back-end variant of the paper: A, B, C or D
   int epochs = 400;                // epochs in total (a resumed run continues up to this)
   double lr = 1e-7;                // SGD learning rate
@@ -36,10 +36,12 @@ struct TrainOptions {
   int workers = 2;                 // background threads decoding batches
   int prefetch = 4;                // batches prepared ahead of the step
   int threads = 0;                 // LibTorch compute threads; 0 = every core
-  Precision precision = Precision::kFp32;  // fp32 | bf16 (autocast, channels-last)
-  DeviceChoice device;                     // auto | cpu | cuda | cuda:N
-  int eval_tile = 1024;                    // validation images larger than this (pixels a side) run in tiles
-  int eval_every = 1;                      // validate every N epochs (and after the last); 0 = never
+  Precision precision = Precision::kFp32;         // fp32 | bf16 (autocast, channels-last)
+  DeviceChoice device;                            // auto | cpu | cuda | cuda:N
+  int eval_tile = 1024;                           // validation images larger than this (pixels a side) run in tiles
+  int eval_every = 1;                             // validate every N epochs (and after the last); 0 = never
+  DistBackend dist_backend = DistBackend::kAuto;  // several processes: auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+  int dist_timeout = 600;                         // seconds a rank waits for the others before it gives up
 
   // Throws csr::UsageError naming the option, its value and the rule.
   void Check() const;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -21,6 +22,7 @@
 #include "common/base/heap.h"
 #include "common/base/log.h"
 #include "common/base/progress.h"
+#include "common/base/random.h"
 #include "common/eval/train_log.h"
 
 namespace csr {
@@ -82,8 +84,8 @@ std::string FormatDuration(double seconds) {
 
 }  // namespace
 
-double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch::data::Example<>& batch,
-                 Precision precision, c10::Device device) {
+StepOutcome TrainStepOn(CSRNet& model, torch::optim::Optimizer& optimizer, const torch::data::Example<>& batch,
+                        Precision precision, c10::Device device, Distributed* dist, bool stop) {
   const torch::Tensor input = batch.data.to(device).contiguous(ModelMemoryFormat(model));
   const torch::Tensor target = batch.target.to(device);
   torch::Tensor output;
@@ -95,12 +97,72 @@ double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch:
   // much in bf16.
   torch::Tensor loss = torch::nn::functional::mse_loss(output.to(torch::kFloat32), target,
                                                        torch::nn::functional::MSELossFuncOptions(torch::kSum));
-  const double value = loss.item<double>();
-  if (!std::isfinite(value)) return value;
+  const int64_t patches = batch.data.size(0);
+  if (patches > 1) loss = loss / static_cast<double>(patches);
+  StepOutcome out;
+  out.loss = loss.item<double>();
+  out.finite = std::isfinite(out.loss);
+  out.loss_sum = out.finite ? out.loss * static_cast<double>(patches) : 0.0;
+  out.patches = patches;
+  out.stop = stop;
+  if (!dist && !out.finite) return out;
   ClearGradients(optimizer);
-  loss.backward();
+  if (out.finite) loss.backward();
+  if (dist) {
+    // Every gradient in ~16 MB buckets, plus the step's agreements, summed
+    // over the ranks.
+    std::vector<torch::Tensor> params = model->parameters();
+    std::vector<torch::Tensor> grads;
+    for (torch::Tensor& p : params) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      grads.push_back(p.grad());
+    }
+    std::vector<torch::Tensor> buckets;
+    std::vector<std::pair<size_t, size_t>> ranges;  // grads [first, last) per bucket
+    constexpr int64_t kBucketBytes = 16 << 20;
+    for (size_t first = 0; first < grads.size();) {
+      size_t last = first;
+      int64_t bytes = 0;
+      std::vector<torch::Tensor> flat;
+      while (last < grads.size() && (last == first || bytes + grads[last].nbytes() <= kBucketBytes)) {
+        bytes += static_cast<int64_t>(grads[last].nbytes());
+        flat.push_back(grads[last].reshape({-1}));
+        ++last;
+      }
+      buckets.push_back(torch::cat(flat));
+      ranges.push_back({first, last});
+      first = last;
+    }
+    const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(device);
+    buckets.push_back(
+        torch::tensor({out.loss_sum, static_cast<double>(patches), stop ? 1.0 : 0.0, out.finite ? 0.0 : 1.0}, f64));
+    dist->AllReduceSum(buckets);
+    const torch::Tensor agreed = buckets.back().cpu();
+    out.loss_sum = agreed[0].item<double>();
+    out.patches = static_cast<int64_t>(std::llround(agreed[1].item<double>()));
+    out.stop = agreed[2].item<double>() > 0;
+    out.finite = agreed[3].item<double>() == 0;
+    out.loss = out.finite ? out.loss_sum / static_cast<double>(std::max<int64_t>(out.patches, 1))
+                          : std::numeric_limits<double>::quiet_NaN();
+    if (!out.finite) return out;
+    torch::NoGradGuard no_grad;
+    for (size_t b = 0; b + 1 < buckets.size(); ++b) {
+      buckets[b].div_(static_cast<double>(dist->world()));
+      int64_t at = 0;
+      for (size_t k = ranges[b].first; k < ranges[b].second; ++k) {
+        const int64_t n = grads[k].numel();
+        grads[k].copy_(buckets[b].narrow(0, at, n).view_as(grads[k]));
+        at += n;
+      }
+    }
+  }
   optimizer.step();
-  return value;
+  return out;
+}
+
+double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch::data::Example<>& batch,
+                 Precision precision, c10::Device device) {
+  return TrainStepOn(model, optimizer, batch, precision, device, nullptr, false).loss;
 }
 
 // ---- The tool -----------------------------------------------------------------
@@ -135,9 +197,17 @@ void ResolveOptions(ArgParser& parser, TrainOptions& opts, const std::vector<std
     }
     parser.ApplyJson(cfg, opts.config);
   }
+  if (opts.resume == "auto") {
+    // Idempotent: the same command starts the run and, after a failure (or
+    // under torchrun --max_restarts), continues it.
+    if (opts.out.empty())
+      throw UsageError("--resume", "auto needs --out (the run folder whose checkpoint to continue)");
+    const fs::path ckpt = fs::path(opts.out) / kCheckpoint;
+    opts.resume = fs::exists(ckpt) ? ckpt.string() : std::string();
+  }
   if (!opts.resume.empty()) {
     nlohmann::json cfg = ReadCheckpointConfig(opts.resume);
-    for (const char* key : {"resume", "config", "out"}) cfg.erase(key);
+    for (const char* key : {"resume", "config", "out", "world_size"}) cfg.erase(key);
     parser.ApplyJson(cfg, opts.resume);
     if (!parser.IsSet("out")) opts.out = fs::path(opts.resume).parent_path().string();
     if (opts.out.empty()) opts.out = ".";
@@ -154,6 +224,11 @@ class Trainer {
  private:
   enum class Stop { kNone, kSignal, kMaxSteps };
   void Setup();
+  void JoinRanks();
+  bool Lead() const { return !dist_ || dist_->rank() == 0; }
+  bool AgreedStop();
+  std::vector<std::vector<size_t>> RankPlan(std::vector<std::vector<size_t>> plan) const;
+  ValidationResult ValidateRanks(const InferenceOptions& infer);
   void FollowWeightsBackend();
   bool CheckpointDue() const;
   void Checkpoint(const TrainState& state);
@@ -179,10 +254,16 @@ class Trainer {
   std::vector<EpochLog> log_;
   double run_seconds_ = 0;
   int64_t run_epochs_ = 0;
+  DistEnv env_;
+  std::unique_ptr<Distributed> dist_;  // several processes; nullptr: this one alone
+  bool agreed_stop_ = false;           // the ranks agreed to stop after the last step
 };
 
 void Trainer::Setup() {
+  env_ = ReadDistEnv();
   device_ = ResolveDevice(opts_.device);
+  if (env_.active() && device_.is_cuda())
+    device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env_.local_rank));
   precision_ = opts_.precision;
   const int threads = SetThreads(opts_.threads);
   UseTrainingHeap();
@@ -213,11 +294,78 @@ void Trainer::Setup() {
     state_ = LoadCheckpoint(opts_.resume, model_, *optimizer_);
     log::Info("resuming ", opts_.resume, " at epoch ", state_.epoch + 1, ", batch ", state_.batch, " (step ",
               state_.step, ")");
+    // A position inside an epoch counts steps of a given number of ranks.
+    const int64_t written_by = ReadCheckpointConfig(opts_.resume).value("world_size", int64_t{1});
+    if (state_.batch > 0 && written_by != env_.world) {
+      throw Error(opts_.resume, StrCat("was written part-way through an epoch by ", written_by,
+                                       " rank(s): resume it with as many (this run has ", env_.world,
+                                       "), or from a checkpoint at an epoch's end"));
+    }
   }
+  if (env_.active()) JoinRanks();
   log::Info("CSRNet back end ", BackendName(opts_.backend), ", ", ParameterCount(*model_), " parameters; ",
             train_->size().value(), " training patches (", train_->records(), " crops, mirrored), ", test_->records(),
             " test images; ", device_.str(), ", ", threads, " threads, ", PrecisionName(opts_.precision),
             "; run folder ", opts_.out);
+}
+
+// Joins the other ranks: one line says who this process is, the ranks
+// check they were given the same shard set and options, and take rank 0's
+// weights. Only rank 0 reports progress and writes files from here on.
+void Trainer::JoinRanks() {
+  config_["world_size"] = env_.world;
+  log::Info("rank ", env_.rank, " of ", env_.world, " (local rank ", env_.local_rank, ", launched by ", env_.launcher,
+            "), rendezvous ", env_.master_addr, ":", env_.master_port, ", ", device_.str(),
+            "; joining the others (--dist-timeout ", opts_.dist_timeout, " s)");
+  dist_ = std::make_unique<Distributed>(env_, opts_.dist_backend, device_, std::chrono::seconds(opts_.dist_timeout));
+  dist_->CheckSame("shard set", StrCat(Fnv1a(shards_->manifest().dump())));
+  dist_->CheckSame("configuration", StrCat(Fnv1a(config_.dump())));
+  std::vector<torch::Tensor> weights;
+  for (const torch::Tensor& p : model_->parameters()) weights.push_back(p.data());
+  dist_->Broadcast(weights);
+  log::Info("rank ", env_.rank, ": ", env_.world, " ranks joined over ", dist_->backend(), "; global batch ",
+            env_.world * opts_.batch_size, " (", env_.world, " x --batch-size ", opts_.batch_size, ")");
+  if (!Lead()) log::SetLevel(log::Level::kWarning);
+}
+
+// The ranks agree on stopping: any rank's SIGINT/SIGTERM stops them all at
+// the same point.
+bool Trainer::AgreedStop() {
+  if (!dist_) return StopRequested();
+  std::vector<torch::Tensor> flag = {
+      torch::tensor({StopRequested() ? 1.0 : 0.0}, torch::TensorOptions().dtype(torch::kFloat64).device(device_))};
+  dist_->AllReduceSum(flag);
+  return flag[0].item<double>() > 0;
+}
+
+// This rank's share of an epoch's batches: batch k goes to rank k mod W, and
+// when the batches do not divide evenly the last step's missing ones are
+// taken from the epoch's start, so every rank takes the same number of steps
+// (torch's DistributedSampler pads the same way).
+std::vector<std::vector<size_t>> Trainer::RankPlan(std::vector<std::vector<size_t>> plan) const {
+  if (!dist_ || plan.empty()) return plan;
+  const size_t w = static_cast<size_t>(dist_->world()), r = static_cast<size_t>(dist_->rank());
+  const size_t steps = (plan.size() + w - 1) / w;
+  std::vector<std::vector<size_t>> mine;
+  for (size_t s = 0; s < steps; ++s) mine.push_back(plan[(s * w + r) % plan.size()]);
+  return mine;
+}
+
+// Validation split over the ranks (image i on rank i mod W), the sums added
+// up, so MAE and RMSE are the single-process figures.
+ValidationResult Trainer::ValidateRanks(const InferenceOptions& infer) {
+  if (!dist_) return Validate(model_, *test_, infer, opts_.workers, StopRequested);
+  ValidationResult r = Validate(model_, *test_, infer, opts_.workers, {}, static_cast<size_t>(dist_->rank()),
+                                static_cast<size_t>(dist_->world()));
+  std::vector<double> v = {static_cast<double>(r.images)};
+  v.insert(v.end(), r.sums.begin(), r.sums.end());
+  std::vector<torch::Tensor> t = {torch::tensor(v, torch::TensorOptions().dtype(torch::kFloat64)).to(device_)};
+  dist_->AllReduceSum(t);
+  const torch::Tensor all = t[0].cpu();
+  r.images = static_cast<int64_t>(std::llround(all[0].item<double>()));
+  for (size_t k = 0; k < r.sums.size(); ++k) r.sums[k] = all[static_cast<int64_t>(k) + 1].item<double>();
+  r.Finish();
+  return r;
 }
 
 // A --weights file names its variant (ModelFileInfo, or the .h5's attribute);
@@ -244,11 +392,13 @@ bool Trainer::CheckpointDue() const {
 }
 
 void Trainer::Checkpoint(const TrainState& state) {
+  if (!Lead()) return;  // rank 0 writes every file
   SaveCheckpoint(Path(kCheckpoint), model_, *optimizer_, state, config_);
   last_checkpoint_ = std::chrono::steady_clock::now();
 }
 
 void Trainer::PrepareRunFolder() {
+  if (!Lead()) return;
   MakeDirs(opts_.out);
   if (opts_.resume.empty() && fs::exists(Path(kCheckpoint))) {
     throw Error(opts_.out, StrCat("already holds a training run: continue it with --resume ", Path(kCheckpoint),
@@ -269,15 +419,15 @@ void Trainer::PrepareRunFolder() {
 
 Trainer::Stop Trainer::TrainEpoch() {
   std::vector<std::vector<size_t>> plan =
-      PlanEpoch(sizes_, opts_.batch_size, static_cast<uint64_t>(opts_.seed), state_.epoch);
-  epoch_batches_ = static_cast<int64_t>(plan.size());
+      RankPlan(PlanEpoch(sizes_, opts_.batch_size, static_cast<uint64_t>(opts_.seed), state_.epoch));
+  epoch_batches_ = static_cast<int64_t>(plan.size());  // steps: with several ranks, each rank's share
   if (state_.batch > epoch_batches_) {
     throw Error(opts_.resume, StrCat("checkpoint position (batch ", state_.batch, ") lies beyond the epoch's ",
                                      epoch_batches_, " batches (was --batch-size changed?)"));
   }
   BatchLoader loader(*train_, std::move(plan), static_cast<size_t>(state_.batch), opts_.workers, opts_.prefetch);
   std::unique_ptr<Progress> progress;
-  if (::isatty(STDERR_FILENO)) {
+  if (Lead() && ::isatty(STDERR_FILENO)) {
     progress = std::make_unique<Progress>(StrCat("epoch ", state_.epoch + 1, "/", opts_.epochs),
                                           epoch_batches_ - state_.batch);
   }
@@ -289,20 +439,24 @@ Trainer::Stop Trainer::TrainEpoch() {
       stop = Stop::kMaxSteps;
       break;
     }
-    if (StopRequested()) {
+    // Several ranks stop where they agreed to (the last step's all-reduce
+    // carried every rank's request); one process as soon as it is asked.
+    if (dist_ ? agreed_stop_ : StopRequested()) {
       stop = Stop::kSignal;
       break;
     }
     if (!loader.Next(&batch)) break;
-    const double loss = TrainStep(model_, *optimizer_, batch, precision_, device_);
-    if (!std::isfinite(loss)) {
+    const StepOutcome step = TrainStepOn(model_, *optimizer_, batch, precision_, device_, dist_.get(), StopRequested());
+    agreed_stop_ = step.stop;
+    const double loss = step.loss;
+    if (!step.finite) {
       throw Error("training", StrCat("the loss became ", loss, " at epoch ", state_.epoch + 1, ", step ",
                                      state_.step + 1, ": stopped; the last good checkpoint ",
                                      fs::exists(Path(kCheckpoint)) ? Path(kCheckpoint) : std::string("(none yet)"),
                                      " is kept (try a lower --lr)"));
     }
-    state_.loss_sum += loss;
-    state_.patches += batch.data.size(0);
+    state_.loss_sum += step.loss_sum;
+    state_.patches += step.patches;
     ++state_.batch;
     ++state_.step;
     if (progress) progress->Tick();
@@ -343,13 +497,15 @@ void Trainer::FinishEpoch(const ValidationResult* eval, bool complete, double ev
   if (improved) {
     state_.best_mae = eval->mae;
     state_.best_epoch = epoch;
-    ModelFileInfo info{model_->backend_variant(), epoch, eval->mae};
-    SaveModelPt(model_, Path("model_best.pt"), info);
-    SaveWeightsH5(model_, Path("model_best.h5"));
+    if (Lead()) {
+      ModelFileInfo info{model_->backend_variant(), epoch, eval->mae};
+      SaveModelPt(model_, Path("model_best.pt"), info);
+      SaveWeightsH5(model_, Path("model_best.h5"));
+    }
   }
   if (state_.best_mae >= 0) entry.best_mae = state_.best_mae;
   log_.push_back(entry);
-  WriteTextFileAtomic(Path(kLog), FormatTrainLog(log_));
+  if (Lead()) WriteTextFileAtomic(Path(kLog), FormatTrainLog(log_));
 
   const double epoch_seconds = state_.seconds + eval_seconds;
   if (complete) {
@@ -375,7 +531,7 @@ void Trainer::FinishEpoch(const ValidationResult* eval, bool complete, double ev
 }
 
 int Trainer::Interrupted() {
-  const int sig = g_signal.load();
+  const int sig = g_signal.load() != 0 ? g_signal.load() : SIGTERM;  // another rank's, when not this one's
   Checkpoint(state_);
   log::Info("stopped by ", SignalName(sig), " at epoch ", state_.epoch + 1, ", batch ", state_.batch, "/",
             epoch_batches_, "; checkpoint written to ", Path(kCheckpoint), ". Resume with: ", log::Program(),
@@ -408,11 +564,11 @@ int Trainer::Run() {
     ValidationResult eval;
     const auto eval_start = std::chrono::steady_clock::now();
     if (validate) {
-      eval = Validate(model_, *test_, infer, opts_.workers, StopRequested);
+      eval = ValidateRanks(infer);
       if (!eval.complete) return Interrupted();
     }
     FinishEpoch(validate ? &eval : nullptr, complete, validate ? Seconds(eval_start) : 0.0);
-    if (StopRequested()) return Interrupted();
+    if (AgreedStop()) return Interrupted();
     if (stop == Stop::kMaxSteps) {
       log::Info("stopped after --max-steps ", opts_.max_steps, "; continue with --resume ", Path(kCheckpoint));
       break;

@@ -8,6 +8,7 @@
 #include <torch/optim/optimizer.h>
 
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train/inference.h"
 #include "train/model.h"
 #include "train/optimizer.h"
@@ -16,10 +17,26 @@
 
 namespace csr {
 
-// One SGD step on a batch with the original loss (sum of squared errors over
-// the 1/8 map). Returns the loss; when it is not finite nothing is updated.
+// One SGD step on a batch. The loss is the mean over the batch's patches of
+// each patch's sum of squared errors over the 1/8 map: with one patch, the
+// original CSRNet loss. Returns it; when it is not finite nothing is updated.
 double TrainStep(CSRNet& model, torch::optim::Optimizer& optimizer, const torch::data::Example<>& batch,
                  Precision precision, c10::Device device);
+
+// A step as the ranks agree on it.
+struct StepOutcome {
+  double loss = 0;      // mean per patch over every rank's batch
+  double loss_sum = 0;  // summed over every rank's patches
+  int64_t patches = 0;  // every rank's patches
+  bool finite = true;   // false when any rank's loss was not finite: then no rank stepped
+  bool stop = false;    // some rank was asked to stop (SIGINT/SIGTERM): all stop after this step
+};
+// The same step on every rank of `dist` (nullptr: this process alone): the
+// gradients are averaged over the ranks (all-reduced, divided by the world
+// size) before the optimizer's step, so that W ranks with batch B take the
+// step one process takes with batch W x B. `stop` is this rank's request.
+StepOutcome TrainStepOn(CSRNet& model, torch::optim::Optimizer& optimizer, const torch::data::Example<>& batch,
+                        Precision precision, c10::Device device, Distributed* dist, bool stop);
 
 // The `trainer` tool: trainer SHARDS [options]. Returns the exit code (0 ok,
 // 1 error, 2 usage, 128+signal after SIGINT/SIGTERM with a checkpoint).

@@ -53,8 +53,9 @@ struct ImageMetrics {
 ImageMetrics MeasureImage(const cv::Mat& predicted, const cv::Mat& truth_map, double truth);
 
 // Count errors accumulated image by image: MAE and RMSE (the papers'
-// "MSE") of predicted - truth. Used by Summarize and by the trainer's
-// validation, so both report the same arithmetic.
+// "MSE") of predicted - truth. Used by Summarize; the trainer's validation
+// (train/validation.h) keeps the same sums in the same order, so that ranks
+// can add them up, and reports the same arithmetic.
 class CountErrors {
  public:
   void Add(double predicted, double truth) {
