@@ -234,6 +234,35 @@ TEST_CASE("a rank killed mid-run: the other exits within the timeout naming it; 
   CHECK(r.log[0].find("resuming") != std::string::npos);
 }
 
+TEST_CASE("SIGTERM to one rank stops every rank after the same step; rank 0 checkpoints; all exit 143") {
+  TempDir tmp;
+  test::WriteSyntheticShards(tmp / "shards", {/*train=*/8, /*test=*/1});
+  const std::string run = (tmp / "run").string();
+  const std::string args = (tmp / "shards").string() + kQuick +
+                           " --max-steps 100000 --epochs 100000 --checkpoint-every 2 --out " + run;
+  fs::create_directories(tmp / "t");
+  const int port = FreePort();
+  const fs::path sh = tmp / "t" / "ranks.sh";
+  // Only rank 1 gets the signal: its request reaches rank 0 with the next all-reduce.
+  std::ofstream(sh) << RankLine(tmp / "t", 0, 2, port, args) << "\n"
+                    << "(RANK=1 WORLD_SIZE=2 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=" << port << " exec "
+                    << test::Tool("trainer") << " " << args << " > " << (tmp / "t/rank1.log").string()
+                    << " 2>&1) &\n"
+                    << "pid=$!\n"
+                    << "for i in $(seq 300); do [ -f " << run << "/checkpoint.pt ] && break; sleep 0.1; done\n"
+                    << "kill -TERM $pid; wait $pid; echo $? > " << (tmp / "t/rank1.rc").string() << "\n"
+                    << "wait\n";
+  test::Run("bash " + sh.string());
+  CHECK(Read(tmp / "t/rank0.rc") == "143\n");
+  CHECK(Read(tmp / "t/rank1.rc") == "143\n");
+  const std::string log0 = Read(tmp / "t/rank0.log");
+  CHECK_MESSAGE(log0.find("stopped by SIGTERM") != std::string::npos, log0);
+  CHECK(log0.find("--resume") != std::string::npos);
+  // The checkpoint holds the step both ranks stopped after.
+  const nlohmann::json cfg = ReadCheckpointConfig(run + "/checkpoint.pt");
+  CHECK(cfg["world_size"] == 2);
+}
+
 TEST_CASE("an unreachable rendezvous fails within the timeout; ranks given different options are refused") {
   TempDir tmp;
   test::WriteSyntheticShards(tmp / "shards", {/*train=*/2, /*test=*/1});
