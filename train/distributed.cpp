@@ -158,7 +158,8 @@ Distributed::Distributed(const DistEnv& env, DistBackend backend, const c10::Dev
       throw UsageError("--dist-backend", "nccl: this LibTorch was built without NCCL (Debian's is CPU-only); use gloo");
 #endif
     } else {
-      if (cuda && backend == DistBackend::kGloo) log::Warn("--dist-backend gloo with ", device.str(), ": slower than nccl");
+      if (cuda && backend == DistBackend::kGloo)
+        log::Warn("--dist-backend gloo with ", device.str(), ": slower than nccl");
       auto opts = c10d::ProcessGroupGloo::Options::create(ms);
       const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
       if (ifname && *ifname) {
@@ -220,9 +221,10 @@ std::string Distributed::LostRanks() {
 }
 
 void Distributed::Lost(const std::string& during, const std::string& reason) {
-  throw Error("distributed", StrCat("rank ", env_.rank, ": lost ", LostRanks(), " during ", during, " (",
-                                    Reason(reason), "); stopping. The last checkpoint is intact: rerun the same "
-                                    "command with --resume auto to continue from it"));
+  throw Error("distributed",
+              StrCat("rank ", env_.rank, ": lost ", LostRanks(), " during ", during, " (", Reason(reason),
+                     "); stopping. The last checkpoint is intact: rerun the same "
+                     "command with --resume auto to continue from it"));
 }
 
 void Distributed::AllReduceSum(std::vector<torch::Tensor>& tensors) {

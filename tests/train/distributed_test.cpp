@@ -6,10 +6,10 @@
 // given different options.
 #include "tests/train/train_test_util.h"
 
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -238,16 +238,15 @@ TEST_CASE("SIGTERM to one rank stops every rank after the same step; rank 0 chec
   TempDir tmp;
   test::WriteSyntheticShards(tmp / "shards", {/*train=*/8, /*test=*/1});
   const std::string run = (tmp / "run").string();
-  const std::string args = (tmp / "shards").string() + kQuick +
-                           " --max-steps 100000 --epochs 100000 --checkpoint-every 2 --out " + run;
+  const std::string args =
+      (tmp / "shards").string() + kQuick + " --max-steps 100000 --epochs 100000 --checkpoint-every 2 --out " + run;
   fs::create_directories(tmp / "t");
   const int port = FreePort();
   const fs::path sh = tmp / "t" / "ranks.sh";
   // Only rank 1 gets the signal: its request reaches rank 0 with the next all-reduce.
   std::ofstream(sh) << RankLine(tmp / "t", 0, 2, port, args) << "\n"
                     << "(RANK=1 WORLD_SIZE=2 LOCAL_RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=" << port << " exec "
-                    << test::Tool("trainer") << " " << args << " > " << (tmp / "t/rank1.log").string()
-                    << " 2>&1) &\n"
+                    << test::Tool("trainer") << " " << args << " > " << (tmp / "t/rank1.log").string() << " 2>&1) &\n"
                     << "pid=$!\n"
                     << "for i in $(seq 300); do [ -f " << run << "/checkpoint.pt ] && break; sleep 0.1; done\n"
                     << "kill -TERM $pid; wait $pid; echo $? > " << (tmp / "t/rank1.rc").string() << "\n"
@@ -269,19 +268,19 @@ TEST_CASE("an unreachable rendezvous fails within the timeout; ranks given diffe
   const std::string shards = (tmp / "shards").string();
   const int port = FreePort();
   const auto start = std::chrono::steady_clock::now();
-  const int rc = test::Run(StrCat("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=", port, " ",
-                                  test::Tool("trainer"), " ", shards, kQuick, " --dist-timeout 2 --out ",
-                                  (tmp / "x").string()),
-                           tmp / "x.log");
+  const int rc =
+      test::Run(StrCat("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=", port, " ", test::Tool("trainer"), " ",
+                       shards, kQuick, " --dist-timeout 2 --out ", (tmp / "x").string()),
+                tmp / "x.log");
   CHECK(rc == 1);
   CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 30);
   const std::string log = Read(tmp / "x.log");
   CHECK(log.find("cannot reach the rendezvous") != std::string::npos);
   CHECK(log.find(StrCat("127.0.0.1:", port)) != std::string::npos);
 
-  const Ranks r = RunRanks(tmp / "m", 2, shards + kQuick + " --max-steps 1 --dist-timeout 30 --out " +
-                                             (tmp / "m/run").string(),
-                           {"--lr 1e-5", "--lr 2e-5"});
+  const Ranks r =
+      RunRanks(tmp / "m", 2, shards + kQuick + " --max-steps 1 --dist-timeout 30 --out " + (tmp / "m/run").string(),
+               {"--lr 1e-5", "--lr 2e-5"});
   CHECK(r.rc[0] == 1);
   CHECK(r.rc[1] == 1);
   CHECK_MESSAGE(r.log[0].find("configuration of rank 1 differs from rank 0's") != std::string::npos, r.log[0]);
