@@ -11,10 +11,10 @@
 //    compute time per step (NCCL), which was not measured here.
 //
 // Usage: dist_bench [--steps 12] [--work DIR] [--keep] [--gpu-step 0.05]
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <iomanip>
@@ -40,7 +40,7 @@ struct Options {
   int steps = 12;
   std::string work;
   bool keep = false;
-  double gpu_step = 0.05;  // stated, not measured: seconds of compute per step on a GPU
+  double gpu_step = 0.05;   // stated, not measured: seconds of compute per step on a GPU
   int allreduce_rank = -1;  // internal: run as rank R of the all-reduce measurement
   int port = 0;
   int repeats = 10;
@@ -129,7 +129,8 @@ int main(int argc, char** argv) {
 
     // 1 rank x 2 threads.
     const auto one = bench::RunChild(
-        {"/bin/sh", "-c", tool.string() + " " + common + " --threads 2 --out " + (work / "one").string() + " 2>/dev/null"});
+        {"/bin/sh", "-c",
+         tool.string() + " " + common + " --threads 2 --out " + (work / "one").string() + " 2>/dev/null"});
     if (one.status != 0) throw csr::Error(tool.string(), "the 1-rank run failed");
     const auto [one_patches, one_steps] = Rates(work / "one", 1);
 
