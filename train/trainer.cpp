@@ -262,8 +262,13 @@ class Trainer {
 void Trainer::Setup() {
   env_ = ReadDistEnv();
   device_ = ResolveDevice(opts_.device);
-  if (env_.active() && device_.is_cuda())
+  if (env_.active() && device_.is_cuda()) {
     device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env_.local_rank));
+  }
+  if (env_.active()) {  // every rank's first line says who it is
+    log::Info("rank ", env_.rank, " of ", env_.world, " (local rank ", env_.local_rank, ", launched by ", env_.launcher,
+              "), rendezvous ", env_.master_addr, ":", env_.master_port, ", ", device_.str());
+  }
   precision_ = opts_.precision;
   const int threads = SetThreads(opts_.threads);
   UseTrainingHeap();
@@ -314,9 +319,7 @@ void Trainer::Setup() {
 // weights. Only rank 0 reports progress and writes files from here on.
 void Trainer::JoinRanks() {
   config_["world_size"] = env_.world;
-  log::Info("rank ", env_.rank, " of ", env_.world, " (local rank ", env_.local_rank, ", launched by ", env_.launcher,
-            "), rendezvous ", env_.master_addr, ":", env_.master_port, ", ", device_.str(),
-            "; joining the others (--dist-timeout ", opts_.dist_timeout, " s)");
+  log::Info("rank ", env_.rank, ": joining the others (--dist-timeout ", opts_.dist_timeout, " s)");
   dist_ = std::make_unique<Distributed>(env_, opts_.dist_backend, device_, std::chrono::seconds(opts_.dist_timeout));
   dist_->CheckSame("shard set", StrCat(Fnv1a(shards_->manifest().dump())));
   dist_->CheckSame("configuration", StrCat(Fnv1a(config_.dump())));
