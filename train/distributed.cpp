@@ -227,30 +227,29 @@ void Distributed::Lost(const std::string& during, const std::string& reason) {
                      "command with --resume auto to continue from it"));
 }
 
-void Distributed::AllReduceSum(std::vector<torch::Tensor>& tensors) {
+void Distributed::Collective(const char* during, std::vector<torch::Tensor>& tensors,
+                             const std::function<c10::intrusive_ptr<c10d::Work>(std::vector<torch::Tensor>&)>& start) {
   try {
+    // One collective per tensor, all in flight, then every one waited for.
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     for (torch::Tensor& t : tensors) {
       std::vector<torch::Tensor> one = {t};
-      works.push_back(impl_->group->allreduce(one, c10d::AllreduceOptions{}));
+      works.push_back(start(one));
     }
     for (auto& w : works) w->wait(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_));
   } catch (const std::exception& e) {
-    Lost("an all-reduce", e.what());
+    Lost(during, e.what());
   }
 }
 
+void Distributed::AllReduceSum(std::vector<torch::Tensor>& tensors) {
+  Collective("an all-reduce", tensors,
+             [&](std::vector<torch::Tensor>& one) { return impl_->group->allreduce(one, c10d::AllreduceOptions{}); });
+}
+
 void Distributed::Broadcast(std::vector<torch::Tensor>& tensors) {
-  try {
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    for (torch::Tensor& t : tensors) {
-      std::vector<torch::Tensor> one = {t};
-      works.push_back(impl_->group->broadcast(one, c10d::BroadcastOptions{}));
-    }
-    for (auto& w : works) w->wait(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_));
-  } catch (const std::exception& e) {
-    Lost("a broadcast from rank 0", e.what());
-  }
+  Collective("a broadcast from rank 0", tensors,
+             [&](std::vector<torch::Tensor>& one) { return impl_->group->broadcast(one, c10d::BroadcastOptions{}); });
 }
 
 void Distributed::CheckSame(const std::string& what, const std::string& value) {

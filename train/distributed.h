@@ -8,11 +8,16 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <torch/types.h>
+
+namespace c10d {
+class Work;
+}  // namespace c10d
 
 #include "train/choices.h"
 
@@ -69,6 +74,9 @@ class Distributed {
 
  private:
   [[noreturn]] void Lost(const std::string& during, const std::string& reason);
+  // Starts `start` on each tensor, waits for all; a failure is Lost(during).
+  void Collective(const char* during, std::vector<torch::Tensor>& tensors,
+                  const std::function<c10::intrusive_ptr<c10d::Work>(std::vector<torch::Tensor>&)>& start);
   std::string LostRanks();
 
   DistEnv env_;
