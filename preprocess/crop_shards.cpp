@@ -500,12 +500,7 @@ Discovery Discover(const CropShardsOptions& o) {
   d.samples.erase(std::remove_if(d.samples.begin(), d.samples.end(),
                                  [&](const Sample& s) { return s.split != "train" && s.split != eval; }),
                   d.samples.end());
-  for (const Sample& s : d.samples) {
-    if (s.format == AnnotationFormat::kNone) {
-      throw UsageError("--eval-split", StrCat(Name(o.dataset), "'s ", eval, " split has no labels (",
-                                              s.image.filename().string(), "): it can be predicted, not evaluated"));
-    }
-  }
+  RequireLabels(d, o.dataset, "--eval-split");
   return d;
 }
 

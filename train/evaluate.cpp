@@ -159,12 +159,7 @@ class DatasetSource : public EvalSource {
  private:
   static Discovery Discover(const EvaluateOptions& o) {
     Discovery d = DiscoverDataset({o.dataset, o.root, o.part, o.split, o.val_list, o.fold});
-    for (const Sample& s : d.samples) {
-      if (s.format == AnnotationFormat::kNone) {
-        throw UsageError("--split", StrCat(Name(o.dataset), "'s ", s.split, " split has no labels (",
-                                           s.image.filename().string(), "): it can be predicted, not evaluated"));
-      }
-    }
+    RequireLabels(d, o.dataset, "--split");
     if (!d.unannotated_images.empty()) {
       log::Warn(d.unannotated_images.size(), " image(s) without annotation left out, e.g. ",
                 d.unannotated_images.front().string());

@@ -310,6 +310,15 @@ DatasetKind DetectDataset(const fs::path& root) {
               "with points/) and UCF_CC_50 (1_ann.mat); see docs/datasets.md");
 }
 
+void RequireLabels(const Discovery& found, DatasetKind kind, const std::string& option) {
+  for (const Sample& s : found.samples) {
+    if (s.format == AnnotationFormat::kNone) {
+      throw UsageError(option, StrCat(Name(kind), "'s ", s.split, " split has no labels (", s.image.filename().string(),
+                                      "): it can be predicted, not evaluated"));
+    }
+  }
+}
+
 Discovery DiscoverDataset(const DatasetQuery& q) {
   if (q.kind == DatasetKind::kShanghaiTech) {
     if (q.split == "val") throw UsageError("--split", "ShanghaiTech has the splits train, test, all; got 'val'");

@@ -57,6 +57,11 @@ struct DatasetQuery {
 // csr::UsageError for a split the dataset does not have.
 Discovery DiscoverDataset(const DatasetQuery& query);
 
+// Every sample of `found` must have labels (NWPU-Crowd's test split has
+// none): throws csr::UsageError naming `option`, the split and the first
+// unlabelled image, for the tools that score or train on the samples.
+void RequireLabels(const Discovery& found, DatasetKind kind, const std::string& option);
+
 // The heads of a sample, read with the reader of its format (the JHU boxes
 // and NWPU boxes are not needed for density maps). kNone: throws.
 std::vector<Point> ReadHeads(const Sample& sample);
