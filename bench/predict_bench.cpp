@@ -30,8 +30,8 @@
 #include "common/base/cli.h"
 #include "common/base/fs.h"
 #include "common/base/heap.h"
+#include "deploy/predict.h"
 #include "train/model.h"
-#include "train/predict.h"
 
 namespace {
 

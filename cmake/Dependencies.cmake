@@ -9,7 +9,7 @@ endfunction()
 
 find_package(Threads REQUIRED)
 
-find_package(OpenCV QUIET COMPONENTS core imgproc imgcodecs videoio)
+find_package(OpenCV QUIET COMPONENTS core imgproc imgcodecs videoio dnn)
 csr_require(OpenCV_FOUND libopencv-dev)
 
 find_package(Eigen3 3.3 QUIET NO_MODULE)

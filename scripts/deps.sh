@@ -9,11 +9,12 @@ build_pkgs=(build-essential cmake pkg-config libopencv-dev libeigen3-dev libnano
 # libgloo-dev: the headers of Gloo, which c10d's ProcessGroupGloo.hpp includes
 # (libtorch-dev ships c10d and links libgloo0, but not Gloo's headers): the
 # trainer's multi-process training (docs/training.md).
-# Interop tests compare against Debian's scipy/h5py/OpenCV/PyTorch; the HTML
+# Interop tests compare against Debian's scipy/h5py/OpenCV/PyTorch (and check exported ONNX
+# models with python3-onnx's checker); the HTML
 # report test renders in headless Chromium; the fuzz stage needs clang with
 # its libFuzzer/sanitizer runtimes; the lint stage clang-format and clang-tidy; the tmpfs
 # tests need util-linux's mount.
-test_pkgs=(python3 python3-numpy python3-scipy python3-h5py python3-opencv python3-torch chromium
+test_pkgs=(python3 python3-numpy python3-scipy python3-h5py python3-opencv python3-torch python3-onnx chromium
            clang libclang-rt-14-dev clang-format clang-tidy)
 
 want=("${build_pkgs[@]}")

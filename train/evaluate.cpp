@@ -23,7 +23,7 @@
 #include "common/io/mat_io.h"
 #include "common/io/point_files.h"
 #include "common/shards/shards.h"
-#include "train/heatmap.h"
+#include "deploy/heatmap.h"
 
 namespace csr {
 namespace {

@@ -3,7 +3,7 @@
 // its images, .mat annotations and gt_gen density maps. Writes a per-image
 // CSV, a JSON summary and a self-contained HTML report.
 //
-// No LibTorch includes here: the network runs through train/predict.h.
+// No LibTorch includes here: the network runs through deploy/predictor.h.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +18,7 @@
 #include "common/eval/metrics.h"
 #include "common/io/datasets.h"
 #include "common/io/resize.h"
-#include "train/predictor.h"
+#include "deploy/predictor.h"
 
 namespace csr {
 

@@ -79,25 +79,6 @@ AutocastGuard::~AutocastGuard() {
   }
 }
 
-void NormalizeImage(const cv::Mat& rgb, bool mirror, float* out) {
-  CSR_CHECK(rgb.type() == CV_8UC3, "image", "expected an 8-bit RGB image");
-  const int h = rgb.rows, w = rgb.cols;
-  const size_t plane = static_cast<size_t>(h) * w;
-  float scale[3], shift[3];
-  for (int c = 0; c < 3; ++c) {
-    scale[c] = 1.0f / (255.0f * kImageNetStd[c]);
-    shift[c] = -kImageNetMean[c] / kImageNetStd[c];
-  }
-  for (int y = 0; y < h; ++y) {
-    const uint8_t* row = rgb.ptr<uint8_t>(y);
-    for (int x = 0; x < w; ++x) {
-      const int sx = mirror ? w - 1 - x : x;
-      const size_t o = static_cast<size_t>(y) * w + x;
-      for (int c = 0; c < 3; ++c) out[c * plane + o] = row[3 * sx + c] * scale[c] + shift[c];
-    }
-  }
-}
-
 at::Tensor ImageToTensor(const cv::Mat& rgb) {
   at::Tensor t = torch::empty({1, 3, rgb.rows, rgb.cols}, torch::kFloat32);
   NormalizeImage(rgb, false, t.data_ptr<float>());
@@ -105,23 +86,6 @@ at::Tensor ImageToTensor(const cv::Mat& rgb) {
 }
 
 namespace {
-
-// Splits the output cells [0, cells) of an axis of `pixels` input pixels into
-// blocks, each with its input window (see PlanTiles).
-struct Span {
-  int in0, in1, out0, out1;
-};
-std::vector<Span> PlanAxis(int pixels, int block_cells, int margin) {
-  const int cells = pixels / 8;
-  std::vector<Span> spans;
-  for (int a = 0; a < cells; a += block_cells) {
-    const int b = std::min(cells, a + block_cells);
-    const int in0 = std::max(0, 8 * a - margin);
-    const int in1 = b == cells ? pixels : std::min(pixels, 8 * b + margin);
-    spans.push_back({in0, in1, a, b});
-  }
-  return spans;
-}
 
 // Restores a module's training flag on scope exit (also on exceptions).
 class EvalScope {
@@ -138,32 +102,6 @@ class EvalScope {
 
 }  // namespace
 
-std::vector<Tile> PlanTiles(int height, int width, int tile, int margin) {
-  const bool whole = tile <= 0 || (height <= tile && width <= tile);
-  const int block = whole ? std::max(height, width) / 8 + 1 : std::max(1, tile / 8);
-  std::vector<Tile> tiles;
-  for (const Span& r : PlanAxis(height, block, margin)) {
-    for (const Span& c : PlanAxis(width, block, margin)) {
-      tiles.push_back({r.in0, r.in1, c.in0, c.in1, r.out0, r.out1, c.out0, c.out1});
-    }
-  }
-  return tiles;
-}
-
-at::Tensor StitchTiles(int height, int width, const std::vector<Tile>& tiles,
-                       const std::function<at::Tensor(const Tile&)>& window_density) {
-  using torch::indexing::Slice;
-  at::Tensor density = torch::zeros({height / 8, width / 8}, torch::kFloat32);
-  for (const Tile& t : tiles) {
-    if (t.oy1 <= t.oy0 || t.ox1 <= t.ox0) continue;  // no output cell
-    const at::Tensor part = window_density(t);
-    const int cy = t.y0 / 8, cx = t.x0 / 8;
-    density.index_put_({Slice(t.oy0, t.oy1), Slice(t.ox0, t.ox1)},
-                       part.index({Slice(t.oy0 - cy, t.oy1 - cy), Slice(t.ox0 - cx, t.ox1 - cx)}));
-  }
-  return density;
-}
-
 at::Tensor PredictDensity(CSRNet& model, const at::Tensor& image, const InferenceOptions& opts) {
   CSR_CHECK(image.dim() == 4 && image.size(0) == 1 && image.size(1) == 3, "image", "expected a 1 x 3 x h x w tensor");
   using torch::indexing::Slice;
@@ -173,7 +111,7 @@ at::Tensor PredictDensity(CSRNet& model, const at::Tensor& image, const Inferenc
   EvalScope eval(model);
   const int margin = ReceptiveFieldMargin(model->backend_variant());
   const at::MemoryFormat format = ModelMemoryFormat(model);
-  return StitchTiles(h, w, PlanTiles(h, w, opts.tile, margin), [&](const Tile& t) {
+  const cv::Mat density = StitchTiles(h, w, PlanTiles(h, w, opts.tile, margin), [&](const Tile& t) {
     at::Tensor input = image.index({Slice(), Slice(), Slice(t.y0, t.y1), Slice(t.x0, t.x1)}).to(opts.device);
     input = input.contiguous(format);
     at::Tensor out;
@@ -181,8 +119,10 @@ at::Tensor PredictDensity(CSRNet& model, const at::Tensor& image, const Inferenc
       AutocastGuard autocast(opts.precision, opts.device);
       out = model->forward(input);
     }
-    return out.to(torch::kCPU, torch::kFloat32)[0][0];
+    const at::Tensor map = out.to(torch::kCPU, torch::kFloat32)[0][0].contiguous();
+    return cv::Mat(static_cast<int>(map.size(0)), static_cast<int>(map.size(1)), CV_32F, map.data_ptr<float>()).clone();
   });
+  return torch::from_blob(density.data, {density.rows, density.cols}, torch::kFloat32).clone();
 }
 
 at::Tensor PredictDensity(CSRNet& model, const cv::Mat& rgb, const InferenceOptions& opts) {

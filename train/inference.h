@@ -1,17 +1,17 @@
-// Running CSRNet on images: preprocessing, precision (fp32 / bf16 autocast),
-// devices, threads, and tiled inference with bounded memory. Shared by the
-// trainer's validation and the predict/evaluate tools.
+// Running CSRNet in LibTorch: precision (fp32 / bf16 autocast), devices,
+// threads, and tiled inference with bounded memory (the tiling plan and the
+// stitching rule are deploy/tiling.h's). Used by the trainer's validation and
+// the LibTorch engine of predict/evaluate (train/torch_engine.cpp).
 #pragma once
 
-#include <functional>
 #include <string>
-#include <vector>
 
 #include <ATen/core/TensorBody.h>
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 #include <opencv2/core.hpp>
 
+#include "deploy/tiling.h"
 #include "train/choices.h"
 #include "train/model.h"
 
@@ -49,37 +49,9 @@ class AutocastGuard {
   c10::ScalarType prev_dtype_ = c10::ScalarType::BFloat16;
 };
 
-// ImageNet statistics applied to RGB in [0, 1] (the original's Normalize).
-constexpr float kImageNetMean[3] = {0.485f, 0.456f, 0.406f};
-constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
-
-// RGB uint8 (CV_8UC3, h x w) -> normalised float 3 x h x w, optionally
-// mirrored left-right. Writes into `out` (3*h*w floats), no allocation.
-void NormalizeImage(const cv::Mat& rgb, bool mirror, float* out);
-// Same, as a new 1 x 3 x h x w CPU tensor.
+// The normalised 1 x 3 x h x w CPU tensor of an RGB uint8 image
+// (NormalizeImage, deploy/tiling.h).
 at::Tensor ImageToTensor(const cv::Mat& rgb);
-
-// One tile of a tiled pass: the input window [y0, y1) x [x0, x1) and the
-// output cells [oy0, oy1) x [ox0, ox1) of the whole map it is responsible for.
-struct Tile {
-  int y0 = 0, y1 = 0, x0 = 0, x1 = 0;
-  int oy0 = 0, oy1 = 0, ox0 = 0, ox1 = 0;
-};
-// Splits an image's output grid (floor(h/8) x floor(w/8)) into blocks of at
-// most `tile` input pixels a side, each read with `margin` extra pixels
-// around it (clipped at the image). Windows start on multiples of 8 so the
-// pooling grid matches the whole image; a window reaching the image's last
-// full cell extends to the image edge. `tile` <= 0 or larger than the image:
-// one tile.
-std::vector<Tile> PlanTiles(int height, int width, int tile, int margin);
-
-// The whole map (floor(h/8) x floor(w/8) float32, on the CPU) of an h x w
-// image from its tiles: `window_density` gives the 1/8 map (2-D float CPU
-// tensor) of a tile's input window, and each tile's own cells are copied out
-// of it (its margin cells, which see the window's edge, are dropped). The
-// one stitching rule of PredictDensity and Predictor.
-at::Tensor StitchTiles(int height, int width, const std::vector<Tile>& tiles,
-                       const std::function<at::Tensor(const Tile&)>& window_density);
 
 struct InferenceOptions {
   // Largest tile side in input pixels (rounded down to a multiple of 8);

@@ -17,6 +17,7 @@
 #include "common/base/log.h"
 #include "common/io/h5.h"
 #include "common/io/zip_check.h"
+#include "deploy/tiling.h"
 
 namespace csr {
 namespace {
@@ -168,14 +169,19 @@ int64_t ParameterCount(const torch::nn::Module& model) {
 }
 
 int ReceptiveFieldMargin(Backend backend) {
-  // Walking back from an output cell: at 1/8 scale the six back-end convs and
-  // the last three front-end convs reach sum(d) + 3 cells; each upsampling
-  // step doubles that and the convs at that scale add one pixel each
-  // (3 at 1/4, 2 at 1/2, 2 at full scale): 8 * e + 18 pixels in all.
-  int cells = 3;
-  for (int d : BackendDilations(backend)) cells += d;
-  const int pixels = 8 * cells + 18;
-  return (pixels + 7) / 8 * 8;
+  // The chain of layers an output cell sees (ReLUs do not widen it): ten 3 x 3
+  // convs with three 2 x 2 max-pools in the front end, the six dilated back-end
+  // convs, the 1 x 1 output conv. The ONNX engine reads the same chain off an
+  // exported graph (deploy/onnx_engine.cpp).
+  std::vector<LayerGeometry> chain;
+  for (int convs : {2, 2, 3}) {
+    for (int i = 0; i < convs; ++i) chain.push_back({3, 1, 1});
+    chain.push_back({2, 2, 1});
+  }
+  for (int i = 0; i < 3; ++i) chain.push_back({3, 1, 1});
+  for (int d : BackendDilations(backend)) chain.push_back({3, 1, d});
+  chain.push_back({1, 1, 1});
+  return ChainMargin(chain);
 }
 
 void InitWeights(CSRNet& model) {

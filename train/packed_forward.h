@@ -4,7 +4,7 @@
 // convolution to the last. LibTorch's standard path reorders each weight and
 // each activation on every call (about a fifth of fp32 inference time). Same
 // convolution kernels, same arithmetic: results equal the standard path to
-// float rounding. Used by Predictor (train/predictor.h) when LibTorch has
+// float rounding. Used by Predictor (deploy/predictor.h) when LibTorch has
 // oneDNN.
 #pragma once
 

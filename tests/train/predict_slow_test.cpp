@@ -12,9 +12,9 @@
 #include <cstdio>
 #include <fstream>
 
+#include "deploy/predict.h"
 #include "tests/test_skip.h"
 #include "tests/train/predict_test_util.h"
-#include "train/predict.h"
 
 extern char** environ;
 

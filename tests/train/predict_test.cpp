@@ -15,10 +15,10 @@
 #include "common/base/error.h"
 #include "common/io/h5.h"
 #include "common/io/image_io.h"
+#include "deploy/heatmap.h"
+#include "deploy/predict.h"
 #include "tests/test_skip.h"
 #include "tests/train/predict_test_util.h"
-#include "train/heatmap.h"
-#include "train/predict.h"
 
 namespace csr {
 namespace {

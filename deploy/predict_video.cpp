@@ -1,4 +1,4 @@
-#include "train/predict.h"
+#include "deploy/predict.h"
 
 #include <algorithm>
 #include <sstream>
@@ -13,8 +13,8 @@
 #include "common/base/error.h"
 #include "common/base/fs.h"
 #include "common/base/log.h"
-#include "train/heatmap.h"
-#include "train/predictor.h"
+#include "deploy/heatmap.h"
+#include "deploy/predictor.h"
 
 namespace csr {
 namespace {

@@ -1,4 +1,4 @@
-#include "train/predict.h"
+#include "deploy/predict.h"
 
 #include <cstdio>
 #include <iostream>
@@ -11,8 +11,8 @@
 #include "common/io/datasets.h"
 #include "common/io/density_map.h"
 #include "common/io/image_io.h"
-#include "train/heatmap.h"
-#include "train/predictor.h"
+#include "deploy/heatmap.h"
+#include "deploy/predictor.h"
 
 namespace csr {
 

@@ -1,4 +1,4 @@
-#include "train/choices.h"
+#include "deploy/choices.h"
 
 #include <cctype>
 
@@ -26,6 +26,18 @@ std::string BackendName(Backend backend) {
       return "D";
   }
   return "B";
+}
+
+std::string EngineName(Engine engine) {
+  switch (engine) {
+    case Engine::kAuto:
+      return "auto";
+    case Engine::kLibTorch:
+      return "libtorch";
+    case Engine::kOnnx:
+      return "onnx";
+  }
+  return "?";
 }
 
 Precision ParsePrecision(const std::string& text, const std::string& where) {
@@ -72,6 +84,12 @@ std::string DeviceChoiceName(const DeviceChoice& d) {
 void AddBackendOption(ArgParser& p, const std::string& name, Backend* value, const std::string& help) {
   p.AddEnum<Backend>(name, value, {{"A", Backend::kA}, {"B", Backend::kB}, {"C", Backend::kC}, {"D", Backend::kD}},
                      help);
+}
+
+void AddEngineOption(ArgParser& p, const std::string& name, Engine* value) {
+  p.AddEnum<Engine>(name, value, {{"auto", Engine::kAuto}, {"libtorch", Engine::kLibTorch}, {"onnx", Engine::kOnnx}},
+                    "libtorch (.pt/.h5 weights), onnx (an .onnx file through OpenCV's DNN module, no LibTorch "
+                    "needed), or auto: by the weights file's content");
 }
 
 void AddPrecisionOption(ArgParser& p, const std::string& name, Precision* value) {

@@ -1,6 +1,6 @@
 // The `predict` tool: counts, heatmaps and density maps for images, folders
-// and videos. The engine it runs is train/predictor.h; the overlay,
-// train/heatmap.h; the density file, common/io/density_map.h. Images are
+// and videos. The engine it runs is deploy/predictor.h (LibTorch or ONNX); the overlay,
+// deploy/heatmap.h; the density file, common/io/density_map.h. Images are
 // handled in predict.cpp, videos in predict_video.cpp.
 #pragma once
 
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/base/cli.h"
-#include "train/predictor.h"
+#include "deploy/predictor.h"
 
 namespace csr {
 

@@ -1,4 +1,4 @@
-#include "train/heatmap.h"
+#include "deploy/heatmap.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
 // predict --weights FILE [options] IMAGE|DIR ...: counts, heatmaps, videos.
-#include "train/predict.h"
+#include "deploy/predict.h"
 
 int main(int argc, char** argv) { return csr::RunPredict(argc, argv); }

@@ -1,0 +1,52 @@
+// The typed choices of the model tools' options: CSRNet's back-end variant,
+// the inference engine, the precision and the device. Parsed once, at the
+// command line or from a JSON config (ArgParser::AddEnum / AddTyped), and
+// typed from there on. No LibTorch here: the predictor builds without it.
+#pragma once
+
+#include <string>
+
+#include "common/base/cli.h"
+
+namespace csr {
+
+// The paper's back ends: dilation 1 (A), 2 (B), 2,2,2,4,4,4 (C), 4 (D).
+enum class Backend { kA, kB, kC, kD };
+// "A".."D" -> Backend; throws csr::UsageError naming `where` otherwise.
+Backend ParseBackend(const std::string& text, const std::string& where = "--backend");
+std::string BackendName(Backend backend);
+
+// What runs the network: LibTorch (this project's .pt and .h5 weights) or
+// OpenCV's DNN module (an .onnx file, tools/export_onnx.py). kAuto picks by
+// the weights file's content (ResolveEngine, deploy/predictor.h).
+enum class Engine { kAuto, kLibTorch, kOnnx };
+std::string EngineName(Engine engine);
+
+// fp32, or bf16 autocast with channels-last tensors.
+enum class Precision { kFp32, kBf16 };
+// "fp32" | "bf16"; throws csr::UsageError naming `where` otherwise.
+Precision ParsePrecision(const std::string& text, const std::string& where = "--precision");
+std::string PrecisionName(Precision precision);
+
+// Where the network runs, as asked for: "auto" (CUDA when available, else
+// the CPU), "cpu", "cuda" (the current GPU) or "cuda:N". Resolved against
+// the machine by ResolveDevice (train/inference.h) for LibTorch; the ONNX
+// engine runs on the CPU.
+struct DeviceChoice {
+  enum class Kind { kAuto, kCpu, kCuda };
+  Kind kind = Kind::kAuto;
+  int index = -1;  // kCuda: the GPU index, -1 = the current one
+  bool operator==(const DeviceChoice& other) const { return kind == other.kind && index == other.index; }
+};
+// Throws csr::UsageError naming `where` for any other spelling, and for an
+// index outside 0..127 (LibTorch's device index is 8 bits).
+DeviceChoice ParseDeviceChoice(const std::string& text, const std::string& where = "--device");
+std::string DeviceChoiceName(const DeviceChoice& device);
+
+// The options as every tool registers them: `name` with its typed value.
+void AddBackendOption(ArgParser& parser, const std::string& name, Backend* value, const std::string& help);
+void AddEngineOption(ArgParser& parser, const std::string& name, Engine* value);
+void AddPrecisionOption(ArgParser& parser, const std::string& name, Precision* value);
+void AddDeviceOption(ArgParser& parser, const std::string& name, DeviceChoice* value);
+
+}  // namespace csr
