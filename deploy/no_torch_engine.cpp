@@ -8,7 +8,9 @@ namespace csr {
 
 std::unique_ptr<DensityEngine> MakeTorchEngine(const ModelSettings& settings) {
   throw UsageError("--engine", StrCat("this build has no LibTorch (built with -DCSR_BUILD_TRAIN=OFF), so it cannot "
-                                      "run ", settings.weights, ": export it with tools/export_onnx.py and give the "
+                                      "run ",
+                                      settings.weights,
+                                      ": export it with tools/export_onnx.py and give the "
                                       ".onnx file with --engine onnx"));
 }
 

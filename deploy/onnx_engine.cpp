@@ -26,6 +26,22 @@ std::string ShapeOf(const cv::Mat& m) {
 // OpenCV's message without its "OpenCV(4.6.0) /path/file.cpp:123: error: (-2:...) " prefix.
 std::string Reason(const cv::Exception& e) { return e.err.empty() ? std::string(e.what()) : e.err; }
 
+// Silences OpenCV's own log while alive: a model it cannot run makes it print
+// several "[ERROR:0@0.2] global net_impl.cpp ..." lines before it throws, and
+// the one line this engine prints names the file instead.
+class QuietOpenCv {
+ public:
+  QuietOpenCv() : level_(cv::utils::logging::getLogLevel()) {
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+  }
+  ~QuietOpenCv() { cv::utils::logging::setLogLevel(level_); }
+  QuietOpenCv(const QuietOpenCv&) = delete;
+  QuietOpenCv& operator=(const QuietOpenCv&) = delete;
+
+ private:
+  cv::utils::logging::LogLevel level_;
+};
+
 int Dim(const std::vector<size_t>& v, int i, int fallback) {
   return v.empty() ? fallback : static_cast<int>(v[std::min<size_t>(i, v.size() - 1)]);
 }
@@ -43,15 +59,12 @@ class OnnxEngine : public DensityEngine {
     if (!std::ifstream(path_, std::ios::binary)) throw Error(path_, "cannot read the model file");
     threads_ = s.threads > 0 ? s.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     cv::setNumThreads(threads_);
-    const auto level = cv::utils::logging::getLogLevel();
-    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
     try {
+      QuietOpenCv quiet;
       net_ = cv::dnn::readNetFromONNX(path_);
     } catch (const cv::Exception& e) {
-      cv::utils::logging::setLogLevel(level);
       throw Error(path_, StrCat("not an ONNX model OpenCV's DNN module can read (", Reason(e), ")"));
     }
-    cv::utils::logging::setLogLevel(level);
     if (net_.empty()) throw Error(path_, "not an ONNX model OpenCV's DNN module can read (an empty network)");
     net_.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
     net_.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
@@ -64,6 +77,7 @@ class OnnxEngine : public DensityEngine {
     const cv::Mat blob(4, shape, CV_32F, const_cast<float*>(chw));
     cv::Mat out;
     try {
+      QuietOpenCv quiet;
       net_.setInput(blob);
       out = net_.forward();
     } catch (const cv::Exception& e) {
@@ -110,12 +124,13 @@ class OnnxEngine : public DensityEngine {
     std::vector<float> zeros(3 * 64 * 64, 0.0f);
     cv::Mat out;
     try {
+      QuietOpenCv quiet;
       const int shape[4] = {1, 3, 64, 64};
       net_.setInput(cv::Mat(4, shape, CV_32F, zeros.data()));
       out = net_.forward();
     } catch (const cv::Exception& e) {
-      throw Error(path_, StrCat("not a CSRNet density model: it does not run on a 1 x 3 x 64 x 64 image (",
-                                Reason(e), ")"));
+      throw Error(path_,
+                  StrCat("not a CSRNet density model: it does not run on a 1 x 3 x 64 x 64 image (", Reason(e), ")"));
     }
     if (out.dims != 4 || out.size[0] != 1 || out.size[1] != 1 || out.size[2] != 8 || out.size[3] != 8) {
       throw Error(path_, StrCat("not a CSRNet density model: a 1 x 3 x 64 x 64 image gives an output of shape ",

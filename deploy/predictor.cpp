@@ -30,10 +30,9 @@ void ModelSettings::Check() const {
 Engine ResolveEngine(const ModelSettings& s) {
   if (s.engine != Engine::kAuto) return s.engine;
   std::ifstream in(s.weights, std::ios::binary);
+  if (!in) throw Error(s.weights, "cannot read the model file (missing or unreadable)");
   char head[8] = {};
-  if (!in || !in.read(head, sizeof head)) {
-    throw Error(s.weights, in ? "too short to be a model file" : "cannot read the model file (missing or unreadable)");
-  }
+  if (!in.read(head, sizeof head)) throw Error(s.weights, "too short to be a model file");
   const bool hdf5 = std::memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0;
   const bool zip = std::memcmp(head, "PK\x03\x04", 4) == 0;
   return hdf5 || zip ? Engine::kLibTorch : Engine::kOnnx;
@@ -50,8 +49,8 @@ Predictor::~Predictor() = default;
 int Predictor::margin() const { return engine_->margin(); }
 
 std::string Predictor::Describe() const {
-  const std::string tiles = tile_ > 0 ? StrCat("tiles of ", tile_ / 8 * 8, " px (margin ", margin(), ")")
-                                      : std::string("no tiling");
+  const std::string tiles =
+      tile_ > 0 ? StrCat("tiles of ", tile_ / 8 * 8, " px (margin ", margin(), ")") : std::string("no tiling");
   return StrCat(engine_->Describe(), ", ", tiles);
 }
 

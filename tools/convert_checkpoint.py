@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from csrnet_pytorch import CSRNet  # noqa: E402
+from csrnet_pytorch import WeightsError, checked_state  # noqa: E402
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -35,23 +35,15 @@ def fail(path, reason):
     sys.exit(1)
 
 
-def expected_shapes(backend):
-    return {k: tuple(v.shape) for k, v in CSRNet(backend).state_dict().items()}
-
-
 def check(path, tensors, backend):
     """Every expected tensor present with its shape; extras are reported and dropped."""
-    want = expected_shapes(backend)
-    for key, shape in want.items():
-        if key not in tensors:
-            fail(path, f"missing tensor '{key}' (not a CSRNet checkpoint?)")
-        got = tuple(tensors[key].shape)
-        if got != shape:
-            fail(path, f"tensor '{key}' has shape {list(got)}, expected {list(shape)} (another architecture?)")
-    extra = sorted(set(tensors) - set(want))
+    try:
+        state, extra = checked_state(path, tensors, backend)
+    except WeightsError as e:
+        fail(path, str(e)[len(path) + 2:])
     if extra:
         sys.stderr.write(f"convert_checkpoint: warning: {path}: ignoring {len(extra)} extra entries ({extra[0]}, ...)\n")
-    return {k: tensors[k] for k in want}
+    return state
 
 
 def atomic_target(out):

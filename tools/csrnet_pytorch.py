@@ -49,6 +49,24 @@ class CSRNet(nn.Module):
         return self.output_layer(self.backend(self.frontend(x)))
 
 
+class WeightsError(ValueError):
+    """Weights that are not CSRNet's: the message names the file and the tensor."""
+
+
+def checked_state(path, tensors, backend):
+    """The CSRNet state dict out of `tensors` (name -> tensor): every expected tensor
+    present with its shape, else WeightsError. Returns (state, extra names)."""
+    want = {k: tuple(v.shape) for k, v in CSRNet(backend).state_dict().items()}
+    for key, shape in want.items():
+        if key not in tensors:
+            raise WeightsError(f"{path}: missing tensor '{key}' (not a CSRNet checkpoint?)")
+        got = tuple(tensors[key].shape)
+        if got != shape:
+            raise WeightsError(f"{path}: tensor '{key}' has shape {list(got)}, expected {list(shape)} "
+                               "(another architecture?)")
+    return {k: tensors[k] for k in want}, sorted(set(tensors) - set(want))
+
+
 def load_h5(model, path):
     """Loads weights in the original layout (one root dataset per state_dict key)."""
     with h5py.File(path, "r") as f:
