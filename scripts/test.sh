@@ -4,6 +4,8 @@
 #   lint     the tree is clang-formatted (scripts/format.sh --check) and passes .clang-tidy on
 #            common/ and preprocess/ (scripts/tidy.sh), about 30 s
 #   release  Release build, the whole ctest suite (slow tests included)
+#   deploy   a build without LibTorch (-DCSR_BUILD_TRAIN=OFF): predict links no LibTorch and its
+#            ONNX engine passes tests/deploy, about 3 min
 #   asan     AddressSanitizer + UBSan build, the quick tests   (scripts/sanitize.sh asan)
 #   tsan     ThreadSanitizer build, the multi-threaded tests   (scripts/sanitize.sh tsan)
 #   fuzz     libFuzzer build, each fuzz target FUZZ_RUNS inputs (scripts/sanitize.sh fuzz)
@@ -14,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-stages="lint release asan tsan fuzz" quick=0
+stages="lint release deploy asan tsan fuzz" quick=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1; stages=release; shift ;;
@@ -40,6 +42,15 @@ release() {
   if [[ $quick -eq 1 ]]; then args+=(-LE slow); fi
   ctest "${args[@]}"
 }
+deploy() {
+  local dir=${BUILD_DIR:-build}-deploy
+  BUILD_DIR=$dir scripts/build.sh -DCSR_BUILD_TRAIN=OFF -DCSR_BUILD_BENCH=OFF
+  if ldd "$dir/bin/predict" | grep -q torch; then
+    echo "test.sh: $dir/bin/predict links LibTorch in a build without it" >&2
+    return 1
+  fi
+  ctest --test-dir "$dir" --output-on-failure -j"$(nproc)" -R '^deploy_'
+}
 lint() {
   scripts/format.sh --check
   BUILD_DIR=${BUILD_DIR:-build} scripts/tidy.sh 2> >(grep -v "warnings\? generated" >&2)
@@ -48,6 +59,7 @@ for s in $stages; do
   case "$s" in
     lint) run_stage lint lint ;;
     release) run_stage release release ;;
+    deploy) run_stage deploy deploy ;;
     asan|tsan|fuzz) run_stage "$s" scripts/sanitize.sh "$s" ;;
     *) echo "test.sh: unknown stage '$s'" >&2; exit 2 ;;
   esac
