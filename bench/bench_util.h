@@ -1,18 +1,25 @@
 // Helpers shared by the benchmarks: a timed child process with its own peak
-// memory, dd's write rate into a folder, and the benchmark's own folder.
+// memory, dd's write rate into a folder, the benchmark's own folder, the CPU
+// and its nominal fp32 peak, and crowd-like 1024 x 768 test pictures.
 #pragma once
 
 #include <unistd.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "common/base/error.h"
 
@@ -100,6 +107,60 @@ inline void Finish(const fs::path& work, bool keep) {
   }
   std::error_code ec;
   fs::remove_all(work, ec);
+}
+
+// The CPU as /proc/cpuinfo names it, with the cores this process may use
+// and its widest vector units: "AMD EPYC 9654 (2 cores, AVX-512)".
+struct CpuInfo {
+  std::string name = "unknown CPU";
+  int cores = 1;
+  double mhz = 0;
+  bool avx512 = false, avx2 = false, amx = false;
+  std::string Describe() const {
+    std::string units = amx ? "AVX-512, AMX" : avx512 ? "AVX-512" : avx2 ? "AVX2" : "SSE";
+    return name + " (" + std::to_string(cores) + " cores, " + units + ")";
+  }
+  // Cores x clock x fp32 FLOPs per cycle with two FMA units per core (64 with
+  // AVX-512, 32 with AVX2): a nominal figure to express throughput against.
+  double NominalPeakGflops() const {
+    const double per_cycle = avx512 ? 64 : avx2 ? 32 : 16;
+    return cores * (mhz > 0 ? mhz : 2000.0) / 1000.0 * per_cycle;
+  }
+};
+inline CpuInfo ReadCpuInfo() {
+  CpuInfo c;
+  c.cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
+    const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : std::string();
+    if (key == "model name" && c.name == "unknown CPU") c.name = value;
+    if (key == "cpu MHz" && c.mhz == 0) c.mhz = std::atof(value.c_str());
+    if (key == "flags") {
+      c.avx512 = value.find(" avx512f") != std::string::npos;
+      c.avx2 = value.find(" avx2") != std::string::npos;
+      c.amx = value.find(" amx_tile") != std::string::npos;
+    }
+  }
+  return c;
+}
+
+// Crowd-like 1024 x 768 RGB pictures (the size of ShanghaiTech Part B):
+// textured background with many small heads, deterministic from `seed`.
+inline cv::Mat BenchImage(int seed) {
+  cv::RNG rng(static_cast<uint64_t>(seed) * 7919 + 1);
+  cv::Mat img(768, 1024, CV_8UC3);
+  rng.fill(img, cv::RNG::UNIFORM, cv::Scalar(20, 20, 20), cv::Scalar(120, 120, 120));
+  cv::GaussianBlur(img, img, {5, 5}, 1.5);
+  for (int k = 0; k < 600; ++k) {
+    const cv::Point c(rng.uniform(0, 1024), rng.uniform(200, 768));
+    cv::circle(img, c, rng.uniform(3, 9), cv::Scalar(rng.uniform(60, 230), rng.uniform(50, 200), rng.uniform(40, 180)),
+               cv::FILLED, cv::LINE_AA);
+  }
+  return img;
 }
 
 }  // namespace bench

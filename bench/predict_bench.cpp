@@ -27,6 +27,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "bench/bench_util.h"
 #include "common/base/cli.h"
 #include "common/base/fs.h"
 #include "common/base/heap.h"
@@ -45,20 +46,6 @@ struct Options {
   std::string weights;  // CSRNet weights (.h5); default: the shared reference weights or random ones
   std::string work;     // folder for the images and weights; default: a temporary folder
 };
-
-// Crowd-like 1024 x 768 pictures: textured background with many small heads.
-cv::Mat BenchImage(int seed) {
-  cv::RNG rng(static_cast<uint64_t>(seed) * 7919 + 1);
-  cv::Mat img(768, 1024, CV_8UC3);
-  rng.fill(img, cv::RNG::UNIFORM, cv::Scalar(20, 20, 20), cv::Scalar(120, 120, 120));
-  cv::GaussianBlur(img, img, {5, 5}, 1.5);
-  for (int k = 0; k < 600; ++k) {
-    const cv::Point c(rng.uniform(0, 1024), rng.uniform(200, 768));
-    cv::circle(img, c, rng.uniform(3, 9), cv::Scalar(rng.uniform(60, 230), rng.uniform(50, 200), rng.uniform(40, 180)),
-               cv::FILLED, cv::LINE_AA);
-  }
-  return img;
-}
 
 void WriteRandomWeights(const std::string& path) {
   torch::manual_seed(1);
@@ -131,7 +118,7 @@ int Run(int argc, char** argv) {
   std::vector<cv::Mat> images;
   std::vector<std::string> files;
   for (int i = 0; i < o.images; ++i) {
-    images.push_back(BenchImage(i));
+    images.push_back(bench::BenchImage(i));
     files.push_back((work / ("bench_" + std::to_string(i) + ".png")).string());
     cv::Mat bgr;
     cv::cvtColor(images.back(), bgr, cv::COLOR_RGB2BGR);
