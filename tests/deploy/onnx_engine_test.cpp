@@ -47,17 +47,17 @@ const fs::path& ReferenceOnnx() {
   return path;
 }
 
-#define CSR_SKIP_UNLESS_REFERENCE_ONNX()                                                          \
-  CSR_SKIP_UNLESS(!test::SharedData().empty(), test::kNeedShared, "../shared/data is absent");    \
-  CSR_SKIP_UNLESS(test::HaveOnnxExport(), test::kNeedPython,                                      \
-                  "Debian's python3-torch/h5py/onnx not installed (scripts/deps.sh test)");       \
+#define CSR_SKIP_UNLESS_REFERENCE_ONNX()                                                       \
+  CSR_SKIP_UNLESS(!test::SharedData().empty(), test::kNeedShared, "../shared/data is absent"); \
+  CSR_SKIP_UNLESS(test::HaveOnnxExport(), test::kNeedPython,                                   \
+                  "Debian's python3-torch/h5py/onnx not installed (scripts/deps.sh test)");    \
   REQUIRE_MESSAGE(!ReferenceOnnx().empty(), "tools/export_onnx.py failed on the reference weights")
 
 TEST_CASE("ChainMargin is the reach of a layer chain beyond an output cell's own block") {
   CHECK(ChainMargin({}) == 0);
-  CHECK(ChainMargin({{3, 1, 1}}) == 8);   // one pixel each side, rounded up to 8
-  CHECK(ChainMargin({{1, 1, 1}}) == 0);   // a 1 x 1 conv sees only its own pixel
-  CHECK(ChainMargin({{2, 2, 1}}) == 0);   // a pool sees exactly its own block
+  CHECK(ChainMargin({{3, 1, 1}}) == 8);  // one pixel each side, rounded up to 8
+  CHECK(ChainMargin({{1, 1, 1}}) == 0);  // a 1 x 1 conv sees only its own pixel
+  CHECK(ChainMargin({{2, 2, 1}}) == 0);  // a pool sees exactly its own block
   // CSRNet-B: 8 * (3 + 12) + 18 = 138 pixels, 144 rounded.
   std::vector<LayerGeometry> chain;
   for (int convs : {2, 2, 3}) {
@@ -158,8 +158,7 @@ TEST_CASE("the exported reference model gives PyTorch's forward pass" * doctest:
   }
 }
 
-TEST_CASE("onnx: tiled inference equals whole-image inference on a real image" *
-          doctest::test_suite("optional")) {
+TEST_CASE("onnx: tiled inference equals whole-image inference on a real image" * doctest::test_suite("optional")) {
   CSR_SKIP_UNLESS_REFERENCE_ONNX();
   // The top-left 512 x 392 of a Part B image: 2 x 2 tiles of 256 (margin 144).
   const cv::Mat rgb =
@@ -188,8 +187,8 @@ TEST_CASE("the margin is read off the exported graph for every back end" * docte
                           "from export_onnx import export\n"
                           "torch.manual_seed(1)\n"
                           "for b in 'ABCD':\n"
-                          "    export(CSRNet(b).eval(), b, 'random', '" + (dir / "m").string() + "' + b + '.onnx', 13)\n") ==
-          0);
+                          "    export(CSRNet(b).eval(), b, 'random', '" +
+                              (dir / "m").string() + "' + b + '.onnx', 13)\n") == 0);
   // 8 * (3 + sum of the back end's dilations) + 18, rounded up to 8.
   const std::map<std::string, int> want = {{"A", 96}, {"B", 144}, {"C", 192}, {"D", 240}};
   for (const auto& [backend, margin] : want) {
@@ -204,7 +203,8 @@ TEST_CASE("predict --engine onnx writes counts, heatmaps, density files and vide
   TempDir dir;
   const fs::path img = test::SharedData() / "ShanghaiTech/part_A_final/test_data/images/IMG_34.jpg";
   test::ToolOutcome o = test::RunCaptured(
-      dir, "predict", "--weights " + ReferenceOnnx().string() + " --out " + (dir / "out").string() + " " + img.string());
+      dir, "predict",
+      "--weights " + ReferenceOnnx().string() + " --out " + (dir / "out").string() + " " + img.string());
   REQUIRE(o.rc == 0);
   const std::vector<std::string> lines = test::Lines(o.out);
   REQUIRE(lines.size() == 1);
@@ -232,17 +232,19 @@ TEST_CASE("predict --engine onnx writes counts, heatmaps, density files and vide
   CHECK(test::Lines(o.out).size() == 4);  // header + 3 frames
 }
 
-TEST_CASE("ONNX models of other networks are refused in one line naming the file" *
-          doctest::test_suite("optional")) {
+TEST_CASE("ONNX models of other networks are refused in one line naming the file" * doctest::test_suite("optional")) {
   CSR_SKIP_UNLESS(test::HaveOnnxExport(), test::kNeedPython,
                   "Debian's python3-torch/h5py/onnx not installed (scripts/deps.sh test)");
   TempDir dir;
   const std::string d = dir.path().string();
-  REQUIRE(test::RunPython(dir.path(), "make",
-                          "import torch\nfrom torch import nn\n"
-                          "def save(m, x, name, dyn=True):\n"
-                          "    axes = {'x': {2: 'h', 3: 'w'}} if dyn else None\n"
-                          "    torch.onnx.export(m.eval(), x, '" + d + "/' + name, input_names=['x'], "
+  REQUIRE(
+      test::RunPython(dir.path(), "make",
+                      "import torch\nfrom torch import nn\n"
+                      "def save(m, x, name, dyn=True):\n"
+                      "    axes = {'x': {2: 'h', 3: 'w'}} if dyn else None\n"
+                      "    torch.onnx.export(m.eval(), x, '" +
+                          d +
+                          "/' + name, input_names=['x'], "
                           "opset_version=13, dynamic_axes=axes)\n"
                           "save(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(8)), "
                           "torch.zeros(1, 1, 64, 64), 'gray.onnx')\n"
