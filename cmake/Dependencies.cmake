@@ -48,6 +48,17 @@ if(CSR_BUILD_TRAIN)
   # libgloo-dev; a PyPI LibTorch carries them in its own include folder.
   find_path(CSR_GLOO_INCLUDE gloo/context.h HINTS ${TORCH_INCLUDE_DIRS})
   csr_require(CSR_GLOO_INCLUDE libgloo-dev)
+  # A PyPI torch wheel's CUDA libraries need the NCCL, cuDNN, ... of the
+  # wheel's nvidia/* packages (their RPATH points there), not the older ones a
+  # local CUDA toolkit may put first on the linker's path: name them to the
+  # linker for resolving those libraries' own dependencies.
+  file(GLOB csr_wheel_nvidia_libs LIST_DIRECTORIES true "${TORCH_INSTALL_PREFIX}/../nvidia/*/lib")
+  foreach(dir ${csr_wheel_nvidia_libs})
+    add_link_options("LINKER:-rpath-link,${dir}")
+  endforeach()
+  if(csr_wheel_nvidia_libs)
+    message(STATUS "csrnet-cpp: LibTorch ${Torch_VERSION} from a PyPI wheel (${TORCH_INSTALL_PREFIX})")
+  endif()
 endif()
 
 # HDF5's CMake module exposes variables, not a target: wrap them once.

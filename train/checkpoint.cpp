@@ -10,6 +10,7 @@
 
 #include "common/base/error.h"
 #include "common/base/fs.h"
+#include "train/torch_compat.h"
 
 namespace csr {
 
@@ -58,7 +59,7 @@ void CheckMomentum(CSRNet& model, torch::optim::Optimizer& optimizer, const std:
     for (auto& p : group.params()) {
       const std::string name = i < named.size() ? named[i].key() : StrCat("#", i);
       ++i;
-      const auto it = optimizer.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      const auto it = optimizer.state().find(compat::StateKey(p));
       if (it == optimizer.state().end()) continue;
       const torch::Tensor& buf = static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer();
       if (!buf.defined()) continue;

@@ -17,6 +17,7 @@
 
 #include "common/base/error.h"
 #include "common/base/log.h"
+#include "train/torch_compat.h"
 
 namespace csr {
 namespace {
@@ -95,7 +96,7 @@ DistEnv ReadDistEnv() {
 
 struct Distributed::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  c10::intrusive_ptr<compat::CollectiveGroup> group;
   // Each rank bumps its counter in the store twice a second, over its own
   // connection, so that the survivors of a lost rank can tell which it was.
   c10::intrusive_ptr<c10d::Store> beat_store;

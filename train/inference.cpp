@@ -9,6 +9,7 @@
 #include <torch/utils.h>
 
 #include "common/base/error.h"
+#include "train/torch_compat.h"
 
 namespace csr {
 
@@ -51,17 +52,11 @@ AutocastGuard::AutocastGuard(Precision precision, c10::Device device) {
   if (precision != Precision::kBf16) return;
   active_ = true;
   cuda_ = device.is_cuda();
-  if (cuda_) {
-    prev_enabled_ = at::autocast::is_enabled();
-    prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
-    at::autocast::set_enabled(true);
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-  } else {
-    prev_enabled_ = at::autocast::is_cpu_enabled();
-    prev_dtype_ = at::autocast::get_autocast_cpu_dtype();
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-  }
+  const c10::DeviceType type = cuda_ ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
+  prev_enabled_ = compat::AutocastEnabled(type);
+  prev_dtype_ = compat::AutocastDtype(type);
+  compat::SetAutocastEnabled(type, true);
+  compat::SetAutocastDtype(type, at::kBFloat16);
   at::autocast::increment_nesting();
 }
 
@@ -70,13 +65,9 @@ AutocastGuard::~AutocastGuard() {
   // Like torch.autocast's __exit__: the cast-weight cache lives only as long
   // as the outermost autocast region.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  if (cuda_) {
-    at::autocast::set_enabled(prev_enabled_);
-    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
-  } else {
-    at::autocast::set_cpu_enabled(prev_enabled_);
-    at::autocast::set_autocast_cpu_dtype(prev_dtype_);
-  }
+  const c10::DeviceType type = cuda_ ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
+  compat::SetAutocastEnabled(type, prev_enabled_);
+  compat::SetAutocastDtype(type, prev_dtype_);
 }
 
 at::Tensor ImageToTensor(const cv::Mat& rgb) {

@@ -1,4 +1,5 @@
 #include "train/optimizer.h"
+#include "train/torch_compat.h"
 
 #include <algorithm>
 #include <memory>
@@ -74,7 +75,7 @@ torch::Tensor FusedSGD::step(LossClosure closure) {
       torch::Tensor buf;
       bool first = false;
       if (momentum != 0) {
-        const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+        const compat::OptimizerStateKey key = compat::StateKey(p);
         auto it = state_.find(key);
         if (it == state_.end()) {
           auto state = std::make_unique<torch::optim::SGDParamState>();

@@ -210,7 +210,7 @@ void ResolveOptions(ArgParser& parser, TrainOptions& opts, const std::vector<std
     for (const char* key : {"resume", "config", "out", "world_size"}) cfg.erase(key);
     parser.ApplyJson(cfg, opts.resume);
     if (!parser.IsSet("out")) opts.out = fs::path(opts.resume).parent_path().string();
-    if (opts.out.empty()) opts.out = ".";
+    if (opts.out.empty()) opts.out = std::string(1, '.');  // not = ".": GCC 12 -Wrestrict false positive at -O3
   }
   if (opts.out.empty()) opts.out = DefaultRunFolder();
 }

@@ -14,6 +14,7 @@
 #include "common/base/fs.h"
 #include "tests/test_expect.h"
 #include "tests/test_util.h"
+#include "train/torch_compat.h"
 #include "train/trainer.h"
 
 namespace csr {
@@ -173,7 +174,7 @@ TEST_CASE("a checkpoint with flipped bytes or a NaN momentum buffer is refused n
 
   // A well-formed file whose momentum is NaN (a diverged run saved by hand, a buggy writer).
   const auto& p3 = m.opt.param_groups()[0].params()[3];
-  static_cast<torch::optim::SGDParamState&>(*m.opt.state().at(c10::guts::to_string(p3.unsafeGetTensorImpl())))
+  static_cast<torch::optim::SGDParamState&>(*m.opt.state().at(compat::StateKey(p3)))
       .momentum_buffer()
       .view(-1)[7] = std::nan("");
   m.Save(tmp, "checkpoint.pt");

@@ -6,6 +6,7 @@
 #include <torch/cuda.h>
 
 #include "common/base/error.h"
+#include "train/torch_compat.h"
 #include "train/inference.h"
 
 namespace csr {
@@ -121,13 +122,13 @@ TEST_CASE("bf16 autocast with channels-last stays close to fp32 and the guard re
   const double rel = (a - b).abs().max().item<double>() / a.abs().max().item<double>();
   MESSAGE("bf16 vs fp32 relative max difference " << rel);
   CHECK(rel < 0.1);
-  CHECK_FALSE(at::autocast::is_cpu_enabled());
+  CHECK_FALSE(compat::AutocastEnabled(c10::DeviceType::CPU));
   {
     AutocastGuard guard(Precision::kBf16, c10::Device(c10::kCPU));
-    CHECK(at::autocast::is_cpu_enabled());
+    CHECK(compat::AutocastEnabled(c10::DeviceType::CPU));
     CHECK((model->forward(image.contiguous(at::MemoryFormat::ChannelsLast)).scalar_type() == torch::kBFloat16));
   }
-  CHECK_FALSE(at::autocast::is_cpu_enabled());
+  CHECK_FALSE(compat::AutocastEnabled(c10::DeviceType::CPU));
   CHECK(ParsePrecision("bf16") == Precision::kBf16);
   CHECK_THROWS_AS(ParsePrecision("fp16"), UsageError);
   CHECK(ResolveDevice(ParseDeviceChoice("cpu")).is_cpu());

@@ -18,6 +18,7 @@
 
 #include "common/base/fs.h"
 #include "tests/test_util.h"
+#include "train/torch_compat.h"
 #include "train/trainer.h"
 
 extern char** environ;
@@ -57,7 +58,7 @@ struct Loaded {
   }
   const torch::Tensor& Momentum(size_t i) {
     const auto& p = opt.param_groups()[0].params()[i];
-    return static_cast<torch::optim::SGDParamState&>(*opt.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())))
+    return static_cast<torch::optim::SGDParamState&>(*opt.state().at(compat::StateKey(p)))
         .momentum_buffer();
   }
 };

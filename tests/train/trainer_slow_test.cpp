@@ -11,6 +11,7 @@
 
 #include "common/base/fs.h"
 #include "tests/test_util.h"
+#include "train/torch_compat.h"
 #include "train/trainer.h"
 
 extern char** environ;
@@ -48,10 +49,10 @@ double CheckpointDiff(const fs::path& a, const fs::path& b, TrainState* sa, Trai
   REQUIRE(oa.state().size() == pa.size());
   for (size_t i = 0; i < pa.size(); ++i) {
     const auto& buf_a =
-        static_cast<torch::optim::SGDParamState&>(*oa.state().at(c10::guts::to_string(pa[i].unsafeGetTensorImpl())))
+        static_cast<torch::optim::SGDParamState&>(*oa.state().at(compat::StateKey(pa[i])))
             .momentum_buffer();
     const auto& buf_b =
-        static_cast<torch::optim::SGDParamState&>(*ob.state().at(c10::guts::to_string(pb[i].unsafeGetTensorImpl())))
+        static_cast<torch::optim::SGDParamState&>(*ob.state().at(compat::StateKey(pb[i])))
             .momentum_buffer();
     diff = std::max(diff, (buf_a - buf_b).abs().max().item<double>());
   }
