@@ -5,11 +5,13 @@
 #include <utility>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 #include <torch/serialize/archive.h>
 
 #include "common/base/error.h"
 #include "common/base/fs.h"
+#include "train/optimizer.h"
 #include "train/torch_compat.h"
 
 namespace csr {
@@ -49,10 +51,25 @@ torch::serialize::InputArchive OpenCheckpoint(const std::string& path, c10::Devi
 
 c10::Device ModelDevice(CSRNet& model) { return model->parameters().front().device(); }
 
-// A corrupt or hand-made checkpoint can carry momentum buffers that are NaN,
-// infinite or of the wrong shape; any of them poisons every later step (the
-// update would go on silently with a momentum off by orders of magnitude).
-void CheckMomentum(CSRNet& model, torch::optim::Optimizer& optimizer, const std::string& path) {
+// One optimizer buffer of parameter `name` must have the parameter's shape
+// and finite values (Adam's second moment also must not be negative).
+void CheckBuffer(const torch::Tensor& buf, const torch::Tensor& p, const char* what, const std::string& name,
+                 const std::string& path) {
+  if (!buf.defined()) return;
+  if (buf.sizes() != p.sizes()) {
+    throw Error(path, StrCat(what, " of '", name, "' has shape ", ShapeText(buf.sizes()), ", expected ",
+                             ShapeText(p.sizes()), " (corrupt checkpoint)"));
+  }
+  if (!torch::isfinite(buf).all().item<bool>()) {
+    throw Error(path, StrCat(what, " of '", name, "' holds NaN or infinite values (corrupt checkpoint)"));
+  }
+}
+
+// A corrupt or hand-made checkpoint can carry optimizer buffers (SGD's
+// momentum, Adam's moments) that are NaN, infinite or of the wrong shape; any
+// of them poisons every later step (the update would go on silently with a
+// momentum off by orders of magnitude).
+void CheckOptimizerState(CSRNet& model, torch::optim::Optimizer& optimizer, const std::string& path) {
   const auto named = model->named_parameters();
   size_t i = 0;
   for (auto& group : optimizer.param_groups()) {
@@ -61,14 +78,16 @@ void CheckMomentum(CSRNet& model, torch::optim::Optimizer& optimizer, const std:
       ++i;
       const auto it = optimizer.state().find(compat::StateKey(p));
       if (it == optimizer.state().end()) continue;
-      const torch::Tensor& buf = static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer();
-      if (!buf.defined()) continue;
-      if (buf.sizes() != p.sizes()) {
-        throw Error(path, StrCat("momentum buffer of '", name, "' has shape ", ShapeText(buf.sizes()), ", expected ",
-                                 ShapeText(p.sizes()), " (corrupt checkpoint)"));
-      }
-      if (!torch::isfinite(buf).all().item<bool>()) {
-        throw Error(path, StrCat("momentum buffer of '", name, "' holds NaN or infinite values (corrupt checkpoint)"));
+      if (const auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(it->second.get())) {
+        CheckBuffer(sgd->momentum_buffer(), p, "momentum buffer", name, path);
+      } else if (const auto* adam = dynamic_cast<const torch::optim::AdamParamState*>(it->second.get())) {
+        CheckBuffer(adam->exp_avg(), p, "Adam first moment", name, path);
+        CheckBuffer(adam->exp_avg_sq(), p, "Adam second moment", name, path);
+        if (adam->exp_avg_sq().defined() && (adam->exp_avg_sq() < 0).any().item<bool>()) {
+          throw Error(path, StrCat("Adam second moment of '", name, "' is negative (corrupt checkpoint)"));
+        }
+        if (adam->step() < 0)
+          throw Error(path, StrCat("Adam step count of '", name, "' is negative (corrupt checkpoint)"));
       }
     }
   }
@@ -103,6 +122,7 @@ void SaveCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimi
   optimizer.save(opt);
   archive.write("optimizer", opt);
   archive.write("kind", c10::IValue(std::string("checkpoint")));
+  archive.write("optimizer_kind", c10::IValue(std::string(OptimizerName(KindOf(optimizer)))));
   archive.write("format_version", c10::IValue(kCheckpointFormatVersion));
   archive.write("state_epoch", c10::IValue(state.epoch));
   archive.write("state_batch", c10::IValue(state.batch));
@@ -137,6 +157,16 @@ TrainState ReadCheckpoint(const std::string& path, CSRNet& model, torch::optim::
                              BackendName(model->backend_variant())));
   }
   ReadModelArchive(model, archive, path);
+  // Checkpoints from before --optimizer hold SGD state and no optimizer_kind.
+  c10::IValue kind_value;
+  const std::string kind = archive.try_read("optimizer_kind", kind_value)
+                               ? (kind_value.isString() ? kind_value.toStringRef() : std::string("?"))
+                               : std::string("sgd");
+  const std::string expected = OptimizerName(KindOf(optimizer));
+  if (kind != expected) {
+    throw Error(path, StrCat("holds the state of optimizer '", kind, "', this run uses --optimizer ", expected,
+                             " (resume with the checkpoint's own config, or start afresh)"));
+  }
   torch::serialize::InputArchive opt;
   if (!archive.try_read("optimizer", opt)) throw Error(path, "checkpoint has no optimizer state");
   try {
@@ -144,7 +174,7 @@ TrainState ReadCheckpoint(const std::string& path, CSRNet& model, torch::optim::
   } catch (const c10::Error& e) {
     throw Error(path, StrCat("optimizer state does not fit the model: ", FirstLine(e.what_without_backtrace())));
   }
-  CheckMomentum(model, optimizer, path);
+  CheckOptimizerState(model, optimizer, path);
   TrainState s;
   s.epoch = ReadInt(archive, "state_epoch", path);
   s.batch = ReadInt(archive, "state_batch", path);

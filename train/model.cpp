@@ -1,6 +1,7 @@
 #include "train/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <map>
@@ -187,11 +188,14 @@ int ReceptiveFieldMargin(Backend backend) {
   return ChainMargin(chain);
 }
 
-void InitWeights(CSRNet& model) {
+void InitWeights(CSRNet& model, Init init) {
   torch::NoGradGuard no_grad;
   for (auto& module : model->modules(/*include_self=*/false)) {
     if (auto* conv = module->as<nn::Conv2d>()) {
-      nn::init::normal_(conv->weight, 0.0, 0.01);
+      const bool output = conv == model->output_layer.get();
+      const double fan_in = static_cast<double>(conv->weight[0].numel());
+      const double std = init == Init::kHe && !output ? std::sqrt(2.0 / fan_in) : 0.01;
+      nn::init::normal_(conv->weight, 0.0, std);
       nn::init::zeros_(conv->bias);
     }
   }

@@ -55,9 +55,12 @@ int ReceptiveFieldMargin(Backend backend);
 // "[64,3,3,3]": a tensor shape as error messages print it.
 std::string ShapeText(c10::IntArrayRef shape);
 
-// The original initialisation: every conv weight ~ N(0, 0.01), bias 0, drawn
-// from torch's default generator (seed it with torch::manual_seed first).
-void InitWeights(CSRNet& model);
+// The initialisation of a run (train/choices.h's Init): kNormal is the
+// original's, every conv weight ~ N(0, 0.01); kHe draws the weights of the
+// convolutions followed by ReLU from N(0, 2 / fan_in) and the output's from
+// N(0, 0.01). Biases are 0. Drawn from torch's default generator (seed it with
+// torch::manual_seed first).
+void InitWeights(CSRNet& model, Init init = Init::kNormal);
 
 // Converts the 4-D weights to channels-last (faster bf16/oneDNN convs) or
 // back to contiguous NCHW. Values are unchanged.

@@ -124,6 +124,20 @@ FusedSGD MakeOptimizer(CSRNet& model, const TrainOptions& opts) {
                   torch::optim::SGDOptions(opts.lr).momentum(opts.momentum).weight_decay(opts.weight_decay));
 }
 
+std::unique_ptr<torch::optim::Optimizer> MakeRunOptimizer(CSRNet& model, const TrainOptions& opts) {
+  if (opts.optimizer == OptimizerKind::kAdam) {
+    return std::make_unique<torch::optim::Adam>(model->parameters(),
+                                                torch::optim::AdamOptions(opts.lr).weight_decay(opts.weight_decay));
+  }
+  return std::make_unique<FusedSGD>(MakeOptimizer(model, opts));
+}
+
+OptimizerKind KindOf(const torch::optim::Optimizer& optimizer) {
+  return dynamic_cast<const torch::optim::Adam*>(&optimizer) != nullptr ? OptimizerKind::kAdam : OptimizerKind::kSgd;
+}
+
+const char* OptimizerName(OptimizerKind kind) { return kind == OptimizerKind::kAdam ? "adam" : "sgd"; }
+
 double LearningRate(const TrainOptions& opts, int64_t epoch) {
   double lr = opts.lr;
   for (double step : opts.lr_steps) {

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
+#include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 
 #include "train/model.h"
@@ -27,6 +29,14 @@ void ClearGradients(torch::optim::Optimizer& optimizer);
 
 // SGD with the options' rate, momentum and weight decay over the model.
 FusedSGD MakeOptimizer(CSRNet& model, const TrainOptions& opts);
+// The optimizer the options name (--optimizer): MakeOptimizer's SGD, or
+// torch::optim::Adam with the options' rate and weight decay (L2, added to
+// the gradient as torch.optim.Adam does) and torch's default betas and eps.
+std::unique_ptr<torch::optim::Optimizer> MakeRunOptimizer(CSRNet& model, const TrainOptions& opts);
+// Which kind `optimizer` is (for checkpoints: state of one kind does not fit the other).
+OptimizerKind KindOf(const torch::optim::Optimizer& optimizer);
+// "sgd" or "adam": the spelling of --optimizer.
+const char* OptimizerName(OptimizerKind kind);
 // The learning rate of a 0-based epoch under lr, lr_steps and lr_gamma.
 double LearningRate(const TrainOptions& opts, int64_t epoch);
 // Sets every parameter group's rate.

@@ -45,8 +45,7 @@ inline void SetAutocastDtype(c10::DeviceType d, c10::ScalarType t) {
 
 // The key of a parameter's entry in torch::optim::Optimizer::state(): its
 // TensorImpl's address, as a string in 1.13 and as the pointer itself in 2.x.
-using OptimizerStateKey =
-    typename std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
+using OptimizerStateKey = typename std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
 template <typename Key = OptimizerStateKey>
 Key StateKey(const at::Tensor& param) {
   if constexpr (std::is_same_v<Key, std::string>) {

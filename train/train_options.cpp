@@ -17,11 +17,17 @@ void RegisterTrainOptions(ArgParser& p, TrainOptions* o) {
   p.Add("vgg16", &o->vgg16, "ImageNet VGG-16 front end: HDF5 with torchvision names (tools/export_vgg16.py)");
   p.Add("weights", &o->weights, "Start from these CSRNet weights (.h5 original layout or .pt) instead of the init");
   AddBackendOption(p, "backend", &o->backend, "Back-end variant of the paper (dilation 1/2/2,2,2,4,4,4/4)");
+  p.AddEnum<Init>("init", &o->init, {{"normal", Init::kNormal}, {"he", Init::kHe}},
+                  "Initial weights: normal = N(0, 0.01) as the original (for a back end on --vgg16); he = He fan-in "
+                  "normal, for training every layer from scratch (docs/training.md)");
   p.Add("epochs", &o->epochs, "Epochs in total (a resumed run continues up to this)");
-  p.Add("lr", &o->lr, "SGD learning rate");
+  p.Add("lr", &o->lr, "Learning rate");
   p.Add("lr-steps", &o->lr_steps, "Comma-separated epochs (1-based) from which the rate is multiplied by --lr-gamma");
   p.Add("lr-gamma", &o->lr_gamma, "Factor applied to the rate at each of --lr-steps");
-  p.Add("momentum", &o->momentum, "SGD momentum");
+  p.AddEnum<OptimizerKind>("optimizer", &o->optimizer, {{"sgd", OptimizerKind::kSgd}, {"adam", OptimizerKind::kAdam}},
+                           "sgd = the original's (--momentum, --weight-decay); adam = torch's Adam (betas 0.9, "
+                           "0.999, eps 1e-8, --weight-decay as L2), the quicker one from scratch");
+  p.Add("momentum", &o->momentum, "SGD momentum (not used by --optimizer adam)");
   p.Add("weight-decay", &o->weight_decay, "L2 weight decay");
   p.Add("batch-size", &o->batch_size, "Patches per step; a batch only groups records of equal size");
   p.Add("max-steps", &o->max_steps, "Stop after this many steps in total, checkpointed (0 = no limit)");

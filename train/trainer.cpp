@@ -248,7 +248,7 @@ class Trainer {
   std::unique_ptr<ShardDataset> train_, test_;
   std::vector<std::pair<int, int>> sizes_;
   CSRNet model_{nullptr};
-  std::unique_ptr<FusedSGD> optimizer_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
   TrainState state_;
   int64_t epoch_batches_ = 0;
   std::vector<EpochLog> log_;
@@ -282,19 +282,22 @@ void Trainer::Setup() {
   if (opts_.resume.empty() && !opts_.weights.empty()) FollowWeightsBackend();
   torch::manual_seed(static_cast<uint64_t>(opts_.seed));
   model_ = CSRNet(opts_.backend);
-  InitWeights(model_);
+  InitWeights(model_, opts_.init);
   if (opts_.resume.empty()) {
     if (!opts_.vgg16.empty()) {
       LoadVgg16H5(model_, opts_.vgg16);
     } else if (opts_.weights.empty()) {
       log::Warn(
           "no --vgg16: training the front end from scratch will not reach the paper's numbers "
-          "(tools/export_vgg16.py writes the ImageNet weights)");
+          "(tools/export_vgg16.py writes the ImageNet weights)",
+          opts_.init == Init::kNormal ? "; from scratch, --init he learns where the original's N(0, 0.01) "
+                                        "passes no image signal through 17 layers"
+                                      : "");
     }
     if (!opts_.weights.empty()) LoadWeights(model_, opts_.weights);
   }
   PrepareModelForTraining(model_, device_, precision_);
-  optimizer_ = std::make_unique<FusedSGD>(MakeOptimizer(model_, opts_));
+  optimizer_ = MakeRunOptimizer(model_, opts_);
   if (!opts_.resume.empty()) {
     state_ = LoadCheckpoint(opts_.resume, model_, *optimizer_);
     log::Info("resuming ", opts_.resume, " at epoch ", state_.epoch + 1, ", batch ", state_.batch, " (step ",

@@ -174,12 +174,47 @@ TEST_CASE("a checkpoint with flipped bytes or a NaN momentum buffer is refused n
 
   // A well-formed file whose momentum is NaN (a diverged run saved by hand, a buggy writer).
   const auto& p3 = m.opt.param_groups()[0].params()[3];
-  static_cast<torch::optim::SGDParamState&>(*m.opt.state().at(compat::StateKey(p3)))
-      .momentum_buffer()
-      .view(-1)[7] = std::nan("");
+  static_cast<torch::optim::SGDParamState&>(*m.opt.state().at(compat::StateKey(p3))).momentum_buffer().view(-1)[7] =
+      std::nan("");
   m.Save(tmp, "checkpoint.pt");
   test::ExpectError([&] { LoadCheckpoint(path, other.model, other.opt); },
                     {path, "momentum buffer of 'frontend.2.bias' holds NaN or infinite values"});
+}
+
+TEST_CASE("--optimizer adam: its moments and step counts restore exactly; SGD state and Adam state do not mix") {
+  TempDir tmp;
+  TrainOptions opts;
+  opts.optimizer = OptimizerKind::kAdam;
+  opts.lr = 1e-4;
+  CSRNet a;
+  test::HeInit(a, 3);
+  auto opt_a = MakeRunOptimizer(a, opts);
+  REQUIRE(KindOf(*opt_a) == OptimizerKind::kAdam);
+  TakeSteps(a, *opt_a, 2);
+  const std::string path = (tmp / "adam.pt").string();
+  SaveCheckpoint(path, a, *opt_a, TrainState{}, nlohmann::json::object());
+
+  CSRNet b;
+  auto opt_b = MakeRunOptimizer(b, opts);
+  LoadCheckpoint(path, b, *opt_b);
+  const auto& p0 = opt_b->param_groups()[0].params()[0];
+  CHECK(static_cast<torch::optim::AdamParamState&>(*opt_b->state().at(compat::StateKey(p0))).step() == 2);
+  TakeSteps(a, *opt_a, 1);
+  TakeSteps(b, *opt_b, 1);
+  for (const auto& item : a->named_parameters()) CHECK(torch::equal(item.value(), b->named_parameters()[item.key()]));
+
+  ModelAndOptimizer sgd;
+  test::ExpectError([&] { LoadCheckpoint(path, sgd.model, sgd.opt); }, {path, "optimizer 'adam'", "--optimizer sgd"});
+  const std::string sgd_path = sgd.Save(tmp, "sgd.pt");
+  test::ExpectError([&] { LoadCheckpoint(sgd_path, b, *opt_b); }, {sgd_path, "optimizer 'sgd'", "--optimizer adam"});
+
+  // A NaN second moment is refused like a NaN momentum buffer.
+  const auto& p5 = opt_a->param_groups()[0].params()[5];
+  static_cast<torch::optim::AdamParamState&>(*opt_a->state().at(compat::StateKey(p5))).exp_avg_sq().view(-1)[2] =
+      std::nan("");
+  SaveCheckpoint(path, a, *opt_a, TrainState{}, nlohmann::json::object());
+  test::ExpectError([&] { LoadCheckpoint(path, b, *opt_b); },
+                    {path, "Adam second moment of 'frontend.5.bias' holds NaN or infinite values"});
 }
 
 TEST_CASE("killing a checkpoint write at any moment leaves the previous checkpoint loadable") {

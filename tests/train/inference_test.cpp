@@ -6,8 +6,8 @@
 #include <torch/cuda.h>
 
 #include "common/base/error.h"
-#include "train/torch_compat.h"
 #include "train/inference.h"
+#include "train/torch_compat.h"
 
 namespace csr {
 namespace {

@@ -85,6 +85,26 @@ TEST_CASE("back ends use the paper's dilations and the output is floor(H/8) x fl
   CHECK(model->forward(torch::zeros({1, 3, 16, 31})).sizes() == std::vector<int64_t>{1, 1, 2, 3});
 }
 
+TEST_CASE("--init he: hidden convolutions N(0, 2 / fan_in), the output N(0, 0.01), biases 0") {
+  torch::manual_seed(3);
+  CSRNet model;
+  InitWeights(model, Init::kHe);
+  const torch::Tensor first = model->frontend[0]->as<torch::nn::Conv2d>()->weight;  // fan-in 27
+  CHECK(first.std().item<double>() == doctest::Approx(std::sqrt(2.0 / 27)).epsilon(0.1));
+  const torch::Tensor deep = model->backend[0]->as<torch::nn::Conv2d>()->weight;  // fan-in 4608
+  CHECK(deep.std().item<double>() == doctest::Approx(std::sqrt(2.0 / 4608)).epsilon(0.02));
+  CHECK(model->output_layer->weight.std().item<double>() == doctest::Approx(0.01).epsilon(0.3));
+  CHECK(model->backend[0]->as<torch::nn::Conv2d>()->bias.abs().max().item<double>() == 0.0);
+  // The signal keeps its scale through the network (N(0, 0.01) shrinks it by ~1e-9 in std).
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({1, 3, 64, 64});
+  const double he_out = model->forward(x).std().item<double>();
+  InitWeights(model, Init::kNormal);
+  const double normal_out = model->forward(x).std().item<double>();
+  CHECK(he_out > 1e-3);
+  CHECK(normal_out < 1e-6 * he_out);
+}
+
 TEST_CASE("the initialisation is the original's: conv weights N(0, 0.01), biases 0") {
   torch::manual_seed(3);
   CSRNet model;

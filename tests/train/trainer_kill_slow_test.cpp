@@ -58,8 +58,7 @@ struct Loaded {
   }
   const torch::Tensor& Momentum(size_t i) {
     const auto& p = opt.param_groups()[0].params()[i];
-    return static_cast<torch::optim::SGDParamState&>(*opt.state().at(compat::StateKey(p)))
-        .momentum_buffer();
+    return static_cast<torch::optim::SGDParamState&>(*opt.state().at(compat::StateKey(p))).momentum_buffer();
   }
 };
 

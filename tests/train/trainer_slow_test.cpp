@@ -49,11 +49,9 @@ double CheckpointDiff(const fs::path& a, const fs::path& b, TrainState* sa, Trai
   REQUIRE(oa.state().size() == pa.size());
   for (size_t i = 0; i < pa.size(); ++i) {
     const auto& buf_a =
-        static_cast<torch::optim::SGDParamState&>(*oa.state().at(compat::StateKey(pa[i])))
-            .momentum_buffer();
+        static_cast<torch::optim::SGDParamState&>(*oa.state().at(compat::StateKey(pa[i]))).momentum_buffer();
     const auto& buf_b =
-        static_cast<torch::optim::SGDParamState&>(*ob.state().at(compat::StateKey(pb[i])))
-            .momentum_buffer();
+        static_cast<torch::optim::SGDParamState&>(*ob.state().at(compat::StateKey(pb[i]))).momentum_buffer();
     diff = std::max(diff, (buf_a - buf_b).abs().max().item<double>());
   }
   return diff;

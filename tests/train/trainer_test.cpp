@@ -60,7 +60,9 @@ TEST_CASE("--help lists every option with its default") {
                            "--precision",
                            "--device",
                            "--eval-tile",
-                           "--eval-every"}) {
+                           "--eval-every",
+                           "--init",
+                           "--optimizer"}) {
     CHECK_MESSAGE(help.find(name) != std::string::npos, name);
   }
   CHECK(help.find("default: 1e-07") != std::string::npos);
@@ -312,6 +314,37 @@ TEST_CASE("a checkpoint whose position lies outside the epoch is refused, not in
     CHECK(text.find(ckpt + ": ") != std::string::npos);
     CHECK((text.find("lies beyond the epoch") != std::string::npos || text.find("is negative") != std::string::npos));
   }
+}
+
+TEST_CASE("--optimizer adam --init he: resumed mid-epoch equals straight; the checkpoint's optimizer is kept") {
+  Fixture f;
+  const std::string args = f.shards.string() + " --threads 2 --lr 1e-4 --optimizer adam --init he --epochs 2 --out ";
+  REQUIRE(Trainer(args + (f.tmp / "straight").string(), f.log) == 0);
+  REQUIRE(Trainer(args + (f.tmp / "split").string() + " --max-steps 3", f.log) == 0);
+  // Resumed without naming the optimizer: the checkpoint's config says adam.
+  REQUIRE(Trainer("--resume " + (f.tmp / "split/checkpoint.pt").string() + " --max-steps 0", f.log) == 0);
+  TrainOptions opts;
+  opts.optimizer = OptimizerKind::kAdam;
+  CSRNet a, b;
+  auto oa = MakeRunOptimizer(a, opts), ob = MakeRunOptimizer(b, opts);
+  const TrainState sa = LoadCheckpoint((f.tmp / "straight/checkpoint.pt").string(), a, *oa);
+  const TrainState sb = LoadCheckpoint((f.tmp / "split/checkpoint.pt").string(), b, *ob);
+  CHECK(sa.step == 8);
+  CHECK(sb.step == 8);
+  double diff = 0;
+  for (const auto& item : a->named_parameters()) {
+    diff = std::max(diff, (item.value() - b->named_parameters()[item.key()]).abs().max().item<double>());
+  }
+  CHECK(diff <= 1e-6);
+  // He init: the hidden convolutions start far wider than N(0, 0.01).
+  CHECK(a->frontend[0]->as<torch::nn::Conv2d>()->weight.std().item<double>() > 0.1);
+
+  // Overriding the optimizer of a checkpoint is refused in one line.
+  CHECK(Trainer("--resume " + (f.tmp / "split/checkpoint.pt").string() + " --optimizer sgd --epochs 3", f.log) == 1);
+  const std::string text = Read(f.log);
+  INFO(text);
+  CHECK(OneLine(text));
+  CHECK(text.find("optimizer 'adam'") != std::string::npos);
 }
 
 }  // namespace
