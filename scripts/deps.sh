@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages csrnet-cpp needs, if any are missing.
-# Usage: scripts/deps.sh build|test
+# Usage: scripts/deps.sh build|test|pip
 # As root it runs apt-get; otherwise it prints the command to run.
 set -euo pipefail
 
@@ -17,8 +17,19 @@ build_pkgs=(build-essential cmake pkg-config libopencv-dev libeigen3-dev libnano
 test_pkgs=(python3 python3-numpy python3-scipy python3-h5py python3-opencv python3-torch python3-onnx chromium
            clang libclang-rt-14-dev clang-format clang-tidy)
 
-want=("${build_pkgs[@]}")
-if [[ "${1:-build}" == "test" ]]; then want+=("${test_pkgs[@]}"); fi
+# scripts/build.sh --libtorch pip: a virtual environment for PyPI's torch wheel
+# (LibTorch 2.x with CUDA and NCCL) instead of libtorch-dev; the wheel's CMake
+# config looks for a CUDA toolkit (nvcc), which is not a Debian 12 package
+# here: NVIDIA's cuda-toolkit (docs/training.md, "LibTorch 2.x and CUDA").
+pip_pkgs=(python3-venv python3-pip libgloo-dev)
+
+case "${1:-build}" in
+  build) want=("${build_pkgs[@]}") ;;
+  test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  pip) want=(build-essential cmake pkg-config libopencv-dev libeigen3-dev libnanoflann-dev libhdf5-dev libtbb-dev
+             nlohmann-json3-dev doctest-dev libmatio-dev "${pip_pkgs[@]}") ;;
+  *) echo "deps.sh: unknown set '$1' (build, test or pip)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

@@ -35,6 +35,14 @@ inline fs::path SharedData() {
   return fs::exists(p / "README.md") ? p : fs::path();
 }
 
+// The Python the interop tests run and compare against: $CSR_TEST_PYTHON
+// when set (the torch wheel's virtual environment, for a build against that
+// LibTorch: scripts/build.sh --libtorch pip), else Debian's /usr/bin/python3.
+inline std::string Python() {
+  const char* p = std::getenv("CSR_TEST_PYTHON");
+  return p != nullptr && *p != '\0' ? std::string(p) : std::string("/usr/bin/python3");
+}
+
 // Path of a built tool in <build>/bin.
 inline std::string Tool(const std::string& name) { return std::string(CSR_BIN_DIR) + "/" + name; }
 

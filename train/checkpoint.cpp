@@ -5,12 +5,14 @@
 #include <utility>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 #include <torch/serialize/archive.h>
 
 #include "common/base/error.h"
 #include "common/base/fs.h"
+#include "common/base/log.h"
 #include "train/optimizer.h"
 #include "train/torch_compat.h"
 
@@ -138,6 +140,13 @@ void SaveCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimi
     std::lock_guard<std::mutex> lock(gen.mutex());
     archive.write("rng_cpu", gen.get_state());
   }
+  // A CUDA run also draws from its GPU's generator (dropout-free CSRNet does
+  // not, but torch ops may): keep it so a resumed run continues exactly.
+  if (const c10::Device device = ModelDevice(model); device.is_cuda()) {
+    at::Generator gen = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    archive.write("rng_cuda", gen.get_state());
+  }
   archive.write("config", c10::IValue(config.dump()));
   AtomicFile out(path);
   try {
@@ -194,6 +203,20 @@ TrainState ReadCheckpoint(const std::string& path, CSRNet& model, torch::optim::
     gen.set_state(rng.to(torch::kCPU));
   } catch (const c10::Error&) {
     throw Error(path, "checkpoint RNG state is corrupt");
+  }
+  if (const c10::Device device = ModelDevice(model); device.is_cuda()) {
+    torch::Tensor cuda_rng;
+    if (archive.try_read("rng_cuda", cuda_rng)) {
+      at::Generator cuda_gen = at::globalContext().defaultGenerator(device);
+      std::lock_guard<std::mutex> cuda_lock(cuda_gen.mutex());
+      try {
+        cuda_gen.set_state(cuda_rng.to(torch::kCPU));
+      } catch (const c10::Error&) {
+        throw Error(path, "checkpoint CUDA RNG state is corrupt");
+      }
+    } else {
+      log::Warn(path, ": written by a CPU run, resumed on ", device.str(), ": the GPU's random stream starts afresh");
+    }
   }
   return s;
 }

@@ -135,6 +135,10 @@ Distributed::Distributed(const DistEnv& env, DistBackend backend, const c10::Dev
   const bool cuda = device.is_cuda();
   const bool nccl = backend == DistBackend::kNccl || (backend == DistBackend::kAuto && cuda);
   backend_name_ = nccl ? "nccl" : "gloo";
+  if (nccl && !cuda) {
+    throw UsageError("--dist-backend", StrCat("nccl runs collectives on CUDA tensors, but the model is on ",
+                                              device.str(), ": use --device cuda, or gloo for the CPU"));
+  }
   const std::string where = StrCat(env.master_addr, ":", env.master_port);
 #ifdef C10_USE_GLOG
   // c10d logs its connection retries and failures through glog on stderr;
@@ -156,7 +160,9 @@ Distributed::Distributed(const DistEnv& env, DistBackend backend, const c10::Dev
       opts->timeout = ms;
       impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, env.rank, env.world, opts);
 #else
-      throw UsageError("--dist-backend", "nccl: this LibTorch was built without NCCL (Debian's is CPU-only); use gloo");
+      throw UsageError("--dist-backend",
+                       "nccl: this LibTorch has no NCCL: build against a CUDA LibTorch "
+                       "(scripts/build.sh --libtorch pip), or use gloo");
 #endif
     } else {
       if (cuda && backend == DistBackend::kGloo)

@@ -22,11 +22,19 @@ c10::Device ResolveDevice(const DeviceChoice& choice, const std::string& where) 
     case DeviceChoice::Kind::kCuda:
       break;
   }
-  if (!torch::cuda::is_available()) {
-    throw UsageError(where,
-                     "CUDA was asked for, but this LibTorch has no CUDA or no GPU is visible "
-                     "(build against a CUDA LibTorch, see docs/training.md)");
+#ifdef CSR_TORCH_CUDA
+  const int64_t gpus = static_cast<int64_t>(torch::cuda::device_count());
+  if (gpus == 0) {
+    throw UsageError(where, "CUDA was asked for, but no GPU is visible (driver, CUDA_VISIBLE_DEVICES?)");
   }
+  if (choice.index >= gpus) {
+    throw UsageError(where, StrCat("cuda:", choice.index, " was asked for, but ", gpus, " GPU(s) are visible"));
+  }
+#else
+  throw UsageError(where,
+                   "CUDA was asked for, but this LibTorch has no CUDA (Debian's libtorch-dev is CPU-only): build "
+                   "against a CUDA LibTorch (scripts/build.sh --libtorch pip, docs/training.md)");
+#endif
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(choice.index));
 }
 

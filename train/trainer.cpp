@@ -14,6 +14,7 @@
 #include <sstream>
 #include <utility>
 
+#include <ATen/Context.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
@@ -262,6 +263,12 @@ class Trainer {
 void Trainer::Setup() {
   env_ = ReadDistEnv();
   device_ = ResolveDevice(opts_.device);
+  if (opts_.dist_backend == DistBackend::kNccl && !device_.is_cuda()) {
+    throw UsageError("--dist-backend", StrCat("nccl runs collectives on CUDA tensors, but the model is on ",
+                                              device_.str(), ": use --device cuda, or gloo for the CPU"));
+  }
+  // Fixed crop sizes (Part B, most batches): let cuDNN time its algorithms once per shape.
+  if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   if (env_.active() && device_.is_cuda()) {
     device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env_.local_rank));
   }

@@ -282,7 +282,7 @@ TEST_CASE("h5: files and attributes we write read back in h5py with the same val
           doctest::test_suite("optional")) {
   h5::Lock lock;  // every h5 helper asserts it is held
   CSR_SKIP_UNLESS(
-      fs::exists("/usr/bin/python3") && test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") == 0,
+      fs::exists(test::Python()) && test::Run(test::Python() + " -c 'import h5py, numpy'", "/dev/null") == 0,
       csr::test::kNeedPython, "needs /usr/bin/python3 with h5py");
   test::TempDir dir;
   const std::string path = (dir / "interop.h5").string();
@@ -321,7 +321,7 @@ print('ok')
 )";
   }
   const fs::path log = dir / "py.log";
-  const int rc = test::Run("/usr/bin/python3 " + script.string() + " " + path, log);
+  const int rc = test::Run(test::Python() + " " + script.string() + " " + path, log);
   std::ifstream lf(log);
   const std::string out((std::istreambuf_iterator<char>(lf)), std::istreambuf_iterator<char>());
   INFO("python output: " << out);
@@ -333,11 +333,11 @@ TEST_CASE("h5: a file written by h5py (float64 map, int attribute, bytes string)
           doctest::test_suite("optional")) {
   h5::Lock lock;  // every h5 helper asserts it is held
   CSR_SKIP_UNLESS(
-      fs::exists("/usr/bin/python3") && test::Run("/usr/bin/python3 -c 'import h5py, numpy'", "/dev/null") == 0,
+      fs::exists(test::Python()) && test::Run(test::Python() + " -c 'import h5py, numpy'", "/dev/null") == 0,
       csr::test::kNeedPython, "needs /usr/bin/python3 with h5py");
   test::TempDir dir;
   const std::string path = (dir / "py.h5").string();
-  const std::string cmd = "/usr/bin/python3 -c \"import h5py, numpy as np; f = h5py.File('" + path +
+  const std::string cmd = test::Python() + " -c \"import h5py, numpy as np; f = h5py.File('" + path +
                           "', 'w'); f['density'] = np.arange(6, dtype=np.float64).reshape(2, 3) / 4; "
                           "f.attrs['annotation_count'] = np.int32(7); f.attrs['kernel'] = np.bytes_(b'fixed'); "
                           "f.attrs['note'] = 'str'\"";

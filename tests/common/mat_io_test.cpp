@@ -351,14 +351,14 @@ with open(path, 'r+b') as f:
 )PY";
 
 TEST_CASE("MATLAB v7.3 files written by h5py in the ShanghaiTech layout are read" * doctest::test_suite("optional")) {
-  CSR_SKIP_UNLESS(test::Run("/usr/bin/python3 -c 'import h5py, numpy'") == 0, csr::test::kNeedPython,
+  CSR_SKIP_UNLESS(test::Run(test::Python() + " -c 'import h5py, numpy'") == 0, csr::test::kNeedPython,
                   "needs /usr/bin/python3 with h5py");
   test::TempDir dir;
   { std::ofstream(dir / "mk.py") << kH5pyV73; }
   for (int n : {3, 1, 0}) {
     CAPTURE(n);
     const fs::path mat = dir / StrCat("h5py_", n, ".mat");
-    REQUIRE(test::Run(StrCat("/usr/bin/python3 ", (dir / "mk.py").string(), " ", mat.string(), " ", n)) == 0);
+    REQUIRE(test::Run(StrCat(test::Python(), " ", (dir / "mk.py").string(), " ", mat.string(), " ", n)) == 0);
     const Annotation a = ReadAnnotation(mat.string());
     REQUIRE(a.points.size() == static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) CHECK(a.points[i] == std::array<double, 2>{10.5 + i, 20.25 + 2 * i});
@@ -415,7 +415,7 @@ TEST_CASE("concurrent reads from several threads give the right results") {
 }
 
 TEST_CASE("scipy.io.loadmat reads written files with the same structure as the real ones") {
-  if (test::Run("/usr/bin/python3 -c 'import scipy.io' 2>/dev/null") != 0) {
+  if (test::Run(test::Python() + " -c 'import scipy.io' 2>/dev/null") != 0) {
     MESSAGE("/usr/bin/python3 with scipy absent: skipped");
     return;
   }
@@ -455,7 +455,7 @@ print('ok')
   const fs::path data = test::SharedData();
   if (!data.empty()) real = (data / "ShanghaiTech/part_A_final/train_data/ground_truth/GT_IMG_157.mat").string();
   const fs::path out = dir / "out.txt";
-  const int rc = test::Run("/usr/bin/python3 " + script.string() + " " + dir.path().string() + " " + real, out);
+  const int rc = test::Run(test::Python() + " " + script.string() + " " + dir.path().string() + " " + real, out);
   INFO(ReadBytes(out));
   CHECK(rc == 0);
 }

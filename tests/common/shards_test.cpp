@@ -541,7 +541,7 @@ TEST_CASE("an index whose record lies outside its image, or names no image, is r
 }
 
 TEST_CASE("shards are readable from Python's h5py as documented" * doctest::test_suite("optional")) {
-  CSR_SKIP_UNLESS(fs::exists("/usr/bin/python3") && test::Run("/usr/bin/python3 -c 'import h5py, numpy'") == 0,
+  CSR_SKIP_UNLESS(fs::exists(test::Python()) && test::Run(test::Python() + " -c 'import h5py, numpy'") == 0,
                   test::kNeedPython, "/usr/bin/python3 with h5py not available");
   test::TempDir tmp;
   const auto records = SomeRecords(3, true);
@@ -560,7 +560,7 @@ TEST_CASE("shards are readable from Python's h5py as documented" * doctest::test
                            "    print(img.shape[0], img.shape[1], int(img[0, 0, 0]), r.attrs['source'].decode(),\n"
                            "          list(r.attrs['box']), f['index/source'][0].decode())\n";
   const fs::path log = tmp / "out.txt";
-  REQUIRE(test::Run("/usr/bin/python3 " + script.string() + " " + tmp.path().string(), log) == 0);
+  REQUIRE(test::Run(test::Python() + " " + script.string() + " " + tmp.path().string(), log) == 0);
   const ShardRecord& r = records[2];
   CHECK(ReadTextFile(log) == StrCat(r.image.rows, " ", r.image.cols, " ", int(r.image.at<cv::Vec3b>(0, 0)[0]), " ",
                                     r.source, " [", r.box[0], ", ", r.box[1], ", ", r.box[2], ", ", r.box[3], "] ",

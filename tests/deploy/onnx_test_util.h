@@ -11,12 +11,13 @@
 namespace csr::test {
 
 // True when Debian's Python can export (torch, h5py, onnx).
-inline bool HaveOnnxExport() { return Run("/usr/bin/python3 -c 'import torch, h5py, onnx' >/dev/null 2>&1") == 0; }
+inline bool HaveOnnxExport() { return Run(test::Python() + " -c 'import torch, h5py, onnx' >/dev/null 2>&1") == 0; }
 
 // Exports `weights` to `onnx` with tools/export_onnx.py; returns its exit
 // status (its output goes to `log`).
 inline int ExportOnnx(const fs::path& weights, const fs::path& onnx, const fs::path& log) {
-  return Run("/usr/bin/python3 " CSR_SOURCE_DIR "/tools/export_onnx.py " + weights.string() + " " + onnx.string(), log);
+  return Run(test::Python() + " " CSR_SOURCE_DIR "/tools/export_onnx.py " + weights.string() + " " + onnx.string(),
+             log);
 }
 
 // Runs a Python snippet (written to `dir`/name.py) with the tools folder on
@@ -27,7 +28,7 @@ inline int RunPython(const fs::path& dir, const std::string& name, const std::st
     std::ofstream f(script);
     f << "import sys\nsys.path.insert(0, '" CSR_SOURCE_DIR "/tools')\n" << code;
   }
-  return Run("/usr/bin/python3 " + script.string(), dir / (name + ".log"));
+  return Run(test::Python() + " " + script.string(), dir / (name + ".log"));
 }
 
 }  // namespace csr::test

@@ -703,7 +703,7 @@ TEST_CASE("a corrupted shard is reported with a clear error by --inspect --verif
 TEST_CASE("the h5py snippet in docs/shard_format.md reads a shard set" * doctest::test_suite("optional")) {
   const fs::path doc = fs::path(CSR_SOURCE_DIR) / "docs" / "shard_format.md";
   REQUIRE(fs::exists(doc));
-  CSR_SKIP_UNLESS(test::Run("/usr/bin/python3 -c 'import h5py, numpy'") == 0, csr::test::kNeedPython,
+  CSR_SKIP_UNLESS(test::Run(test::Python() + " -c 'import h5py, numpy'") == 0, csr::test::kNeedPython,
                   "needs /usr/bin/python3 with h5py");
   test::TempDir tmp;
   test::MakeFixture(tmp / "data", {{"train", 96, 80, 8}, {"test", 64, 64, 5}});
@@ -716,7 +716,7 @@ TEST_CASE("the h5py snippet in docs/shard_format.md reads a shard set" * doctest
   const size_t end = text.find("```", begin + 10);
   std::ofstream(tmp / "snippet.py") << text.substr(begin + 10, end - begin - 10);
   const fs::path log = tmp / "snippet.txt";
-  const int rc = test::Run("cd " + tmp.path().string() + " && /usr/bin/python3 snippet.py shards", log);
+  const int rc = test::Run("cd " + tmp.path().string() + " && " + test::Python() + " snippet.py shards", log);
   CHECK_MESSAGE(rc == 0, ReadAll(log));
   CHECK(ReadAll(log).find("train 9 records") != std::string::npos);
 }

@@ -110,7 +110,7 @@ TEST_CASE("Counts on real images equal a PyTorch CSRNet's within 1e-4 in fp32" *
   const std::string weights = (data / "reference" / "csrnet_weights.h5").string();
   const fs::path ours = dir / "ours.txt", py = dir / "py.txt";
   REQUIRE(test::Run(test::Tool("predict") + " --weights " + weights + " " + images + " >" + ours.string()) == 0);
-  REQUIRE(test::Run("/usr/bin/python3 " CSR_SOURCE_DIR "/tools/csrnet_pytorch.py count --weights " + weights + " " +
+  REQUIRE(test::Run(test::Python() + " " CSR_SOURCE_DIR "/tools/csrnet_pytorch.py count --weights " + weights + " " +
                     images + " >" + py.string()) == 0);
   const std::vector<std::string> x = Lines(Slurp(ours)), y = Lines(Slurp(py));
   REQUIRE(x.size() == 4);
@@ -143,8 +143,8 @@ TEST_CASE("A CSRNet-pytorch checkpoint converted by tools/convert_checkpoint.py 
          "del sd['module.output_layer.bias']\n"
          "torch.save({'state_dict': sd}, sys.argv[2])\n";
   const std::string ck = (dir / "ck.pth.tar").string(), broken = (dir / "broken.pth.tar").string();
-  REQUIRE(test::Run("/usr/bin/python3 " + (dir / "make.py").string() + " " + ck + " " + broken) == 0);
-  const std::string convert = "/usr/bin/python3 " CSR_SOURCE_DIR "/tools/convert_checkpoint.py ";
+  REQUIRE(test::Run(test::Python() + " " + (dir / "make.py").string() + " " + ck + " " + broken) == 0);
+  const std::string convert = test::Python() + " " CSR_SOURCE_DIR "/tools/convert_checkpoint.py ";
   const std::string h5 = (dir / "ck.h5").string(), back = (dir / "back.pth.tar").string();
   REQUIRE(test::Run(convert + ck + " " + h5, dir / "convert.log") == 0);
   REQUIRE(test::Run(convert + h5 + " " + back, dir / "convert.log") == 0);
@@ -153,7 +153,7 @@ TEST_CASE("A CSRNet-pytorch checkpoint converted by tools/convert_checkpoint.py 
   test::WriteRgb(image, test::CrowdImage(200, 152, 31));
   const fs::path ours = dir / "ours.txt", a = dir / "a.txt", b = dir / "b.txt";
   REQUIRE(test::Run(test::Tool("predict") + " --weights " + h5 + " " + image.string() + " >" + ours.string()) == 0);
-  const std::string count = "/usr/bin/python3 " CSR_SOURCE_DIR "/tools/csrnet_pytorch.py count --weights ";
+  const std::string count = test::Python() + " " CSR_SOURCE_DIR "/tools/csrnet_pytorch.py count --weights ";
   REQUIRE(test::Run(count + ck + " " + image.string() + " >" + a.string()) == 0);
   REQUIRE(test::Run(count + back + " " + image.string() + " >" + b.string()) == 0);
   const double x = CountOf(Lines(Slurp(ours)).at(0)), y = CountOf(Lines(Slurp(a)).at(0)),

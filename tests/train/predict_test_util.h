@@ -196,6 +196,6 @@ inline ToolOutcome RunCaptured(const TempDir& dir, const std::string& tool, cons
 }
 
 // True when Debian's Python has torch, h5py and cv2 (the PyTorch reference).
-inline bool HavePythonTorch() { return Run("/usr/bin/python3 -c 'import torch, h5py, cv2' >/dev/null 2>&1") == 0; }
+inline bool HavePythonTorch() { return Run(test::Python() + " -c 'import torch, h5py, cv2' >/dev/null 2>&1") == 0; }
 
 }  // namespace csr::test

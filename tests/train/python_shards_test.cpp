@@ -25,7 +25,7 @@ namespace {
 
 using test::TempDir;
 
-const std::string kPython = "/usr/bin/python3";
+const std::string kPython = test::Python();
 const std::string kChecker = CSR_SOURCE_DIR "/tests/train/python_shards_check.py";
 const fs::path kShardsV2 = fs::path(CSR_SOURCE_DIR) / "tests" / "data" / "shards_v2";
 

@@ -9,6 +9,8 @@
 #include "tests/test_util.h"
 #include "train/trainer.h"
 
+#include <torch/cuda.h>
+
 namespace csr {
 namespace {
 
@@ -182,7 +184,7 @@ TEST_CASE("bad inputs: a shard set without manifest, a corrupt checkpoint, mis-s
 
 TEST_CASE("tools/export_vgg16.py writes a front end the trainer loads" * doctest::test_suite("optional")) {
   TempDir tmp;
-  CSR_SKIP_UNLESS(test::Run("/usr/bin/python3 -c 'import torch, h5py'", tmp / "probe.txt") == 0, test::kNeedPython,
+  CSR_SKIP_UNLESS(test::Run(test::Python() + " -c 'import torch, h5py'", tmp / "probe.txt") == 0, test::kNeedPython,
                   "Debian's python3-torch / python3-h5py absent (scripts/deps.sh test)");
   // A stand-in torchvision checkpoint: every tensor of conv i filled with i / 1000.
   const fs::path pth = tmp / "vgg16.pth", broken = tmp / "broken.pth", h5 = tmp / "vgg16.h5";
@@ -202,9 +204,9 @@ TEST_CASE("tools/export_vgg16.py writes a front end the trainer loads" * doctest
       "torch.save(sd, '" +
       broken.string() + "')\n";
   std::ofstream(tmp / "make.py") << make;
-  REQUIRE(test::Run("/usr/bin/python3 " + (tmp / "make.py").string(), tmp / "make.txt") == 0);
+  REQUIRE(test::Run(test::Python() + " " + (tmp / "make.py").string(), tmp / "make.txt") == 0);
   const std::string tool = std::string(CSR_SOURCE_DIR) + "/tools/export_vgg16.py";
-  REQUIRE(test::Run("/usr/bin/python3 " + tool + " --weights " + pth.string() + " --out " + h5.string(),
+  REQUIRE(test::Run(test::Python() + " " + tool + " --weights " + pth.string() + " --out " + h5.string(),
                     tmp / "export.txt") == 0);
   CSRNet model;
   LoadVgg16H5(model, h5.string());
@@ -213,7 +215,7 @@ TEST_CASE("tools/export_vgg16.py writes a front end the trainer loads" * doctest
     CHECK(conv->weight.min().item<float>() == doctest::Approx(i / 1000.0));
     CHECK(conv->bias.max().item<float>() == doctest::Approx(i / 1000.0));
   }
-  CHECK(test::Run("/usr/bin/python3 " + tool + " --weights " + broken.string() + " --out " + (tmp / "x.h5").string(),
+  CHECK(test::Run(test::Python() + " " + tool + " --weights " + broken.string() + " --out " + (tmp / "x.h5").string(),
                   tmp / "broken.txt") != 0);
   CHECK(Read(tmp / "broken.txt").find("features.17.bias") != std::string::npos);
   CHECK_FALSE(fs::exists(tmp / "x.h5"));
@@ -345,6 +347,22 @@ TEST_CASE("--optimizer adam --init he: resumed mid-epoch equals straight; the ch
   INFO(text);
   CHECK(OneLine(text));
   CHECK(text.find("optimizer 'adam'") != std::string::npos);
+}
+
+TEST_CASE("--dist-backend nccl on the CPU and --device cuda without CUDA or a GPU are one-line usage errors") {
+  Fixture f;
+  CHECK(f.Quick("n", "--device cpu --dist-backend nccl") == 2);
+  std::string text = Read(f.log);
+  INFO(text);
+  CHECK(OneLine(text));
+  CHECK(text.find("nccl runs collectives on CUDA tensors") != std::string::npos);
+  if (!torch::cuda::is_available()) {
+    CHECK(f.Quick("g", "--device cuda") == 2);
+    text = Read(f.log);
+    CHECK(OneLine(text));
+    CHECK(text.find("CUDA was asked for, but") != std::string::npos);
+    CHECK(f.Quick("g", "--device cuda:1") == 2);
+  }
 }
 
 }  // namespace
