@@ -3,7 +3,8 @@
 // (TrainStep + FusedSGD) in fp32 and in bf16 autocast with channels-last
 // tensors, next to PyTorch 1.13 (bench/train_bench_pytorch.py: the original
 // model and training step) in fp32 -- the original configuration -- and in
-// bf16 with the standard autocast recipe, same threads, in one run; each
+// bf16 with the standard autocast recipe, same threads, in one run (with
+// --device cuda both sides also time fp16 with a gradient scaler); each
 // figure is the median step time. Prints the
 // ratios against the targets: ours >= 4x the original (PyTorch fp32, batch
 // 1), and >= 1.0x PyTorch with the same precision. PyTorch runs in a child
@@ -15,7 +16,7 @@
 // in bf16; prints both loss curves and how far apart they end.
 //
 // Usage: train_bench [--threads N] [--steps N] [--warmup N] [--width W] [--height H] [--python PATH] [--no-pytorch]
-//                    [--converge-steps N] [--work DIR]
+//                    [--converge-steps N] [--work DIR] [--device cpu|cuda|cuda:N]
 #include <unistd.h>
 #include <sys/wait.h>
 
@@ -27,7 +28,9 @@
 #include <iostream>
 #include <thread>
 
+#include <ATen/Context.h>
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 #include <torch/nn/init.h>
 #include <torch/utils.h>
 
@@ -53,6 +56,7 @@ struct Options {
   bool no_pytorch = false;                  // skip the PyTorch side
   int converge_steps = 128;                 // steps per precision for the convergence check (0 = skip)
   std::string work;                         // folder for the synthetic shards; default: a temporary folder
+  std::string device = "cpu";  // cpu | cuda | cuda:N (the speed part; the convergence check runs on the CPU)
 };
 
 double Median(std::vector<double> v) {
@@ -68,27 +72,33 @@ double LoadAverage() {
   return load;
 }
 
-// The trainer's step on a fixed random crop.
+// The trainer's step on a fixed random crop (fp16: with the gradient
+// scaler, as the trainer runs it).
 class OurTrainer {
  public:
-  OurTrainer(Precision precision, int width, int height) : precision_(precision) {
+  OurTrainer(Precision precision, int width, int height, c10::Device device) : precision_(precision), device_(device) {
     torch::manual_seed(1);
     model_ = csr::CSRNet(csr::Backend::kB);
     csr::InitWeights(model_);
-    csr::PrepareModelForTraining(model_, c10::Device(c10::kCPU), precision);
+    csr::PrepareModelForTraining(model_, device, precision);
     optimizer_ = std::make_unique<csr::FusedSGD>(csr::MakeOptimizer(model_, csr::TrainOptions{}));
+    if (precision == Precision::kFp16) scaler_ = std::make_unique<csr::GradScaler>();
     batch_ = {torch::randn({1, 3, height, width}), torch::rand({1, 1, height / 8, width / 8})};
+    if (device.is_cuda()) batch_ = {batch_.data.pin_memory(), batch_.target.pin_memory()};
   }
   double Step() {
     const auto start = std::chrono::steady_clock::now();
-    csr::TrainStep(model_, *optimizer_, batch_, precision_, c10::Device(c10::kCPU));
+    csr::TrainStepOn(model_, *optimizer_, batch_, precision_, device_, nullptr, false, scaler_.get());
+    if (device_.is_cuda()) torch::cuda::synchronize();  // the step's kernels, not just their launches
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
  private:
   Precision precision_;
+  c10::Device device_;
   csr::CSRNet model_{nullptr};
   std::unique_ptr<csr::FusedSGD> optimizer_;
+  std::unique_ptr<csr::GradScaler> scaler_;
   torch::data::Example<> batch_;
 };
 
@@ -108,13 +118,14 @@ class PyTorchTrainer {
       close(from_child[0]);
       const std::string t = std::to_string(threads), w = std::to_string(o.width), h = std::to_string(o.height);
       execl(o.python.c_str(), o.python.c_str(), script.c_str(), "--serve", "--threads", t.c_str(), "--width", w.c_str(),
-            "--height", h.c_str(), static_cast<char*>(nullptr));
+            "--height", h.c_str(), "--device", o.device.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     close(to_child[0]);
     close(from_child[1]);
     in_ = fdopen(to_child[1], "w");
     out_ = fdopen(from_child[0], "r");
+    version_ = Ask("version");
   }
   ~PyTorchTrainer() {
     std::fputs("quit\n", in_);
@@ -123,74 +134,102 @@ class PyTorchTrainer {
     int status = 0;
     waitpid(pid_, &status, 0);
   }
-  double Step(const char* precision) {
-    std::fprintf(in_, "%s\n", precision);
+  double Step(const std::string& precision) { return std::atof(Ask(precision).c_str()); }
+  const std::string& version() const { return version_; }
+
+ private:
+  std::string Ask(const std::string& request) {
+    std::fprintf(in_, "%s\n", request.c_str());
     std::fflush(in_);
     char line[128];
     if (!std::fgets(line, sizeof line, out_)) {
       throw csr::Error("bench/train_bench_pytorch.py",
                        "no answer from PyTorch (is python3-torch installed? apt-get install python3-torch)");
     }
-    return std::atof(line);
+    std::string answer(line);
+    while (!answer.empty() && (answer.back() == '\n' || answer.back() == '\r')) answer.pop_back();
+    if (answer.rfind("error", 0) == 0) throw csr::Error("bench/train_bench_pytorch.py", answer);
+    return answer;
   }
 
- private:
   pid_t pid_ = -1;
   FILE* in_ = nullptr;
   FILE* out_ = nullptr;
+  std::string version_;
 };
 
-void Speed(const Options& o, int threads) {
-  OurTrainer ours_fp32(Precision::kFp32, o.width, o.height), ours_bf16(Precision::kBf16, o.width, o.height);
+void Speed(const Options& o, int threads, c10::Device device) {
+  // The CPU's precisions, and on CUDA also fp16 with the gradient scaler.
+  std::vector<Precision> precisions = {Precision::kFp32, Precision::kBf16};
+  if (device.is_cuda()) precisions.push_back(Precision::kFp16);
+  std::vector<std::unique_ptr<OurTrainer>> ours;
+  for (Precision p : precisions) ours.push_back(std::make_unique<OurTrainer>(p, o.width, o.height, device));
   std::unique_ptr<PyTorchTrainer> py;
   if (!o.no_pytorch) py = std::make_unique<PyTorchTrainer>(o, threads);
-  std::vector<double> of, ob, pf, pb;
+  std::vector<std::vector<double>> our_t(precisions.size()), py_t(precisions.size());
   double load = 0;
   for (int i = 0; i < o.warmup + o.steps; ++i) {
     const bool timed = i >= o.warmup;
     std::cerr << (timed ? "step " : "warm-up ") << (timed ? i - o.warmup + 1 : i + 1) << "/"
-              << (timed ? o.steps : o.warmup) << ": ours fp32" << std::flush;
-    const double a = ours_fp32.Step();
-    std::cerr << ", PyTorch fp32" << std::flush;
-    const double b = py ? py->Step("fp32") : NAN;
-    std::cerr << ", ours bf16" << std::flush;
-    const double c = ours_bf16.Step();
-    std::cerr << ", PyTorch bf16" << std::flush;
-    const double d = py ? py->Step("bf16") : NAN;
+              << (timed ? o.steps : o.warmup) << ":";
+    for (size_t k = 0; k < precisions.size(); ++k) {
+      const std::string name = csr::PrecisionName(precisions[k]);
+      std::cerr << " ours " << name << std::flush;
+      const double a = ours[k]->Step();
+      std::cerr << ", PyTorch " << name << (k + 1 < precisions.size() ? "," : "") << std::flush;
+      const double b = py ? py->Step(name) : NAN;
+      if (timed) {
+        our_t[k].push_back(a);
+        py_t[k].push_back(b);
+      }
+    }
     std::cerr << "\n";
-    if (!timed) continue;
-    of.push_back(a);
-    pf.push_back(b);
-    ob.push_back(c);
-    pb.push_back(d);
-    load += LoadAverage() / o.steps;
+    if (timed) load += LoadAverage() / o.steps;
   }
   std::printf(
-      "\nCSRNet training step, %dx%d crop, batch 1, %d threads; %d steps each, the four configurations\n"
+      "\nCSRNet training step, %dx%d crop, batch 1, %s, %d threads; %d steps each, the %zu configurations\n"
       "alternating step by step (mean load average meanwhile %.2f)\n",
-      o.width, o.height, threads, o.steps, load);
+      o.width, o.height, device.str().c_str(), threads, o.steps, 2 * precisions.size(), load);
   std::printf("  %-48s %14s %12s %9s\n", "configuration", "median s/step", "best s/step", "steps/s");
-  auto row = [](const char* name, const std::vector<double>& t) {
-    std::printf("  %-48s %14.3f %12.3f %9.3f\n", name, Median(t), *std::min_element(t.begin(), t.end()),
+  auto row = [](const std::string& name, const std::vector<double>& t) {
+    std::printf("  %-48s %14.4f %12.4f %9.3f\n", name.c_str(), Median(t), *std::min_element(t.begin(), t.end()),
                 1.0 / Median(t));
   };
-  if (py) {
-    row("PyTorch 1.13 fp32 (the original configuration)", pf);
-    row("PyTorch 1.13 bf16 autocast, channels-last", pb);
+  auto recipe = [&](Precision p) -> std::string {
+    switch (p) {
+      case Precision::kFp32:
+        return "fp32";
+      case Precision::kBf16:
+        return "bf16 autocast, channels-last";
+      case Precision::kFp16:
+        return "fp16 autocast + GradScaler, channels-last";
+    }
+    return "?";
+  };
+  for (size_t k = 0; k < precisions.size() && py; ++k) {
+    row("PyTorch " + py->version() + " " + recipe(precisions[k]) + (k == 0 ? " (the original)" : ""), py_t[k]);
   }
-  row("ours fp32", of);
-  row("ours bf16 autocast, channels-last", ob);
+  for (size_t k = 0; k < precisions.size(); ++k) row("ours " + recipe(precisions[k]), our_t[k]);
   if (!py) return;
-  auto ratio = [](const char* what, const std::vector<double>& ours, const std::vector<double>& theirs, double target) {
+  auto ratio = [](const std::string& what, const std::vector<double>& ours, const std::vector<double>& theirs,
+                  double target) {
     const double r = Median(theirs) / Median(ours);
     const double best = *std::min_element(theirs.begin(), theirs.end()) / *std::min_element(ours.begin(), ours.end());
-    std::printf("  %-52s %6.2fx (best %5.2fx)  target >= %.1fx: %s\n", what, r, best, target,
-                r >= target ? "MET" : "NOT MET");
+    std::printf("  %-52s %6.2fx (best %5.2fx)", what.c_str(), r, best);
+    if (target > 0) std::printf("  target >= %.1fx: %s", target, r >= target ? "MET" : "NOT MET");
+    std::printf("\n");
   };
   std::printf("\nratios of steps/s, ours / PyTorch (from the medians; from the best steps in brackets):\n");
-  ratio("ours bf16 vs the original (PyTorch fp32, batch 1)", ob, pf, 4.0);
-  ratio("ours fp32 vs PyTorch fp32 (same precision)", of, pf, 1.0);
-  ratio("ours bf16 vs PyTorch bf16 (same precision)", ob, pb, 1.0);
+  // The CPU's target against the original; on a GPU the same comparison is
+  // printed without one (no target was set for a machine not yet measured).
+  for (size_t k = 1; k < precisions.size(); ++k) {
+    ratio("ours " + csr::PrecisionName(precisions[k]) + " vs the original (PyTorch fp32, batch 1)", our_t[k], py_t[0],
+          device.is_cpu() && precisions[k] == Precision::kBf16 ? 4.0 : 0.0);
+  }
+  for (size_t k = 0; k < precisions.size(); ++k) {
+    const std::string name = csr::PrecisionName(precisions[k]);
+    ratio("ours " + name + " vs PyTorch " + name + " (same precision)", our_t[k], py_t[k], 1.0);
+  }
 }
 
 // Kaiming-style init: from the original N(0, 0.01) nothing but the biases
@@ -282,11 +321,17 @@ int main(int argc, char** argv) {
     p.Add("no-pytorch", &o.no_pytorch, "Skip the PyTorch side");
     p.Add("converge-steps", &o.converge_steps, "Steps per precision in the convergence check (0 = skip)");
     p.Add("work", &o.work, "Folder for the synthetic shards (default: a temporary folder)");
+    p.Add("device", &o.device,
+          "cpu, cuda or cuda:N: where both sides time their steps (a CUDA LibTorch; "
+          "--python then names a Python whose torch has CUDA)");
     if (!p.Parse(argc, argv)) return 0;
+    const c10::Device device = csr::ResolveDevice(csr::ParseDeviceChoice(o.device));
     const int threads = csr::SetThreads(o.threads);
     csr::UseTrainingHeap();  // as the trainer does
-    std::cerr << "train_bench: " << threads << " threads, load average " << LoadAverage() << "\n";
-    if (o.steps > 0) Speed(o, threads);
+    std::cerr << "train_bench: " << threads << " threads, " << device.str() << ", load average " << LoadAverage()
+              << "\n";
+    if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);  // as the trainer does (PyTorch's side too)
+    if (o.steps > 0) Speed(o, threads, device);
     if (o.converge_steps > 0) Convergence(o);
     return 0;
   });

@@ -43,10 +43,21 @@ std::string EngineName(Engine engine) {
 Precision ParsePrecision(const std::string& text, const std::string& where) {
   if (text == "fp32") return Precision::kFp32;
   if (text == "bf16") return Precision::kBf16;
-  throw UsageError(where, StrCat("unknown precision '", text, "' (expected fp32 or bf16)"));
+  if (text == "fp16") return Precision::kFp16;
+  throw UsageError(where, StrCat("unknown precision '", text, "' (expected fp32, bf16 or fp16)"));
 }
 
-std::string PrecisionName(Precision precision) { return precision == Precision::kBf16 ? "bf16" : "fp32"; }
+std::string PrecisionName(Precision precision) {
+  switch (precision) {
+    case Precision::kFp32:
+      return "fp32";
+    case Precision::kBf16:
+      return "bf16";
+    case Precision::kFp16:
+      return "fp16";
+  }
+  return "?";
+}
 
 DeviceChoice ParseDeviceChoice(const std::string& text, const std::string& where) {
   DeviceChoice d;
@@ -93,8 +104,10 @@ void AddEngineOption(ArgParser& p, const std::string& name, Engine* value) {
 }
 
 void AddPrecisionOption(ArgParser& p, const std::string& name, Precision* value) {
-  p.AddEnum<Precision>(name, value, {{"fp32", Precision::kFp32}, {"bf16", Precision::kBf16}},
-                       "fp32, or bf16 autocast with channels-last tensors");
+  p.AddEnum<Precision>(name, value,
+                       {{"fp32", Precision::kFp32}, {"bf16", Precision::kBf16}, {"fp16", Precision::kFp16}},
+                       "fp32, or autocast with channels-last tensors: bf16 (CPU, CUDA) or fp16 (CUDA; training "
+                       "scales the loss)");
 }
 
 void AddDeviceOption(ArgParser& p, const std::string& name, DeviceChoice* value) {

@@ -22,9 +22,10 @@ std::string BackendName(Backend backend);
 enum class Engine { kAuto, kLibTorch, kOnnx };
 std::string EngineName(Engine engine);
 
-// fp32, or bf16 autocast with channels-last tensors.
-enum class Precision { kFp32, kBf16 };
-// "fp32" | "bf16"; throws csr::UsageError naming `where` otherwise.
+// fp32, or autocast with channels-last tensors in bf16 (CPU and CUDA) or in
+// fp16 (CUDA only; training scales the loss, train/grad_scaler.h).
+enum class Precision { kFp32, kBf16, kFp16 };
+// "fp32" | "bf16" | "fp16"; throws csr::UsageError naming `where` otherwise.
 Precision ParsePrecision(const std::string& text, const std::string& where = "--precision");
 std::string PrecisionName(Precision precision);
 

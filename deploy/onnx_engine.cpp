@@ -50,7 +50,8 @@ class OnnxEngine : public DensityEngine {
  public:
   explicit OnnxEngine(const ModelSettings& s) : path_(s.weights) {
     if (s.precision != Precision::kFp32) {
-      throw UsageError("--precision", "the onnx engine runs fp32 only (bf16 needs --engine libtorch)");
+      throw UsageError("--precision", StrCat("the onnx engine runs fp32 only (", PrecisionName(s.precision),
+                                             " needs --engine libtorch)"));
     }
     if (s.device.kind == DeviceChoice::Kind::kCuda) {
       throw UsageError("--device", "the onnx engine runs on the CPU (OpenCV DNN); CUDA needs --engine libtorch");

@@ -19,6 +19,7 @@ inline constexpr const char* kNeedPython = "python";      // Debian's python3-{t
 inline constexpr const char* kNeedChromium = "chromium";  // headless chromium
 inline constexpr const char* kNeedPty = "pty";            // a pseudo-terminal
 inline constexpr const char* kNeedRoot = "root";          // root (tmpfs mounts, read-only checks)
+inline constexpr const char* kNeedGpu = "gpu";            // a CUDA LibTorch and a visible GPU (*_gpu_test.cpp)
 
 // Records that the running test case cannot run for lack of `need`. Returns
 // true (the caller returns); when `need` is required by CSR_REQUIRE it also

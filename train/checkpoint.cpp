@@ -97,17 +97,16 @@ void CheckOptimizerState(CSRNet& model, torch::optim::Optimizer& optimizer, cons
 
 // Counters that index the epoch's plan must be sane before they are used.
 void CheckState(const TrainState& s, const std::string& path) {
-  const std::pair<const char*, int64_t> counts[] = {{"state_epoch", s.epoch},
-                                                    {"state_batch", s.batch},
-                                                    {"state_step", s.step},
-                                                    {"patches", s.patches},
-                                                    {"best_epoch", s.best_epoch}};
+  const std::pair<const char*, int64_t> counts[] = {
+      {"state_epoch", s.epoch}, {"state_batch", s.batch},     {"state_step", s.step},
+      {"patches", s.patches},   {"best_epoch", s.best_epoch}, {"loss_scale_growth", s.loss_scale_growth}};
   for (const auto& [key, v] : counts) {
     if (v < 0) throw Error(path, StrCat("checkpoint field '", key, "' is negative (corrupt checkpoint)"));
   }
-  for (double v : {s.best_mae, s.loss_sum, s.seconds, s.wait_seconds}) {
+  for (double v : {s.best_mae, s.loss_sum, s.seconds, s.wait_seconds, s.loss_scale}) {
     if (!std::isfinite(v)) throw Error(path, "checkpoint holds a non-finite statistic (corrupt checkpoint)");
   }
+  if (s.loss_scale < 0) throw Error(path, "checkpoint field 'loss_scale' is negative (corrupt checkpoint)");
 }
 
 }  // namespace
@@ -135,6 +134,10 @@ void SaveCheckpoint(const std::string& path, CSRNet& model, torch::optim::Optimi
   archive.write("patches", c10::IValue(state.patches));
   archive.write("seconds", c10::IValue(state.seconds));
   archive.write("wait_seconds", c10::IValue(state.wait_seconds));
+  if (state.loss_scale != 0) {  // fp16 runs (a bad value is written as it is, and refused on load)
+    archive.write("loss_scale", c10::IValue(state.loss_scale));
+    archive.write("loss_scale_growth", c10::IValue(state.loss_scale_growth));
+  }
   {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -194,6 +197,12 @@ TrainState ReadCheckpoint(const std::string& path, CSRNet& model, torch::optim::
   s.patches = ReadInt(archive, "patches", path);
   s.seconds = ReadDouble(archive, "seconds", path);
   s.wait_seconds = ReadDouble(archive, "wait_seconds", path);
+  // Written by fp16 runs only (GradScaler::Restore checks the values).
+  c10::IValue scale;
+  if (archive.try_read("loss_scale", scale)) {
+    s.loss_scale = ReadDouble(archive, "loss_scale", path);
+    s.loss_scale_growth = ReadInt(archive, "loss_scale_growth", path);
+  }
   CheckState(s, path);
   torch::Tensor rng;
   if (!archive.try_read("rng_cpu", rng)) throw Error(path, "checkpoint has no RNG state");

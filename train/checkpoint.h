@@ -20,15 +20,17 @@ inline constexpr int64_t kCheckpointFormatVersion = 1;
 
 // Where a run stands; saved in every checkpoint.
 struct TrainState {
-  int64_t epoch = 0;          // completed epochs
-  int64_t batch = 0;          // batches done in the epoch after those
-  int64_t step = 0;           // optimizer steps in total
-  double best_mae = -1.0;     // best validation MAE so far (-1: none yet)
-  int64_t best_epoch = 0;     // epoch (1-based) that reached best_mae
-  double loss_sum = 0.0;      // partial epoch: summed loss,
-  int64_t patches = 0;        //   patches trained,
-  double seconds = 0.0;       //   seconds spent,
-  double wait_seconds = 0.0;  //   seconds waiting for data
+  int64_t epoch = 0;              // completed epochs
+  int64_t batch = 0;              // batches done in the epoch after those
+  int64_t step = 0;               // optimizer steps in total
+  double best_mae = -1.0;         // best validation MAE so far (-1: none yet)
+  int64_t best_epoch = 0;         // epoch (1-based) that reached best_mae
+  double loss_sum = 0.0;          // partial epoch: summed loss,
+  int64_t patches = 0;            //   patches trained,
+  double seconds = 0.0;           //   seconds spent,
+  double wait_seconds = 0.0;      //   seconds waiting for data
+  double loss_scale = 0.0;        // fp16: the gradient scaler's scale (0: no scaler)
+  int64_t loss_scale_growth = 0;  //   and its clean steps since it last changed
 };
 
 // Writes model, optimizer (with momentum), state, torch's RNG state and the

@@ -67,8 +67,9 @@ torch::data::Example<> ShardDataset::get_batch(std::vector<size_t> indices) {
     CSR_CHECK(size == images[0].size(), shards_->dir().string(), "a batch mixes record sizes");
   }
   const int64_t b = static_cast<int64_t>(indices.size()), h = images[0].rows, w = images[0].cols;
-  torch::Tensor data = torch::empty({b, 3, h, w}, torch::kFloat32);
-  torch::Tensor target = torch::empty({b, 1, h / 8, w / 8}, torch::kFloat32);
+  const auto options = torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(pin_memory_);
+  torch::Tensor data = torch::empty({b, 3, h, w}, options);
+  torch::Tensor target = torch::empty({b, 1, h / 8, w / 8}, options);
   for (size_t k = 0; k < indices.size(); ++k) {
     Fill(indices[k], images[k], targets[k], data.data_ptr<float>() + k * 3 * h * w,
          target.data_ptr<float>() + k * (h / 8) * (w / 8));

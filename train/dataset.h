@@ -38,6 +38,9 @@ class ShardDataset
   // Labels of the record behind example `index` (no pixels read).
   RecordInfo info(size_t index) const;
   const std::string& split() const { return split_; }
+  // Batches in page-locked (pinned) host memory, so that copies to a GPU run
+  // asynchronously (Tensor::to(device, non_blocking)); needs a CUDA LibTorch.
+  void set_pin_memory(bool pin) { pin_memory_ = pin; }
 
  private:
   cv::Size Load(size_t index, cv::Mat* image, cv::Mat* target) const;
@@ -47,6 +50,7 @@ class ShardDataset
   std::string split_;
   bool mirror_;
   int64_t records_;
+  bool pin_memory_ = false;
 };
 
 // The batches of one epoch: every example index once, in an order shuffled

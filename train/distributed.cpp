@@ -129,16 +129,22 @@ c10::intrusive_ptr<c10d::Store> ConnectStore(const DistEnv& env, bool host, std:
 
 }  // namespace
 
-Distributed::Distributed(const DistEnv& env, DistBackend backend, const c10::Device& device,
-                         std::chrono::seconds timeout)
-    : env_(env), timeout_(timeout), impl_(std::make_unique<Impl>()) {
+DistBackend ResolveDistBackend(DistBackend backend, const c10::Device& device) {
   const bool cuda = device.is_cuda();
   const bool nccl = backend == DistBackend::kNccl || (backend == DistBackend::kAuto && cuda);
-  backend_name_ = nccl ? "nccl" : "gloo";
   if (nccl && !cuda) {
     throw UsageError("--dist-backend", StrCat("nccl runs collectives on CUDA tensors, but the model is on ",
                                               device.str(), ": use --device cuda, or gloo for the CPU"));
   }
+  return nccl ? DistBackend::kNccl : DistBackend::kGloo;
+}
+
+Distributed::Distributed(const DistEnv& env, DistBackend backend, const c10::Device& device,
+                         std::chrono::seconds timeout)
+    : env_(env), timeout_(timeout), impl_(std::make_unique<Impl>()) {
+  const bool cuda = device.is_cuda();
+  const bool nccl = ResolveDistBackend(backend, device) == DistBackend::kNccl;
+  backend_name_ = nccl ? "nccl" : "gloo";
   const std::string where = StrCat(env.master_addr, ":", env.master_port);
 #ifdef C10_USE_GLOG
   // c10d logs its connection retries and failures through glog on stderr;

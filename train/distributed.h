@@ -45,6 +45,11 @@ DistEnv ReadDistEnv();
 // The first host of a Slurm node list: "node[01-04,07],gpu2" -> "node01".
 std::string FirstSlurmHost(const std::string& nodelist);
 
+// The collective back end `backend` resolves to for a model on `device`
+// (auto: NCCL for CUDA, Gloo otherwise). Throws csr::UsageError naming
+// --dist-backend for NCCL with a model that is not on a GPU.
+DistBackend ResolveDistBackend(DistBackend backend, const c10::Device& device);
+
 // One process's membership of the job. Constructed by every rank; the
 // constructor returns when all ranks have joined (or throws csr::Error naming
 // the rendezvous address after `timeout`).

@@ -38,6 +38,13 @@ c10::Device ResolveDevice(const DeviceChoice& choice, const std::string& where) 
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(choice.index));
 }
 
+void CheckPrecision(Precision precision, c10::Device device, const std::string& where) {
+  if (precision == Precision::kFp16 && !device.is_cuda()) {
+    throw UsageError(where, StrCat("fp16 runs on CUDA GPUs, but the model is on ", device.str(),
+                                   ": use bf16 (or fp32) on the CPU, or --device cuda"));
+  }
+}
+
 int SetThreads(int threads) {
   // A million threads would not fail cleanly: they exhaust the process first.
   if (threads < 0 || threads > 1024) throw UsageError("--threads", "must be between 0 (every core) and 1024");
@@ -48,23 +55,23 @@ int SetThreads(int threads) {
 
 void PrepareModel(CSRNet& model, c10::Device device, Precision precision) {
   model->to(device);
-  SetChannelsLast(model, precision == Precision::kBf16);
+  SetChannelsLast(model, precision != Precision::kFp32);
 }
 
 void PrepareModelForTraining(CSRNet& model, c10::Device device, Precision precision) {
   model->to(device);
-  SetChannelsLast(model, precision == Precision::kBf16 || device.is_cpu());
+  SetChannelsLast(model, precision != Precision::kFp32 || device.is_cpu());
 }
 
 AutocastGuard::AutocastGuard(Precision precision, c10::Device device) {
-  if (precision != Precision::kBf16) return;
+  if (precision == Precision::kFp32) return;
   active_ = true;
   cuda_ = device.is_cuda();
   const c10::DeviceType type = cuda_ ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
   prev_enabled_ = compat::AutocastEnabled(type);
   prev_dtype_ = compat::AutocastDtype(type);
   compat::SetAutocastEnabled(type, true);
-  compat::SetAutocastDtype(type, at::kBFloat16);
+  compat::SetAutocastDtype(type, precision == Precision::kFp16 ? at::kHalf : at::kBFloat16);
   at::autocast::increment_nesting();
 }
 

@@ -1,4 +1,4 @@
-// Running CSRNet in LibTorch: precision (fp32 / bf16 autocast), devices,
+// Running CSRNet in LibTorch: precision (fp32, bf16 / fp16 autocast), devices,
 // threads, and tiled inference with bounded memory (the tiling plan and the
 // stitching rule are deploy/tiling.h's). Used by the trainer's validation and
 // the LibTorch engine of predict/evaluate (train/torch_engine.cpp).
@@ -22,19 +22,25 @@ namespace csr {
 // when CUDA is asked for but this LibTorch has none or no GPU is visible.
 c10::Device ResolveDevice(const DeviceChoice& choice, const std::string& where = "--device");
 
+// Throws csr::UsageError naming `where` when `precision` cannot run on
+// `device`: fp16 autocast runs on CUDA only (on the CPU LibTorch has no fast
+// fp16 convolutions; bf16 is the CPU's reduced precision).
+void CheckPrecision(Precision precision, c10::Device device, const std::string& where = "--precision");
+
 // Intra-op threads for LibTorch; 0 = every core. Returns the number in use.
 int SetThreads(int threads);
 
 // Puts the model on `device` and in the memory layout `precision` runs
-// fastest with for inference (channels-last for bf16). Values are unchanged.
+// fastest with for inference (channels-last for bf16 and fp16). Values are
+// unchanged.
 void PrepareModel(CSRNet& model, c10::Device device, Precision precision);
 // Same for training: channels-last in both precisions on the CPU, where
 // oneDNN then trains on NHWC activations directly instead of reordering every
 // activation to its blocked layout and back (~6% of an fp32 step).
 void PrepareModelForTraining(CSRNet& model, c10::Device device, Precision precision);
 
-// While alive, eligible ops (convolutions) run in bf16 on the given device,
-// as torch.autocast does; does nothing for fp32. Not copyable; nests.
+// While alive, eligible ops (convolutions) run in bf16 or fp16 on the given
+// device, as torch.autocast does; does nothing for fp32. Not copyable; nests.
 class AutocastGuard {
  public:
   AutocastGuard(Precision precision, c10::Device device);

@@ -25,6 +25,7 @@ class TorchEngine : public DensityEngine {
   explicit TorchEngine(const ModelSettings& s) {
     opts_.precision = s.precision;
     opts_.device = ResolveDevice(s.device);
+    CheckPrecision(s.precision, opts_.device);
     opts_.tile = 0;  // the Predictor tiles
     threads_ = SetThreads(s.threads);
     model_ = LoadModel(s.weights);

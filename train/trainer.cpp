@@ -86,9 +86,11 @@ std::string FormatDuration(double seconds) {
 }  // namespace
 
 StepOutcome TrainStepOn(CSRNet& model, torch::optim::Optimizer& optimizer, const torch::data::Example<>& batch,
-                        Precision precision, c10::Device device, Distributed* dist, bool stop) {
-  const torch::Tensor input = batch.data.to(device).contiguous(ModelMemoryFormat(model));
-  const torch::Tensor target = batch.target.to(device);
+                        Precision precision, c10::Device device, Distributed* dist, bool stop, GradScaler* scaler) {
+  // From the loader's pinned buffers (CUDA) the copies overlap the launches.
+  const bool async = device.is_cuda();
+  const torch::Tensor input = batch.data.to(device, async).contiguous(ModelMemoryFormat(model));
+  const torch::Tensor target = batch.target.to(device, async);
   torch::Tensor output;
   {
     AutocastGuard autocast(precision, device);
@@ -108,7 +110,7 @@ StepOutcome TrainStepOn(CSRNet& model, torch::optim::Optimizer& optimizer, const
   out.stop = stop;
   if (!dist && !out.finite) return out;
   ClearGradients(optimizer);
-  if (out.finite) loss.backward();
+  if (out.finite) (scaler ? loss * scaler->scale() : loss).backward();
   if (dist) {
     // Every gradient in ~16 MB buckets, plus the step's agreements, summed
     // over the ranks.
@@ -155,6 +157,14 @@ StepOutcome TrainStepOn(CSRNet& model, torch::optim::Optimizer& optimizer, const
         grads[k].copy_(buckets[b].narrow(0, at, n).view_as(grads[k]));
         at += n;
       }
+    }
+  }
+  if (scaler) {  // every rank holds the same averaged gradients: they agree on the skip
+    const bool finite = scaler->Unscale(model->parameters());
+    scaler->Update(finite);
+    if (!finite) {
+      out.skipped = true;
+      return out;
     }
   }
   optimizer.step();
@@ -250,6 +260,8 @@ class Trainer {
   std::vector<std::pair<int, int>> sizes_;
   CSRNet model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<GradScaler> scaler_;  // fp16 only
+  int64_t skipped_steps_ = 0;           // fp16 steps skipped for overflow in this epoch
   TrainState state_;
   int64_t epoch_batches_ = 0;
   std::vector<EpochLog> log_;
@@ -263,10 +275,8 @@ class Trainer {
 void Trainer::Setup() {
   env_ = ReadDistEnv();
   device_ = ResolveDevice(opts_.device);
-  if (opts_.dist_backend == DistBackend::kNccl && !device_.is_cuda()) {
-    throw UsageError("--dist-backend", StrCat("nccl runs collectives on CUDA tensors, but the model is on ",
-                                              device_.str(), ": use --device cuda, or gloo for the CPU"));
-  }
+  CheckPrecision(opts_.precision, device_);
+  ResolveDistBackend(opts_.dist_backend, device_);  // refused before any data is read, ranks or not
   // Fixed crop sizes (Part B, most batches): let cuDNN time its algorithms once per shape.
   if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   if (env_.active() && device_.is_cuda()) {
@@ -281,6 +291,7 @@ void Trainer::Setup() {
   UseTrainingHeap();
   shards_ = std::make_shared<const ShardSet>(opts_.shards);
   train_ = std::make_unique<ShardDataset>(shards_, "train", /*mirror=*/true);
+  train_->set_pin_memory(device_.is_cuda());  // the loader's workers fill page-locked batches
   test_ = std::make_unique<ShardDataset>(shards_, "test", /*mirror=*/false);
   if (train_->records() == 0) throw Error(opts_.shards, "the shard set has no training records");
   if (test_->records() == 0) log::Warn(opts_.shards, ": no test split: no validation, no model_best files");
@@ -316,6 +327,10 @@ void Trainer::Setup() {
                                        " rank(s): resume it with as many (this run has ", env_.world,
                                        "), or from a checkpoint at an epoch's end"));
     }
+  }
+  if (precision_ == Precision::kFp16) {
+    scaler_ = std::make_unique<GradScaler>();
+    if (state_.loss_scale > 0) scaler_->Restore(state_.loss_scale, state_.loss_scale_growth, opts_.resume);
   }
   if (env_.active()) JoinRanks();
   log::Info("CSRNet back end ", BackendName(opts_.backend), ", ", ParameterCount(*model_), " parameters; ",
@@ -406,7 +421,10 @@ bool Trainer::CheckpointDue() const {
 
 void Trainer::Checkpoint(const TrainState& state) {
   if (!Lead()) return;  // rank 0 writes every file
-  SaveCheckpoint(Path(kCheckpoint), model_, *optimizer_, state, config_);
+  TrainState saved = state;
+  saved.loss_scale = scaler_ ? scaler_->scale() : 0.0;
+  saved.loss_scale_growth = scaler_ ? scaler_->growth_tracker() : 0;
+  SaveCheckpoint(Path(kCheckpoint), model_, *optimizer_, saved, config_);
   last_checkpoint_ = std::chrono::steady_clock::now();
 }
 
@@ -459,8 +477,10 @@ Trainer::Stop Trainer::TrainEpoch() {
       break;
     }
     if (!loader.Next(&batch)) break;
-    const StepOutcome step = TrainStepOn(model_, *optimizer_, batch, precision_, device_, dist_.get(), StopRequested());
+    const StepOutcome step =
+        TrainStepOn(model_, *optimizer_, batch, precision_, device_, dist_.get(), StopRequested(), scaler_.get());
     agreed_stop_ = step.stop;
+    if (step.skipped) ++skipped_steps_;
     const double loss = step.loss;
     if (!step.finite) {
       throw Error("training", StrCat("the loss became ", loss, " at epoch ", state_.epoch + 1, ", step ",
@@ -506,6 +526,13 @@ void Trainer::FinishEpoch(const ValidationResult* eval, bool complete, double ev
   entry.data_wait_fraction = state_.wait_seconds / train_seconds;
   entry.steps = state_.step;
   entry.partial = !complete;
+  if (skipped_steps_ > 0 && Lead()) {
+    log::Info("epoch ", epoch, ": ", skipped_steps_,
+              " fp16 step(s) skipped (gradients overflowed at the loss "
+              "scale); the scale is now ",
+              scaler_->scale());
+  }
+  skipped_steps_ = 0;
   const bool improved = eval && eval->images > 0 && (state_.best_mae < 0 || eval->mae < state_.best_mae);
   if (improved) {
     state_.best_mae = eval->mae;

@@ -130,7 +130,7 @@ TEST_CASE("bf16 autocast with channels-last stays close to fp32 and the guard re
   }
   CHECK_FALSE(compat::AutocastEnabled(c10::DeviceType::CPU));
   CHECK(ParsePrecision("bf16") == Precision::kBf16);
-  CHECK_THROWS_AS(ParsePrecision("fp16"), UsageError);
+  CHECK_THROWS_AS(ParsePrecision("fp8"), UsageError);
   CHECK(ResolveDevice(ParseDeviceChoice("cpu")).is_cpu());
   CHECK_THROWS_AS(ParseDeviceChoice("tpu"), UsageError);
 }

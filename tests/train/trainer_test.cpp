@@ -349,8 +349,11 @@ TEST_CASE("--optimizer adam --init he: resumed mid-epoch equals straight; the ch
   CHECK(text.find("optimizer 'adam'") != std::string::npos);
 }
 
-TEST_CASE("--dist-backend nccl on the CPU and --device cuda without CUDA or a GPU are one-line usage errors") {
+TEST_CASE("fp16 or nccl on the CPU, and --device cuda without CUDA or a GPU, are one-line usage errors") {
   Fixture f;
+  CHECK(f.Quick("h", "--device cpu --precision fp16") == 2);
+  CHECK(OneLine(Read(f.log)));
+  CHECK(Read(f.log).find("fp16 runs on CUDA GPUs") != std::string::npos);
   CHECK(f.Quick("n", "--device cpu --dist-backend nccl") == 2);
   std::string text = Read(f.log);
   INFO(text);
