@@ -12,7 +12,9 @@
 # and configures against the LibTorch inside the wheel. The tests of that
 # build compare against the wheel's own Python torch when run with
 # CSR_TEST_PYTHON=$venv/bin/python (it also installs h5py, scipy, opencv and
-# onnx there). docs/training.md, "LibTorch 2.x and CUDA".
+# onnx there). CSR_TORCH_PYTHON=PATH uses the torch of that Python instead of
+# the venv (a machine with its own CUDA PyTorch and no PyPI access).
+# docs/training.md, "LibTorch 2.x and CUDA".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,17 +30,21 @@ case "$libtorch" in
     build_dir=${BUILD_DIR:-build-pip}
     venv=${CSR_TORCH_VENV:-$HOME/.cache/csrnet-cpp/torch-venv}
     version=${CSR_TORCH_VERSION:-2.15.0}
+    python=${CSR_TORCH_PYTHON:-$venv/bin/python}
     case "$(realpath -m "$venv")/" in
       "$(pwd -P)"/*) echo "build.sh: CSR_TORCH_VENV=$venv lies inside the source tree; put it elsewhere" >&2; exit 2 ;;
     esac
-    if [[ ! -x "$venv/bin/python" ]]; then
+    if [[ -n "${CSR_TORCH_PYTHON:-}" ]]; then
+      [[ -x "$python" ]] || { echo "build.sh: CSR_TORCH_PYTHON=$python is not an executable" >&2; exit 2; }
+    elif [[ ! -x "$venv/bin/python" ]]; then
       echo "build.sh: making $venv with torch==$version from PyPI (once; about 5 GB)" >&2
       python3 -m venv "$venv"
-      "$venv/bin/pip" install -q "torch==$version"
+      # The interop tests' packages beside torch (CSR_TEST_PYTHON=$venv/bin/python).
+      "$venv/bin/pip" install -q "torch==$version" numpy h5py scipy opencv-python-headless onnx
     fi
-    prefix=$("$venv/bin/python" -W ignore -c 'import torch; print(torch.utils.cmake_prefix_path)') ||
-      { echo "build.sh: $venv/bin/python cannot import torch (delete $venv to reinstall)" >&2; exit 1; }
-    echo "build.sh: LibTorch $("$venv/bin/python" -W ignore -c 'import torch; print(torch.__version__)') from $venv" >&2
+    prefix=$("$python" -W ignore -c 'import torch; print(torch.utils.cmake_prefix_path)') ||
+      { echo "build.sh: $python cannot import torch (delete $venv to reinstall)" >&2; exit 1; }
+    echo "build.sh: LibTorch $("$python" -W ignore -c 'import torch; print(torch.__version__)') from $python" >&2
     args=(-DCMAKE_PREFIX_PATH="$prefix")
     ;;
   *) echo "build.sh: --libtorch $libtorch: expected debian or pip" >&2; exit 2 ;;

@@ -30,11 +30,11 @@ bool Required(const std::string& need) {
 
 bool Skip(const char* need, const std::string& reason) {
   if (Required(need)) {
-    FAIL_CHECK("required by CSR_REQUIRE but unavailable (", need, "): ", reason);
+    FAIL_CHECK("required by CSR_REQUIRE but unavailable (", std::string(need), "): ", reason);
     return true;
   }
   ++g_skips;
-  MESSAGE("SKIPPED (", need, "): ", reason);
+  MESSAGE("SKIPPED (", std::string(need), "): ", reason);
   return true;
 }
 

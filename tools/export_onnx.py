@@ -20,9 +20,11 @@ onnx package's checker and written atomically; its metadata records the back end
 the source file. Needs Debian's python3-torch, python3-h5py and python3-onnx.
 """
 import argparse
+import inspect
 import os
 import sys
 import tempfile
+import warnings
 import zipfile
 
 import h5py
@@ -116,6 +118,16 @@ def load_model(path, backend_arg):
     return model.eval(), backend, kind
 
 
+def legacy_exporter():
+    """torch.onnx.export's keyword for the TorchScript-based exporter: 2.9 made
+    the torch.export-based one (which needs onnxscript) the default; 1.13 has
+    only the former and no such keyword."""
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*legacy TorchScript-based ONNX")
+        return {"dynamo": False}
+    return {}
+
+
 def export(model, backend, source, out, opset):
     import onnx  # python3-onnx
 
@@ -128,7 +140,7 @@ def export(model, backend, source, out, opset):
                               input_names=["image"], output_names=["density"],
                               dynamic_axes={"image": {2: "height", 3: "width"},
                                             "density": {2: "height_8", 3: "width_8"}},
-                              do_constant_folding=True)
+                              do_constant_folding=True, **legacy_exporter())
         proto = onnx.load(tmp)
         for key, value in (("csrnet_backend", backend), ("csrnet_source", os.path.basename(source)),
                            ("csrnet_input", "1x3xHxW float32 RGB, (x/255 - mean) / std, ImageNet statistics"),

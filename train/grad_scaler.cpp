@@ -4,6 +4,7 @@
 #include <string>
 
 #include <ATen/ATen.h>
+#include <torch/utils.h>
 
 #include "common/base/error.h"
 
@@ -29,7 +30,7 @@ void GradScaler::Restore(double scale, int64_t tracker, const std::string& where
 }
 
 bool GradScaler::Unscale(const std::vector<at::Tensor>& params) const {
-  at::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   const double inverse = 1.0 / scale_;
   at::Tensor finite;  // one flag on the gradients' device: a single sync at the end
   for (const at::Tensor& p : params) {

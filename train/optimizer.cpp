@@ -52,6 +52,14 @@ void UpdateOpByOp(torch::Tensor& p, const torch::Tensor& grad, torch::Tensor& bu
 
 }  // namespace
 
+bool SameMemoryLayout(const at::Tensor& a, const at::Tensor& b) {
+  if (a.sizes() != b.sizes() || !a.is_non_overlapping_and_dense() || !b.is_non_overlapping_and_dense()) return false;
+  for (int64_t d = 0; d < a.dim(); ++d) {
+    if (a.size(d) > 1 && a.stride(d) != b.stride(d)) return false;
+  }
+  return true;
+}
+
 torch::Tensor FusedSGD::step(LossClosure closure) {
   for (auto& group : param_groups_) {
     const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
@@ -86,8 +94,8 @@ torch::Tensor FusedSGD::step(LossClosure closure) {
         buf = static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer();
       }
       const bool fusable = p.scalar_type() == torch::kFloat32 && grad.scalar_type() == torch::kFloat32 &&
-                           p.device().is_cpu() && p.is_non_overlapping_and_dense() && grad.strides() == p.strides() &&
-                           (!buf.defined() || buf.strides() == p.strides());
+                           p.device().is_cpu() && SameMemoryLayout(grad, p) &&
+                           (!buf.defined() || SameMemoryLayout(buf, p));
       if (!fusable) {
         UpdateOpByOp(p, grad, buf, first, lr, wd, momentum);
         continue;

@@ -13,6 +13,12 @@
 
 namespace csr {
 
+// Whether two dense, non-overlapping tensors of the same sizes hold their
+// elements in the same order in memory: their strides agree on every
+// dimension longer than 1 (a size-1 dimension's stride is arbitrary, and
+// LibTorch 2.x gives a gradient other strides there than its weight).
+bool SameMemoryLayout(const at::Tensor& a, const at::Tensor& b);
+
 // torch::optim::SGD (same options, state, and checkpoint format) whose step
 // does weight decay, momentum and the update in one pass over each parameter
 // instead of four: the step is memory-bound, so this saves most of its time.

@@ -1,6 +1,6 @@
 // The few LibTorch APIs that differ between Debian's LibTorch 1.13 and the
-// current 2.x (PyPI's torch wheel, docs/training.md "Building against a
-// current LibTorch"), in one place. Everything else is written once against
+// current 2.x (PyPI's torch wheel, docs/training.md "LibTorch 2.x and
+// CUDA"), in one place. Everything else is written once against
 // the API both share.
 #pragma once
 

@@ -486,7 +486,8 @@ Trainer::Stop Trainer::TrainEpoch() {
       throw Error("training", StrCat("the loss became ", loss, " at epoch ", state_.epoch + 1, ", step ",
                                      state_.step + 1, ": stopped; the last good checkpoint ",
                                      fs::exists(Path(kCheckpoint)) ? Path(kCheckpoint) : std::string("(none yet)"),
-                                     " is kept (try a lower --lr)"));
+                                     " is kept (try a lower --lr",
+                                     precision_ == Precision::kFp16 ? ", or bf16/fp32: fp16 ends at 65504" : "", ")"));
     }
     state_.loss_sum += step.loss_sum;
     state_.patches += step.patches;

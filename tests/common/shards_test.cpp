@@ -558,7 +558,7 @@ TEST_CASE("shards are readable from Python's h5py as documented" * doctest::test
                            "    t = r['target'][()]\n"
                            "    assert zlib.crc32(t.tobytes(), zlib.crc32(img.tobytes())) == r.attrs['crc32']\n"
                            "    print(img.shape[0], img.shape[1], int(img[0, 0, 0]), r.attrs['source'].decode(),\n"
-                           "          list(r.attrs['box']), f['index/source'][0].decode())\n";
+                           "          [int(v) for v in r.attrs['box']], f['index/source'][0].decode())\n";
   const fs::path log = tmp / "out.txt";
   REQUIRE(test::Run(test::Python() + " " + script.string() + " " + tmp.path().string(), log) == 0);
   const ShardRecord& r = records[2];

@@ -239,13 +239,13 @@ TEST_CASE("ONNX models of other networks are refused in one line naming the file
   const std::string d = dir.path().string();
   REQUIRE(
       test::RunPython(dir.path(), "make",
-                      "import torch\nfrom torch import nn\n"
+                      "import torch\nfrom torch import nn\nfrom export_onnx import legacy_exporter\n"
                       "def save(m, x, name, dyn=True):\n"
                       "    axes = {'x': {2: 'h', 3: 'w'}} if dyn else None\n"
                       "    torch.onnx.export(m.eval(), x, '" +
                           d +
                           "/' + name, input_names=['x'], "
-                          "opset_version=13, dynamic_axes=axes)\n"
+                          "opset_version=13, dynamic_axes=axes, **legacy_exporter())\n"
                           "save(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(8)), "
                           "torch.zeros(1, 1, 64, 64), 'gray.onnx')\n"
                           "save(nn.Conv2d(3, 1, 3, padding=1), torch.zeros(1, 3, 64, 64), 'fullres.onnx')\n"

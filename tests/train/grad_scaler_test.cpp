@@ -98,11 +98,12 @@ TEST_CASE("a scaled fp32 step equals the unscaled one; an overflowing step is sk
   }
   // Scaling by a power of two is exact: the same weights up to the last bit
   // (oneDNN may sum in another order for other magnitudes: allow rounding).
-  const double moved = (plain->output_layer->weight - [&] {
-                         CSRNet fresh;
-                         test::HeInit(fresh, 3);
-                         return fresh->output_layer->weight;
-                       }())
+  const double moved = (plain->output_layer->weight -
+                        [&] {
+                          CSRNet fresh;
+                          test::HeInit(fresh, 3);
+                          return fresh->output_layer->weight;
+                        }())
                            .abs()
                            .max()
                            .item<double>();
@@ -149,8 +150,7 @@ TEST_CASE("the scaler's state goes through the checkpoint; a corrupt scale is re
 TEST_CASE("fp16 is CUDA's: on the CPU it is refused before anything runs") {
   CHECK(ParsePrecision("fp16") == Precision::kFp16);
   CHECK(PrecisionName(Precision::kFp16) == "fp16");
-  CHECK_THROWS_WITH_AS(CheckPrecision(Precision::kFp16, c10::Device(c10::kCPU)), doctest::Contains("bf16"),
-                       UsageError);
+  CHECK_THROWS_WITH_AS(CheckPrecision(Precision::kFp16, c10::Device(c10::kCPU)), doctest::Contains("bf16"), UsageError);
   CheckPrecision(Precision::kBf16, c10::Device(c10::kCPU));
   CheckPrecision(Precision::kFp16, c10::Device(c10::kCUDA, 0));  // checked, not run: no GPU needed
 }

@@ -117,6 +117,8 @@ TEST_CASE("the shipped Part A and Part B configs are valid and hold the original
     CHECK(cfg["weight-decay"] == 5e-4);
     CHECK(cfg["batch-size"] == 1);
     CHECK(cfg["backend"] == "B");
+    CHECK(cfg["init"] == "normal");
+    CHECK(cfg["optimizer"] == "sgd");
     CHECK(nlohmann::json::parse(ReadTextFile(config))["lr"] == 1e-7);
   }
 }
