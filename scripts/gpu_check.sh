@@ -77,7 +77,8 @@ train=(--device cuda --precision fp16 --init he --optimizer adam --lr 3e-5 --epo
 rm -rf "$out/run_straight" "$out/run_split"
 stage train_straight "$bin/trainer" "$data/shards" --out "$out/run_straight" "${train[@]}"
 stage train_stopped "$bin/trainer" "$data/shards" --out "$out/run_split" "${train[@]}" --max-steps 200
-stage train_resumed "$bin/trainer" --resume "$out/run_split/checkpoint.pt"
+# --max-steps 0 lifts the stopped run's limit, which its checkpoint's config keeps.
+stage train_resumed "$bin/trainer" --resume "$out/run_split/checkpoint.pt" --max-steps 0
 stage evaluate_gpu "$bin/evaluate" --weights "$out/run_straight/model_best.pt" "$data/shards" --device cuda \
   --precision fp16 --json "$out/eval_gpu.json"
 stage predict_gpu bash -c "'$bin/predict' --weights '$out/run_straight/model_best.h5' --device cuda \
