@@ -1,6 +1,8 @@
 #include "deploy/choices.h"
 
 #include <cctype>
+#include <map>
+#include <mutex>
 
 #include "common/base/error.h"
 
@@ -41,10 +43,11 @@ std::string EngineName(Engine engine) {
 }
 
 Precision ParsePrecision(const std::string& text, const std::string& where) {
+  if (text == "auto") return Precision::kAuto;
   if (text == "fp32") return Precision::kFp32;
   if (text == "bf16") return Precision::kBf16;
   if (text == "fp16") return Precision::kFp16;
-  throw UsageError(where, StrCat("unknown precision '", text, "' (expected fp32, bf16 or fp16)"));
+  throw UsageError(where, StrCat("unknown precision '", text, "' (expected auto, fp32, bf16 or fp16)"));
 }
 
 std::string PrecisionName(Precision precision) {
@@ -55,8 +58,32 @@ std::string PrecisionName(Precision precision) {
       return "bf16";
     case Precision::kFp16:
       return "fp16";
+    case Precision::kAuto:
+      return "auto";
   }
   return "?";
+}
+
+namespace {
+
+std::mutex g_resolved_mutex;
+std::map<std::string, ResolvedPrecision>& ResolvedTable() {
+  static std::map<std::string, ResolvedPrecision> table;
+  return table;
+}
+
+}  // namespace
+
+void RecordPrecision(const std::string& model_file, const ResolvedPrecision& resolved) {
+  std::lock_guard<std::mutex> lock(g_resolved_mutex);
+  ResolvedTable()[model_file] = resolved;
+}
+
+ResolvedPrecision RecordedPrecision(const std::string& model_file, Precision asked) {
+  std::lock_guard<std::mutex> lock(g_resolved_mutex);
+  const auto it = ResolvedTable().find(model_file);
+  if (it != ResolvedTable().end()) return it->second;
+  return {asked == Precision::kAuto ? Precision::kFp32 : asked, false};
 }
 
 DeviceChoice ParseDeviceChoice(const std::string& text, const std::string& where) {
@@ -104,10 +131,13 @@ void AddEngineOption(ArgParser& p, const std::string& name, Engine* value) {
 }
 
 void AddPrecisionOption(ArgParser& p, const std::string& name, Precision* value) {
-  p.AddEnum<Precision>(name, value,
-                       {{"fp32", Precision::kFp32}, {"bf16", Precision::kBf16}, {"fp16", Precision::kFp16}},
-                       "fp32, or autocast with channels-last tensors: bf16 (CPU, CUDA) or fp16 (CUDA; training "
-                       "scales the loss)");
+  p.AddTyped<Precision>(
+      name, value, [](const std::string& text, const std::string& where) { return ParsePrecision(text, where); },
+      PrecisionName, "auto|fp32|bf16|fp16",
+      "fp32 (the original's numbers), or autocast with channels-last tensors: bf16 (CPU, CUDA) or fp16 (CUDA; "
+      "training scales the loss). auto: on CUDA bf16 where the GPU has it (compute capability 8+), else fp32; on "
+      "the CPU whichever of fp32 and bf16 a short timing of this model (about a second) finds faster. An explicit "
+      "bf16 on the CPU is timed too and warns when slower than fp32 (docs/training.md)");
 }
 
 void AddDeviceOption(ArgParser& p, const std::string& name, DeviceChoice* value) {

@@ -23,11 +23,27 @@ enum class Engine { kAuto, kLibTorch, kOnnx };
 std::string EngineName(Engine engine);
 
 // fp32, or autocast with channels-last tensors in bf16 (CPU and CUDA) or in
-// fp16 (CUDA only; training scales the loss, train/grad_scaler.h).
-enum class Precision { kFp32, kBf16, kFp16 };
-// "fp32" | "bf16" | "fp16"; throws csr::UsageError naming `where` otherwise.
+// fp16 (CUDA only; training scales the loss, train/grad_scaler.h). kAuto is
+// what the command line may ask for, never what runs: the tools resolve it to
+// one of the three first (ResolvePrecision, train/precision_probe.h; the
+// ONNX engine: fp32).
+enum class Precision { kFp32, kBf16, kFp16, kAuto };
+// "auto" | "fp32" | "bf16" | "fp16"; throws csr::UsageError naming `where`
+// otherwise, listing the four.
 Precision ParsePrecision(const std::string& text, const std::string& where = "--precision");
 std::string PrecisionName(Precision precision);
+
+// What --precision became for a model file when its engine was built
+// (deploy/engine.h): the engines record it, so a tool reports the precision
+// it ran in rather than "auto" (evaluate's JSON). Thread-safe, for the whole
+// process; the last engine built for a file wins.
+struct ResolvedPrecision {
+  Precision precision = Precision::kFp32;  // never kAuto
+  bool by_auto = false;                    // chosen by --precision auto
+};
+void RecordPrecision(const std::string& model_file, const ResolvedPrecision& resolved);
+// The record for `model_file`; without one, `asked` as given (kAuto: fp32).
+ResolvedPrecision RecordedPrecision(const std::string& model_file, Precision asked);
 
 // Where the network runs, as asked for: "auto" (CUDA when available, else
 // the CPU), "cpu", "cuda" (the current GPU) or "cuda:N". Resolved against

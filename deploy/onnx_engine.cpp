@@ -11,6 +11,7 @@
 
 #include "common/base/error.h"
 #include "common/base/fs.h"
+#include "common/base/log.h"
 #include "deploy/engine.h"
 #include "deploy/predictor.h"
 
@@ -49,10 +50,12 @@ int Dim(const std::vector<size_t>& v, int i, int fallback) {
 class OnnxEngine : public DensityEngine {
  public:
   explicit OnnxEngine(const ModelSettings& s) : path_(s.weights) {
-    if (s.precision != Precision::kFp32) {
+    // auto is fp32 here, without measuring: OpenCV's DNN runs nothing else.
+    if (s.precision != Precision::kFp32 && s.precision != Precision::kAuto) {
       throw UsageError("--precision", StrCat("the onnx engine runs fp32 only (", PrecisionName(s.precision),
                                              " needs --engine libtorch)"));
     }
+    by_auto_ = s.precision == Precision::kAuto;
     if (s.device.kind == DeviceChoice::Kind::kCuda) {
       throw UsageError("--device", "the onnx engine runs on the CPU (OpenCV DNN); CUDA needs --engine libtorch");
     }
@@ -71,6 +74,8 @@ class OnnxEngine : public DensityEngine {
     net_.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
     ReadChain();
     Probe();
+    RecordPrecision(path_, {Precision::kFp32, by_auto_});
+    if (by_auto_) log::Info("precision auto: fp32 (the onnx engine runs fp32 only; nothing measured)");
   }
 
   cv::Mat Forward(const float* chw, int height, int width) override {
@@ -95,7 +100,7 @@ class OnnxEngine : public DensityEngine {
 
   std::string Describe() const override {
     return StrCat(fs::path(path_).filename().string(), " (ONNX, ", convs_, " convolutions, OpenCV ", CV_VERSION,
-                  " DNN), fp32, cpu, ", threads_, " threads");
+                  " DNN), fp32", by_auto_ ? " chosen by --precision auto" : "", ", cpu, ", threads_, " threads");
   }
 
  private:
@@ -144,6 +149,7 @@ class OnnxEngine : public DensityEngine {
   int threads_ = 1;
   int margin_ = 0;
   int convs_ = 0;
+  bool by_auto_ = false;  // --precision auto (resolved to fp32)
 };
 
 }  // namespace

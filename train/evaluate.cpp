@@ -389,6 +389,23 @@ nlohmann::json EvaluationJson(const EvaluateResult& r, const nlohmann::json& con
   return j;
 }
 
+namespace {
+
+// The settings beside the figures in the JSON summary; the precision is the
+// one the engine runs in (--precision auto resolved, RecordedPrecision).
+nlohmann::json EvaluationContext(const EvaluateOptions& o, const std::string& data, const std::string& model) {
+  const ResolvedPrecision precision = RecordedPrecision(o.model.weights, o.model.precision);
+  nlohmann::json context = {{"weights", o.model.weights},
+                            {"data", data},
+                            {"model", model},
+                            {"precision", PrecisionName(precision.precision)},
+                            {"tile", o.model.tile}};
+  if (precision.by_auto) context["precision_chosen_by"] = "auto";
+  return context;
+}
+
+}  // namespace
+
 int RunEvaluate(int argc, const char* const* argv) {
   return RunTool("evaluate", [&] {
     EvaluateOptions o;
@@ -454,11 +471,7 @@ int RunEvaluate(int argc, const char* const* argv) {
     result.groups = SummarizeGroups(metrics, tags);
     PrintSummary(result);
 
-    const nlohmann::json context = {{"weights", o.model.weights},
-                                    {"data", source->Describe()},
-                                    {"model", predictor.Describe()},
-                                    {"precision", PrecisionName(o.model.precision)},
-                                    {"tile", o.model.tile}};
+    const nlohmann::json context = EvaluationContext(o, source->Describe(), predictor.Describe());
     if (!o.csv.empty()) WriteTextFileAtomic(o.csv, EvaluationCsv(result));
     if (!o.json.empty()) WriteTextFileAtomic(o.json, EvaluationJson(result, context).dump(2) + "\n");
     if (!o.report.empty())

@@ -54,16 +54,19 @@ int SetThreads(int threads) {
 }
 
 void PrepareModel(CSRNet& model, c10::Device device, Precision precision) {
+  CSR_ASSERT(precision != Precision::kAuto, "--precision auto must be resolved first (ResolvePrecision)");
   model->to(device);
   SetChannelsLast(model, precision != Precision::kFp32);
 }
 
 void PrepareModelForTraining(CSRNet& model, c10::Device device, Precision precision) {
+  CSR_ASSERT(precision != Precision::kAuto, "--precision auto must be resolved first (ResolvePrecision)");
   model->to(device);
   SetChannelsLast(model, precision != Precision::kFp32 || device.is_cpu());
 }
 
 AutocastGuard::AutocastGuard(Precision precision, c10::Device device) {
+  CSR_ASSERT(precision != Precision::kAuto, "--precision auto must be resolved first (ResolvePrecision)");
   if (precision == Precision::kFp32) return;
   active_ = true;
   cuda_ = device.is_cuda();

@@ -24,7 +24,8 @@ c10::Device ResolveDevice(const DeviceChoice& choice, const std::string& where =
 
 // Throws csr::UsageError naming `where` when `precision` cannot run on
 // `device`: fp16 autocast runs on CUDA only (on the CPU LibTorch has no fast
-// fp16 convolutions; bf16 is the CPU's reduced precision).
+// fp16 convolutions; bf16 is the CPU's reduced precision). kAuto passes: it
+// resolves to a precision the device runs (train/precision_probe.h).
 void CheckPrecision(Precision precision, c10::Device device, const std::string& where = "--precision");
 
 // Intra-op threads for LibTorch; 0 = every core. Returns the number in use.
@@ -32,15 +33,16 @@ int SetThreads(int threads);
 
 // Puts the model on `device` and in the memory layout `precision` runs
 // fastest with for inference (channels-last for bf16 and fp16). Values are
-// unchanged.
+// unchanged. `precision` is a resolved one (never kAuto: asserted).
 void PrepareModel(CSRNet& model, c10::Device device, Precision precision);
-// Same for training: channels-last in both precisions on the CPU, where
+// Same for training: channels-last in every precision on the CPU, where
 // oneDNN then trains on NHWC activations directly instead of reordering every
 // activation to its blocked layout and back (~6% of an fp32 step).
 void PrepareModelForTraining(CSRNet& model, c10::Device device, Precision precision);
 
 // While alive, eligible ops (convolutions) run in bf16 or fp16 on the given
-// device, as torch.autocast does; does nothing for fp32. Not copyable; nests.
+// device, as torch.autocast does; does nothing for fp32. `precision` is a
+// resolved one (never kAuto: asserted). Not copyable; nests.
 class AutocastGuard {
  public:
   AutocastGuard(Precision precision, c10::Device device);

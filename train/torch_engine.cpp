@@ -1,5 +1,8 @@
 // The LibTorch engine of deploy/engine.h: this project's .pt and .h5
 // weights, fp32 with packed oneDNN weights or bf16 on the CPU, or CUDA.
+// --precision auto is resolved here, once the model is loaded
+// (ResolvePrecision, train/precision_probe.h: on the CPU a short timing of
+// both precisions), and recorded for the tool (RecordPrecision).
 #include <ATen/Context.h>
 #include <ATen/Functions.h>
 #include <torch/utils.h>
@@ -10,6 +13,7 @@
 #include "train/inference.h"
 #include "train/model.h"
 #include "train/packed_forward.h"
+#include "train/precision_probe.h"
 
 namespace csr {
 namespace {
@@ -23,13 +27,15 @@ cv::Mat ToMat(const at::Tensor& density) {
 class TorchEngine : public DensityEngine {
  public:
   explicit TorchEngine(const ModelSettings& s) {
-    opts_.precision = s.precision;
     opts_.device = ResolveDevice(s.device);
     CheckPrecision(s.precision, opts_.device);
     opts_.tile = 0;  // the Predictor tiles
     threads_ = SetThreads(s.threads);
     model_ = LoadModel(s.weights);
     model_->eval();
+    choice_ = ResolvePrecision(s.precision, model_, opts_.device, ProbeMode::kInference);
+    opts_.precision = choice_.precision;
+    RecordPrecision(s.weights, {choice_.precision, choice_.by_auto});
     PrepareModel(model_, opts_.device, opts_.precision);
     margin_ = ReceptiveFieldMargin(model_->backend_variant());
     const bool cpu = opts_.device.is_cpu();
@@ -54,12 +60,14 @@ class TorchEngine : public DensityEngine {
 
   std::string Describe() const override {
     return StrCat("CSRNet-", BackendName(model_->backend_variant()), " (LibTorch), ", PrecisionName(opts_.precision),
-                  packed_ ? " (packed oneDNN weights)" : "", ", ", opts_.device.str(), ", ", threads_, " threads");
+                  packed_ ? " (packed oneDNN weights)" : "", choice_.by_auto ? " chosen by --precision auto" : "", ", ",
+                  opts_.device.str(), ", ", threads_, " threads");
   }
 
  private:
   CSRNet model_{nullptr};
   InferenceOptions opts_;
+  PrecisionChoice choice_;                 // what --precision resolved to
   std::unique_ptr<PackedForward> packed_;  // fp32 on the CPU
   int threads_ = 1;
   int margin_ = 0;

@@ -25,6 +25,7 @@
 #include "common/base/progress.h"
 #include "common/base/random.h"
 #include "common/eval/train_log.h"
+#include "train/precision_probe.h"
 
 namespace csr {
 
@@ -191,6 +192,17 @@ std::string DefaultRunFolder() {
   return std::string("runs/") + buf;
 }
 
+// --precision auto given again with --resume (the same command starts and
+// restarts a run): the precision the run resolved when it started, which its
+// checkpoint's configuration records. Never measured again, so the resumed
+// run computes exactly as the straight one.
+void KeepRecordedPrecision(TrainOptions& opts, const nlohmann::json& cfg) {
+  if (opts.precision != Precision::kAuto || !cfg.contains("precision") || !cfg["precision"].is_string()) return;
+  opts.precision = ParsePrecision(cfg["precision"].get<std::string>(), opts.resume);
+  log::Info("precision ", PrecisionName(opts.precision), " (recorded in ", opts.resume,
+            "; --precision auto does not measure again on --resume)");
+}
+
 // Command line > --config file > the resumed checkpoint's configuration > defaults.
 void ResolveOptions(ArgParser& parser, TrainOptions& opts, const std::vector<std::string>& positional) {
   if (positional.size() > 1) throw UsageError(positional[1], "only one shard set folder can be given");
@@ -220,6 +232,7 @@ void ResolveOptions(ArgParser& parser, TrainOptions& opts, const std::vector<std
     nlohmann::json cfg = ReadCheckpointConfig(opts.resume);
     for (const char* key : {"resume", "config", "out", "world_size"}) cfg.erase(key);
     parser.ApplyJson(cfg, opts.resume);
+    KeepRecordedPrecision(opts, cfg);
     if (!parser.IsSet("out")) opts.out = fs::path(opts.resume).parent_path().string();
     if (opts.out.empty()) opts.out = std::string(1, '.');  // not = ".": GCC 12 -Wrestrict false positive at -O3
   }
@@ -235,7 +248,10 @@ class Trainer {
  private:
   enum class Stop { kNone, kSignal, kMaxSteps };
   void Setup();
+  void BuildModel();
+  void ChoosePrecision();
   void JoinRanks();
+  void AgreePrecision();
   bool Lead() const { return !dist_ || dist_->rank() == 0; }
   bool AgreedStop();
   std::vector<std::vector<size_t>> RankPlan(std::vector<std::vector<size_t>> plan) const;
@@ -254,7 +270,8 @@ class Trainer {
   bool backend_given_ = false;  // --backend on the command line or in --config
   std::chrono::steady_clock::time_point last_checkpoint_ = std::chrono::steady_clock::now();
   c10::Device device_ = c10::Device(c10::kCPU);
-  Precision precision_ = Precision::kFp32;
+  Precision precision_ = Precision::kFp32;  // resolved: never kAuto once Setup has run
+  bool precision_by_auto_ = false;          // chosen by --precision auto (in this run, not a resumed one)
   std::shared_ptr<const ShardSet> shards_;
   std::unique_ptr<ShardDataset> train_, test_;
   std::vector<std::pair<int, int>> sizes_;
@@ -286,7 +303,6 @@ void Trainer::Setup() {
     log::Info("rank ", env_.rank, " of ", env_.world, " (local rank ", env_.local_rank, ", launched by ", env_.launcher,
               "), rendezvous ", env_.master_addr, ":", env_.master_port, ", ", device_.str());
   }
-  precision_ = opts_.precision;
   const int threads = SetThreads(opts_.threads);
   UseTrainingHeap();
   shards_ = std::make_shared<const ShardSet>(opts_.shards);
@@ -297,23 +313,8 @@ void Trainer::Setup() {
   if (test_->records() == 0) log::Warn(opts_.shards, ": no test split: no validation, no model_best files");
   sizes_ = ExampleSizes(*train_);
 
-  if (opts_.resume.empty() && !opts_.weights.empty()) FollowWeightsBackend();
-  torch::manual_seed(static_cast<uint64_t>(opts_.seed));
-  model_ = CSRNet(opts_.backend);
-  InitWeights(model_, opts_.init);
-  if (opts_.resume.empty()) {
-    if (!opts_.vgg16.empty()) {
-      LoadVgg16H5(model_, opts_.vgg16);
-    } else if (opts_.weights.empty()) {
-      log::Warn(
-          "no --vgg16: training the front end from scratch will not reach the paper's numbers "
-          "(tools/export_vgg16.py writes the ImageNet weights)",
-          opts_.init == Init::kNormal ? "; from scratch, --init he learns where the original's N(0, 0.01) "
-                                        "passes no image signal through 17 layers"
-                                      : "");
-    }
-    if (!opts_.weights.empty()) LoadWeights(model_, opts_.weights);
-  }
+  BuildModel();
+  ChoosePrecision();
   PrepareModelForTraining(model_, device_, precision_);
   optimizer_ = MakeRunOptimizer(model_, opts_);
   if (!opts_.resume.empty()) {
@@ -333,10 +334,51 @@ void Trainer::Setup() {
     if (state_.loss_scale > 0) scaler_->Restore(state_.loss_scale, state_.loss_scale_growth, opts_.resume);
   }
   if (env_.active()) JoinRanks();
+  config_["precision"] = PrecisionName(precision_);  // the resolved one: a --resume keeps it
   log::Info("CSRNet back end ", BackendName(opts_.backend), ", ", ParameterCount(*model_), " parameters; ",
             train_->size().value(), " training patches (", train_->records(), " crops, mirrored), ", test_->records(),
-            " test images; ", device_.str(), ", ", threads, " threads, ", PrecisionName(opts_.precision),
-            "; run folder ", opts_.out);
+            " test images; ", device_.str(), ", ", threads, " threads, ", PrecisionName(precision_),
+            precision_by_auto_ ? " (chosen by --precision auto)" : "", "; run folder ", opts_.out);
+}
+
+// The network with its initial weights: the seeded init, then --vgg16 and
+// --weights (a resumed run's weights come from its checkpoint later).
+void Trainer::BuildModel() {
+  if (opts_.resume.empty() && !opts_.weights.empty()) FollowWeightsBackend();
+  torch::manual_seed(static_cast<uint64_t>(opts_.seed));
+  model_ = CSRNet(opts_.backend);
+  InitWeights(model_, opts_.init);
+  if (!opts_.resume.empty()) return;
+  if (!opts_.vgg16.empty()) {
+    LoadVgg16H5(model_, opts_.vgg16);
+  } else if (opts_.weights.empty()) {
+    log::Warn(
+        "no --vgg16: training the front end from scratch will not reach the paper's numbers "
+        "(tools/export_vgg16.py writes the ImageNet weights)",
+        opts_.init == Init::kNormal ? "; from scratch, --init he learns where the original's N(0, 0.01) "
+                                      "passes no image signal through 17 layers"
+                                    : "");
+  }
+  if (!opts_.weights.empty()) LoadWeights(model_, opts_.weights);
+}
+
+// --precision resolved (ResolvePrecision, train/precision_probe.h). A resumed
+// run keeps its checkpoint's precision and measures nothing (see
+// KeepRecordedPrecision). With several ranks on the CPU only rank 0 measures
+// (the others would compete for its cores); the others hold fp32 until
+// JoinRanks hands them rank 0's choice. The probe leaves the weights, their
+// gradients and torch's RNG as they were, so a run with auto equals one given
+// the resolved precision, bit for bit.
+void Trainer::ChoosePrecision() {
+  precision_ = opts_.precision;
+  if (!opts_.resume.empty() && precision_ != Precision::kAuto) return;
+  if (env_.active() && env_.rank != 0 && device_.is_cpu()) {
+    if (precision_ == Precision::kAuto) precision_ = Precision::kFp32;  // provisional
+    return;
+  }
+  const PrecisionChoice choice = ResolvePrecision(opts_.precision, model_, device_, ProbeMode::kTraining);
+  precision_ = choice.precision;
+  precision_by_auto_ = choice.by_auto;
 }
 
 // Joins the other ranks: one line says who this process is, the ranks
@@ -347,13 +389,30 @@ void Trainer::JoinRanks() {
   log::Info("rank ", env_.rank, ": joining the others (--dist-timeout ", opts_.dist_timeout, " s)");
   dist_ = std::make_unique<Distributed>(env_, opts_.dist_backend, device_, std::chrono::seconds(opts_.dist_timeout));
   dist_->CheckSame("shard set", StrCat(Fnv1a(shards_->manifest().dump())));
-  dist_->CheckSame("configuration", StrCat(Fnv1a(config_.dump())));
+  dist_->CheckSame("configuration", StrCat(Fnv1a(config_.dump())));  // as asked: auto is still "auto" here
+  AgreePrecision();
   std::vector<torch::Tensor> weights;
   for (const torch::Tensor& p : model_->parameters()) weights.push_back(p.data());
   dist_->Broadcast(weights);
   log::Info("rank ", env_.rank, ": ", env_.world, " ranks joined over ", dist_->backend(), "; global batch ",
             env_.world * opts_.batch_size, " (", env_.world, " x --batch-size ", opts_.batch_size, ")");
   if (!Lead()) log::SetLevel(log::Level::kWarning);
+}
+
+// Every rank computes in rank 0's precision: with --precision auto rank 0
+// measured it, and the others hold a provisional one (or, on CUDA, their own
+// GPU's, which may differ). The configurations were checked equal, so an
+// explicit precision is the same everywhere and only auto's outcome travels.
+void Trainer::AgreePrecision() {
+  const std::string name = dist_->ShareFromRank0("precision", PrecisionName(precision_));
+  const Precision agreed = ParsePrecision(name, "rank 0's precision");
+  CSR_ASSERT(agreed != Precision::kAuto && (agreed == Precision::kFp16) == (precision_ == Precision::kFp16),
+             "rank 0 runs ", name, ", rank ", env_.rank, " ", PrecisionName(precision_));
+  precision_by_auto_ = opts_.precision == Precision::kAuto;
+  if (agreed == precision_) return;
+  log::Info("rank ", env_.rank, ": precision ", name, " (rank 0's choice, --precision auto)");
+  precision_ = agreed;
+  PrepareModelForTraining(model_, device_, precision_);  // CUDA: bf16 runs channels-last
 }
 
 // The ranks agree on stopping: any rank's SIGINT/SIGTERM stops them all at
