@@ -4,6 +4,7 @@
 #   scripts/build.sh [CMAKE_ARGS...]                   Debian's libtorch-dev (1.13, CPU) into ${BUILD_DIR:-build}
 #   scripts/build.sh --libtorch pip [CMAKE_ARGS...]    PyPI's torch wheel (LibTorch 2.x with CUDA and NCCL)
 #                                                      into ${BUILD_DIR:-build-pip}
+#   ... --target T1 T2 ...                             build only those targets (after the CMake arguments)
 #
 # --libtorch pip makes (once) a virtual environment outside the source tree,
 # ${CSR_TORCH_VENV:-$HOME/.cache/csrnet-cpp/torch-venv}, installs
@@ -49,5 +50,20 @@ case "$libtorch" in
     ;;
   *) echo "build.sh: --libtorch $libtorch: expected debian or pip" >&2; exit 2 ;;
 esac
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release "${args[@]}" "$@" >/dev/null
-cmake --build "$build_dir" -j"$(nproc)"
+cmake_args=() targets=()
+while [[ $# -gt 0 ]]; do
+  if [[ "$1" == --target ]]; then
+    shift
+    targets=("$@")
+    [[ ${#targets[@]} -gt 0 ]] || { echo "build.sh: --target needs at least one target" >&2; exit 2; }
+    break
+  fi
+  cmake_args+=("$1")
+  shift
+done
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release "${args[@]}" "${cmake_args[@]}" >/dev/null
+if [[ ${#targets[@]} -gt 0 ]]; then
+  cmake --build "$build_dir" -j"$(nproc)" --target "${targets[@]}"
+else
+  cmake --build "$build_dir" -j"$(nproc)"
+fi

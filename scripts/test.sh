@@ -29,13 +29,25 @@ if [[ "${CI:-}" == "true" ]]; then export CSR_REQUIRE=${CSR_REQUIRE:-chromium,py
 
 scripts/deps.sh test
 summary=()
+current=""
 run_stage() {
   local name=$1; shift
   local start=$SECONDS
+  current=$name
   echo "== test.sh: stage $name" >&2
   "$@"
   summary+=("$(printf '%-8s %5d s' "$name" $((SECONDS - start)))")
+  current=""
 }
+# A failed stage still reports the times so far and which stage failed.
+report_failure() {
+  local rc=$?
+  if [[ $rc -ne 0 && -n "$current" ]]; then
+    echo "== test.sh: stage $current FAILED (exit $rc) after $SECONDS s" >&2
+    if [[ ${#summary[@]} -gt 0 ]]; then printf '   %s\n' "${summary[@]}" >&2; fi
+  fi
+}
+trap report_failure EXIT
 release() {
   scripts/build.sh
   local args=(--test-dir "${BUILD_DIR:-build}" --output-on-failure -j"$(nproc)")
@@ -44,7 +56,9 @@ release() {
 }
 deploy() {
   local dir=${BUILD_DIR:-build}-deploy
-  BUILD_DIR=$dir scripts/build.sh -DCSR_BUILD_TRAIN=OFF -DCSR_BUILD_BENCH=OFF
+  # Only what this stage runs: the tools and tests/deploy.
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCSR_BUILD_TRAIN=OFF -DCSR_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$dir" -j"$(nproc)" --target csr_tests_deploy
   if ldd "$dir/bin/predict" | grep -q torch; then
     echo "test.sh: $dir/bin/predict links LibTorch in a build without it" >&2
     return 1
@@ -66,3 +80,4 @@ for s in $stages; do
 done
 echo "== test.sh: all stages passed"
 printf '   %s\n' "${summary[@]}"
+printf '   %-8s %5d s\n' total "$SECONDS"
