@@ -203,6 +203,8 @@ void Speed(const Options& o, int threads, c10::Device device) {
         return "bf16 autocast, channels-last";
       case Precision::kFp16:
         return "fp16 autocast + GradScaler, channels-last";
+      case Precision::kAuto:  // never timed as such: the bench names what auto resolved to
+        return "auto";
     }
     return "?";
   };
