@@ -38,7 +38,7 @@ struct TrainOptions {
   int workers = 2;                         // background threads decoding batches
   int prefetch = 4;                        // batches prepared ahead of the step
   int threads = 0;                         // LibTorch compute threads; 0 = every core
-  Precision precision = Precision::kFp32;  // fp32 | bf16 (autocast, channels-last)
+  Precision precision = Precision::kFp32;  // auto | fp32 | bf16 | fp16 (train/precision_probe.h resolves auto)
   DeviceChoice device;                     // auto | cpu | cuda | cuda:N
   int eval_tile = 1024;                    // validation images larger than this (pixels a side) run in tiles
   int eval_every = 1;                      // validate every N epochs (and after the last); 0 = never
