@@ -346,15 +346,7 @@ TEST_CASE("trainer, two ranks with --precision auto: rank 0 measures, rank 1 tak
 }
 
 // Shared weights for the file (He-initialised, original layout).
-const fs::path& Weights() {
-  static TempDir dir;
-  static const fs::path path = [] {
-    const fs::path p = dir / "weights.h5";
-    test::WriteRandomWeights(p, 2);
-    return p;
-  }();
-  return path;
-}
+const fs::path& Weights() { return test::SharedRandomWeights(2); }
 
 TEST_CASE("predict and evaluate take --precision auto and report the precision they ran in") {
   TempDir dir;

@@ -26,15 +26,7 @@ using test::Slurp;
 using test::TempDir;
 
 // Shared weights for the file: He-initialised, original layout.
-const fs::path& Weights() {
-  static TempDir dir;
-  static const fs::path path = [] {
-    const fs::path p = dir / "weights.h5";
-    test::WriteRandomWeights(p, 2);
-    return p;
-  }();
-  return path;
-}
+const fs::path& Weights() { return test::SharedRandomWeights(2); }
 
 ModelSettings Settings(const fs::path& weights, int tile) {
   ModelSettings s;

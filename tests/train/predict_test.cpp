@@ -43,15 +43,7 @@ ModelSettings Settings(const fs::path& weights, int tile = 1024) {
 }
 
 // Shared weights for the file: He-initialised, original layout.
-const fs::path& Weights() {
-  static TempDir dir;
-  static const fs::path path = [] {
-    const fs::path p = dir / "weights.h5";
-    test::WriteRandomWeights(p, 1);
-    return p;
-  }();
-  return path;
-}
+const fs::path& Weights() { return test::SharedRandomWeights(1); }
 
 TEST_CASE("predict prints the path as given, a tab and the count with six decimals") {
   TempDir dir;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -79,6 +80,20 @@ inline void WriteRandomWeights(const fs::path& path, unsigned seed = 1, const st
     if (p.name == nan) v[n / 2] = std::numeric_limits<float>::quiet_NaN();
     h5::WriteFloats(f, p.name, v.data(), p.shape);
   }
+}
+
+// WriteRandomWeights(seed) written once per test executable and kept until it
+// exits: the shared weights of a test file's cases.
+inline const fs::path& SharedRandomWeights(unsigned seed) {
+  static TempDir dir;
+  static std::map<unsigned, fs::path> written;
+  auto it = written.find(seed);
+  if (it == written.end()) {
+    const fs::path path = dir / ("weights_" + std::to_string(seed) + ".h5");
+    WriteRandomWeights(path, seed);
+    it = written.emplace(seed, path).first;
+  }
+  return it->second;
 }
 
 // A dark noisy RGB picture with bright blobs, deterministic from `seed`.
