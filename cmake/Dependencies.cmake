@@ -52,6 +52,17 @@ if(CSR_BUILD_TRAIN)
   # wheel's nvidia/* packages (their RPATH points there), not the older ones a
   # local CUDA toolkit may put first on the linker's path: name them to the
   # linker for resolving those libraries' own dependencies.
+  # Debian's LibTorch calls the system BLAS (libblas.so.3) for some
+  # convolutions; with the reference implementation there, training on small
+  # patches runs about 9x slower than with OpenBLAS (scripts/deps.sh). It still
+  # works: a warning, not an error.
+  if(NOT Torch_DIR MATCHES "site-packages" AND CMAKE_LIBRARY_ARCHITECTURE)
+    get_filename_component(csr_blas "/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/libblas.so.3" REALPATH)
+    if(csr_blas MATCHES "/blas/libblas\\.so" OR NOT EXISTS "${csr_blas}")
+      message(WARNING "csrnet-cpp: libblas.so.3 is the reference BLAS (${csr_blas}): LibTorch's BLAS calls run "
+                      "about 9x slower on small patches. Install an optimised one: apt-get install libopenblas0-openmp")
+    endif()
+  endif()
   file(GLOB csr_wheel_nvidia_libs LIST_DIRECTORIES true "${TORCH_INSTALL_PREFIX}/../nvidia/*/lib")
   foreach(dir ${csr_wheel_nvidia_libs})
     add_link_options("LINKER:-rpath-link,${dir}")

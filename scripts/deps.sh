@@ -5,7 +5,12 @@
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libopencv-dev libeigen3-dev libnanoflann-dev libhdf5-dev
-            libtbb-dev nlohmann-json3-dev libtorch-dev libgloo-dev doctest-dev libmatio-dev)
+            libtbb-dev nlohmann-json3-dev libtorch-dev libgloo-dev doctest-dev libmatio-dev libopenblas0-openmp)
+# libopenblas0-openmp: Debian's LibTorch calls the system BLAS for some
+# convolutions (those that oneDNN does not take, on small inputs); without an
+# optimised BLAS installed, libblas.so.3 is the reference one and training on
+# small patches runs about 9x slower (docs/training.md, "BLAS"). The OpenMP
+# build shares LibTorch's OpenMP threads instead of starting its own.
 # libgloo-dev: the headers of Gloo, which c10d's ProcessGroupGloo.hpp includes
 # (libtorch-dev ships c10d and links libgloo0, but not Gloo's headers): the
 # trainer's multi-process training (docs/training.md).

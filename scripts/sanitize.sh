@@ -49,8 +49,8 @@ case "$stage" in
       -DCSR_FUZZ_SECONDS="${FUZZ_SECONDS:-60}" \
       -DCSR_FUZZ_RUNS="${FUZZ_RUNS:-50000}" -DCSR_FUZZ_SEED="${FUZZ_SEED:-1}" >/dev/null
     cmake --build "$dir" -j"$jobs" --target csr_fuzz_targets
-    # One at a time: each target uses the whole machine for its seconds.
-    ctest --test-dir "$dir" --output-on-failure -L fuzz
+    # libFuzzer runs one input at a time in one thread: a target per core.
+    ctest --test-dir "$dir" --output-on-failure -j"$jobs" -L fuzz
     ;;
   *) echo "sanitize.sh: unknown stage '$stage' (asan, tsan or fuzz)" >&2; exit 2 ;;
 esac

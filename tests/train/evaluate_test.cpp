@@ -21,7 +21,12 @@ using test::TempDir;
 
 using Outcome = test::ToolOutcome;
 
+// evaluate's entry point in this process (test::RunCapturedHere); the binary
+// itself runs in the usage test below and in the demo.
 Outcome Evaluate(const TempDir& dir, const std::string& args) {
+  return test::RunCapturedHere(dir, RunEvaluate, "evaluate", "--threads 2 " + args);
+}
+Outcome EvaluateProcess(const TempDir& dir, const std::string& args) {
   return test::RunCaptured(dir, "evaluate", "--threads 2 " + args);
 }
 
@@ -262,12 +267,12 @@ TEST_CASE("Bad options are usage errors (exit 2)") {
   TempDir dir;
   test::WriteTestShards(dir / "shards", 1);
   const std::string shards = (dir / "shards").string();
-  CHECK(Evaluate(dir, shards).rc == 2);                              // no weights
+  CHECK(EvaluateProcess(dir, shards).rc == 2);                       // no weights
   CHECK(Evaluate(dir, W()).rc == 2);                                 // no test set
   CHECK(Evaluate(dir, W() + shards + " --root " + shards).rc == 2);  // both
   CHECK(Evaluate(dir, W() + "--root x --split val").rc == 2);
   CHECK(Evaluate(dir, W() + shards + " --precision int8").rc == 2);
-  CHECK(Evaluate(dir, "--help").rc == 0);
+  CHECK(EvaluateProcess(dir, "--help").rc == 0);
 }
 
 }  // namespace

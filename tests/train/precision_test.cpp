@@ -19,10 +19,12 @@
 
 #include "common/base/error.h"
 #include "common/base/fs.h"
+#include "deploy/predict.h"
 #include "tests/deploy/onnx_test_util.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"
 #include "tests/train/predict_test_util.h"
+#include "train/evaluate.h"
 #include "train/precision_probe.h"
 #include "train/torch_compat.h"
 #include "train/trainer.h"
@@ -62,10 +64,13 @@ struct TrainerRuns {
   fs::path shards = tmp / "shards";
   fs::path log = tmp / "log.txt";
   TrainerRuns() { test::WriteSyntheticShards(shards, {/*train=*/2, /*test=*/1}); }
+  // In this process (test::RunInProcess): the runs are short, LibTorch's
+  // start-up would be most of their time.
   int Trainer(const std::string& out, const std::string& extra) {
-    return test::Run(test::Tool("trainer") + " " + shards.string() + " --out " + (tmp / out).string() +
-                         " --threads 2 --workers 1 --lr 1e-5 --init he --eval-every 0 --epochs 2 " + extra,
-                     log);
+    return test::RunInProcess(RunTrainer, "trainer",
+                              shards.string() + " --out " + (tmp / out).string() +
+                                  " --threads 2 --workers 1 --lr 1e-5 --init he --eval-every 0 --epochs 2 " + extra,
+                              log);
   }
   std::string Log() const { return ReadTextFile(log); }
   nlohmann::json Config(const std::string& out) const {
@@ -355,28 +360,29 @@ TEST_CASE("predict and evaluate take --precision auto and report the precision t
   test::WriteTestShards(dir / "shards", 1);
   const std::string w = "--threads 2 --weights " + Weights().string() + " ";
   FakeProbe fake(kBf16Faster);
-  Outcome o = test::RunCaptured(dir, "predict", w + "--precision auto " + image.string());
+  Outcome o = test::RunCapturedHere(dir, RunPredict, "predict", w + "--precision auto " + image.string());
   REQUIRE_MESSAGE(o.rc == 0, o.err);
   CHECK(Has(o.err, "predict: precision auto: bf16 (bf16 0.500 s vs fp32 1.000 s per inference probe step"));
   CHECK(Has(o.err, "bf16 chosen by --precision auto"));
-  const Outcome explicit_bf16 = test::RunCaptured(dir, "predict", w + "--precision bf16 " + image.string());
+  const Outcome explicit_bf16 =
+      test::RunCapturedHere(dir, RunPredict, "predict", w + "--precision bf16 " + image.string());
   CHECK(explicit_bf16.out == o.out);  // the same engine, the same count
   const fs::path json = dir / "e.json";
-  o = test::RunCaptured(dir, "evaluate",
-                        w + "--precision auto --json " + json.string() + " " + (dir / "shards").string());
+  o = test::RunCapturedHere(dir, RunEvaluate, "evaluate",
+                            w + "--precision auto --json " + json.string() + " " + (dir / "shards").string());
   REQUIRE_MESSAGE(o.rc == 0, o.err);
   nlohmann::json summary = nlohmann::json::parse(ReadTextFile(json));
   CHECK(summary["precision"] == "bf16");
   CHECK(summary["precision_chosen_by"] == "auto");
 
   FakeProbe slower(kBf16Slower);
-  o = test::RunCaptured(dir, "evaluate",
-                        w + "--precision auto --json " + json.string() + " " + (dir / "shards").string());
+  o = test::RunCapturedHere(dir, RunEvaluate, "evaluate",
+                            w + "--precision auto --json " + json.string() + " " + (dir / "shards").string());
   REQUIRE_MESSAGE(o.rc == 0, o.err);
   summary = nlohmann::json::parse(ReadTextFile(json));
   CHECK(summary["precision"] == "fp32");
   CHECK(summary["precision_chosen_by"] == "auto");
-  o = test::RunCaptured(dir, "predict", w + "--precision bf16 " + image.string());
+  o = test::RunCapturedHere(dir, RunPredict, "predict", w + "--precision bf16 " + image.string());
   REQUIRE(o.rc == 0);
   CHECK(Has(o.err, "predict: warning: --precision bf16 measures slower than fp32 on this CPU"));
   CHECK(Has(o.err, "0.50x"));
@@ -393,17 +399,17 @@ TEST_CASE("the onnx engine with --precision auto runs fp32 without measuring" * 
   test::WriteTestShards(dir / "shards", 1);
   FakeProbe junk("junk");  // any measurement would fail
   for (const char* engine : {"", "--engine onnx "}) {
-    const Outcome o = test::RunCaptured(
-        dir, "predict",
+    const Outcome o = test::RunCapturedHere(
+        dir, RunPredict, "predict",
         std::string(engine) + "--threads 2 --precision auto --weights " + onnx.string() + " " + image.string());
     REQUIRE_MESSAGE(o.rc == 0, o.err);
     CHECK(Has(o.err, "precision auto: fp32 (the onnx engine runs fp32 only"));
     CHECK(Has(o.err, "fp32 chosen by --precision auto"));
   }
   const fs::path json = dir / "e.json";
-  const Outcome o = test::RunCaptured(dir, "evaluate",
-                                      "--threads 2 --precision auto --weights " + onnx.string() + " --json " +
-                                          json.string() + " " + (dir / "shards").string());
+  const Outcome o = test::RunCapturedHere(dir, RunEvaluate, "evaluate",
+                                          "--threads 2 --precision auto --weights " + onnx.string() + " --json " +
+                                              json.string() + " " + (dir / "shards").string());
   REQUIRE_MESSAGE(o.rc == 0, o.err);
   CHECK(nlohmann::json::parse(ReadTextFile(json))["precision"] == "fp32");
 }

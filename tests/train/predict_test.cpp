@@ -30,7 +30,12 @@ using test::TempDir;
 using Outcome = test::ToolOutcome;
 
 // Runs the predict tool with `args`, capturing stdout and stderr apart.
-Outcome Predict(const TempDir& dir, const std::string& args) { return test::RunCaptured(dir, "predict", args); }
+// predict's entry point in this process (test::RunCapturedHere); the binary
+// itself runs in the usage test below and in predict_slow_test.
+Outcome Predict(const TempDir& dir, const std::string& args) {
+  return test::RunCapturedHere(dir, RunPredict, "predict", args);
+}
+Outcome PredictProcess(const TempDir& dir, const std::string& args) { return test::RunCaptured(dir, "predict", args); }
 
 double CountOf(const std::string& line) { return std::stod(line.substr(line.find('\t') + 1)); }
 
@@ -393,8 +398,8 @@ TEST_CASE("Bad options are usage errors (exit 2)") {
   TempDir dir;
   test::WriteRgb(dir / "a.png", test::CrowdImage(64, 48, 16));
   const std::string image = (dir / "a.png").string(), w = " --weights " + Weights().string();
-  CHECK(Predict(dir, image).rc == 2);  // no weights
-  CHECK(Predict(dir, w).rc == 2);      // nothing to count
+  CHECK(PredictProcess(dir, image).rc == 2);  // no weights
+  CHECK(Predict(dir, w).rc == 2);             // nothing to count
   CHECK(Predict(dir, w + " --precision fp16 " + image).rc == 2);
   CHECK(Predict(dir, w + " --tile 20 " + image).rc == 2);
   CHECK(Predict(dir, w + " --alpha nan " + image).rc == 2);
@@ -402,7 +407,7 @@ TEST_CASE("Bad options are usage errors (exit 2)") {
   CHECK(Predict(dir, w + " --tile 99999999999 " + image).rc == 2);
   CHECK(Predict(dir, w + " --video x.avi --every 0").rc == 2);
   CHECK(Predict(dir, w + " --csv c.csv " + image).rc == 2);  // --csv needs --video
-  CHECK(Predict(dir, "--help").rc == 0);
+  CHECK(PredictProcess(dir, "--help").rc == 0);
 }
 
 TEST_CASE("CollectImages reports missing paths and keeps explicit files of any extension") {

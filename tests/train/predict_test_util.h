@@ -210,6 +210,18 @@ inline ToolOutcome RunCaptured(const TempDir& dir, const std::string& tool, cons
   return o;
 }
 
+// The same through the tool's entry point in this process (test::RunInProcess:
+// no process start-up); `entry` is csr::RunEvaluate, RunPredict, ...
+template <typename Entry>
+ToolOutcome RunCapturedHere(const TempDir& dir, Entry entry, const std::string& tool, const std::string& args) {
+  ToolOutcome o;
+  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+  o.rc = RunInProcess(entry, tool, args, out, err);
+  o.out = Slurp(out);
+  o.err = Slurp(err);
+  return o;
+}
+
 // True when Debian's Python has torch, h5py and cv2 (the PyTorch reference).
 inline bool HavePythonTorch() { return Run(test::Python() + " -c 'import torch, h5py, cv2' >/dev/null 2>&1") == 0; }
 

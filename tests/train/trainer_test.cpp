@@ -18,6 +18,11 @@ using test::TempDir;
 
 // Runs the trainer binary; its stderr+stdout land in `log`.
 int Trainer(const std::string& args, const fs::path& log) { return test::Run(test::Tool("trainer") + " " + args, log); }
+// The same in this process, for runs that stop at an error before training
+// (test::RunInProcess: no LibTorch start-up per case).
+int TrainerHere(const std::string& args, const fs::path& log) {
+  return test::RunInProcess(RunTrainer, "trainer", args, log);
+}
 
 std::string Read(const fs::path& p) { return fs::exists(p) ? ReadTextFile(p) : std::string(); }
 
@@ -27,9 +32,13 @@ struct Fixture {
   fs::path log = tmp / "log.txt";
   Fixture() { test::WriteSyntheticShards(shards, {/*train=*/2, /*test=*/1}); }
   // A one-step run with quick settings plus `extra`.
-  int Quick(const std::string& out, const std::string& extra = "") {
-    return Trainer(shards.string() + " --out " + (tmp / out).string() + " --max-steps 1 --threads 2 --lr 1e-6 " + extra,
-                   log);
+  int Quick(const std::string& out, const std::string& extra = "") { return Trainer(QuickArgs(out, extra), log); }
+  // The same in this process: for runs that must stop at an error.
+  int QuickHere(const std::string& out, const std::string& extra = "") {
+    return TrainerHere(QuickArgs(out, extra), log);
+  }
+  std::string QuickArgs(const std::string& out, const std::string& extra) const {
+    return shards.string() + " --out " + (tmp / out).string() + " --max-steps 1 --threads 2 --lr 1e-6 " + extra;
   }
 };
 
@@ -129,15 +138,15 @@ TEST_CASE("bad configs are refused naming the file and the key") {
   std::ofstream(unknown) << R"({"epochs": 2, "learning_rate": 0.1})";
   std::ofstream(typed) << R"({"epochs": "many"})";
   std::ofstream(broken) << R"({"epochs": 2,)";
-  CHECK(f.Quick("a", "--config " + unknown.string()) == 1);
+  CHECK(f.QuickHere("a", "--config " + unknown.string()) == 1);
   CHECK(Read(f.log).find("learning_rate") != std::string::npos);
   CHECK(Read(f.log).find("unknown.json") != std::string::npos);
-  CHECK(f.Quick("b", "--config " + typed.string()) == 1);
+  CHECK(f.QuickHere("b", "--config " + typed.string()) == 1);
   CHECK(Read(f.log).find("epochs") != std::string::npos);
   CHECK(Read(f.log).find("typed.json") != std::string::npos);
-  CHECK(f.Quick("c", "--config " + broken.string()) == 1);
+  CHECK(f.QuickHere("c", "--config " + broken.string()) == 1);
   CHECK(Read(f.log).find("broken.json") != std::string::npos);
-  CHECK(f.Quick("d", "--config " + (f.tmp / "absent.json").string()) == 1);
+  CHECK(f.QuickHere("d", "--config " + (f.tmp / "absent.json").string()) == 1);
   CHECK(Read(f.log).find("absent.json") != std::string::npos);
 }
 
@@ -145,10 +154,10 @@ TEST_CASE("bad options are usage errors") {
   Fixture f;
   CHECK(f.Quick("a", "--epochs 0") == 2);
   CHECK(Read(f.log).find("--epochs") != std::string::npos);
-  CHECK(f.Quick("b", "--precision fp16") == 2);
-  CHECK(f.Quick("c", "--device tpu") == 2);
-  CHECK(f.Quick("d", "--no-such-option 3") == 2);
-  CHECK(Trainer("--max-steps 1", f.log) == 2);  // no shard set
+  CHECK(f.QuickHere("b", "--precision fp16") == 2);
+  CHECK(f.QuickHere("c", "--device tpu") == 2);
+  CHECK(f.QuickHere("d", "--no-such-option 3") == 2);
+  CHECK(TrainerHere("--max-steps 1", f.log) == 2);  // no shard set
   CHECK(Read(f.log).find("SHARDS") != std::string::npos);
 }
 
@@ -163,7 +172,7 @@ TEST_CASE("bad inputs: a shard set without manifest, a corrupt checkpoint, mis-s
 
   const fs::path ckpt = f.tmp / "checkpoint.pt";
   std::ofstream(ckpt) << "PK\x03\x04 definitely not a zip archive";
-  CHECK(f.Quick("b", "--resume " + ckpt.string()) == 1);
+  CHECK(f.QuickHere("b", "--resume " + ckpt.string()) == 1);
   CHECK(Read(f.log).find(ckpt.string()) != std::string::npos);
 
   CSRNet model;
@@ -179,7 +188,7 @@ TEST_CASE("bad inputs: a shard set without manifest, a corrupt checkpoint, mis-s
       h5::WriteFloats(file, "features." + item.key(), t.data_ptr<float>(), shape);
     }
   }
-  CHECK(f.Quick("c", "--vgg16 " + vgg.string()) == 1);
+  CHECK(f.QuickHere("c", "--vgg16 " + vgg.string()) == 1);
   CHECK(Read(f.log).find("features.19.weight") != std::string::npos);
   CHECK(Read(f.log).find("vgg16.h5") != std::string::npos);
 }
@@ -259,13 +268,13 @@ TEST_CASE("--weights of another back end: followed by default, refused against a
   REQUIRE(f.Quick("b", "--weights " + weights.string()) == 0);
   CHECK(nlohmann::json::parse(Read(f.tmp / "b" / "config.json"))["backend"] == "A");
   CHECK(Read(f.log).find("back end A (recorded in the file)") != std::string::npos);
-  CHECK(f.Quick("c", "--weights " + weights.string() + " --backend B") == 1);
+  CHECK(f.QuickHere("c", "--weights " + weights.string() + " --backend B") == 1);
   const std::string text = Read(f.log);
   INFO(text);
   CHECK(OneLine(text));
   CHECK(text.find(weights.string() + ": holds back end A weights, but --backend B was asked for") != std::string::npos);
   // The .h5 twin records its variant too.
-  CHECK(f.Quick("d", "--weights " + (f.tmp / "a" / "model_best.h5").string() + " --backend C") == 1);
+  CHECK(f.QuickHere("d", "--weights " + (f.tmp / "a" / "model_best.h5").string() + " --backend C") == 1);
   CHECK(Read(f.log).find("holds back end A weights") != std::string::npos);
 }
 
@@ -276,7 +285,7 @@ TEST_CASE("hostile option values are usage errors, never a crash") {
                           "--prefetch 99999999", "--threads 1000000", "--eval-tile 1", "--epochs 99999999999",
                           "--checkpoint-every -3", "--checkpoint-minutes nan", "--max-steps -1"}) {
     INFO(std::string(bad));
-    CHECK(f.Quick("x", bad) == 2);
+    CHECK(f.QuickHere("x", bad) == 2);
     CHECK(OneLine(Read(f.log)));
     CHECK(Read(f.log).find(std::string(bad).substr(0, std::string(bad).find(' '))) != std::string::npos);
   }
@@ -293,7 +302,7 @@ TEST_CASE("configs with values of the wrong type are one-line errors naming the 
     std::ofstream(config) << json;
     std::string run = "x";  // appended, not "x" + ...: GCC 12's -Wrestrict false positive in C++20
     run += std::to_string(n);
-    const int rc = f.Quick(run, "--config " + config.string());
+    const int rc = f.QuickHere(run, "--config " + config.string());
     CHECK((rc == 1 || rc == 2));
     CHECK(OneLine(Read(f.log)));
     CHECK(Read(f.log).find(config.string()) != std::string::npos);
@@ -312,7 +321,7 @@ TEST_CASE("a checkpoint whose position lies outside the epoch is refused, not in
     const nlohmann::json config = ReadCheckpointConfig(ckpt);
     state.batch = batch;
     SaveCheckpoint(ckpt, model, opt, state, config);
-    CHECK(Trainer("--resume " + ckpt + " --max-steps 3", f.log) == 1);
+    CHECK(TrainerHere("--resume " + ckpt + " --max-steps 3", f.log) == 1);
     const std::string text = Read(f.log);
     INFO(text);
     CHECK(text.find(ckpt + ": ") != std::string::npos);
@@ -353,20 +362,20 @@ TEST_CASE("--optimizer adam --init he: resumed mid-epoch equals straight; the ch
 
 TEST_CASE("fp16 or nccl on the CPU, and --device cuda without CUDA or a GPU, are one-line usage errors") {
   Fixture f;
-  CHECK(f.Quick("h", "--device cpu --precision fp16") == 2);
+  CHECK(f.QuickHere("h", "--device cpu --precision fp16") == 2);
   CHECK(OneLine(Read(f.log)));
   CHECK(Read(f.log).find("fp16 runs on CUDA GPUs") != std::string::npos);
-  CHECK(f.Quick("n", "--device cpu --dist-backend nccl") == 2);
+  CHECK(f.QuickHere("n", "--device cpu --dist-backend nccl") == 2);
   std::string text = Read(f.log);
   INFO(text);
   CHECK(OneLine(text));
   CHECK(text.find("nccl runs collectives on CUDA tensors") != std::string::npos);
   if (!torch::cuda::is_available()) {
-    CHECK(f.Quick("g", "--device cuda") == 2);
+    CHECK(f.QuickHere("g", "--device cuda") == 2);
     text = Read(f.log);
     CHECK(OneLine(text));
     CHECK(text.find("CUDA was asked for, but") != std::string::npos);
-    CHECK(f.Quick("g", "--device cuda:1") == 2);
+    CHECK(f.QuickHere("g", "--device cuda:1") == 2);
   }
 }
 
