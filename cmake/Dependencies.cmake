@@ -48,10 +48,6 @@ if(CSR_BUILD_TRAIN)
   # libgloo-dev; a PyPI LibTorch carries them in its own include folder.
   find_path(CSR_GLOO_INCLUDE gloo/context.h HINTS ${TORCH_INCLUDE_DIRS})
   csr_require(CSR_GLOO_INCLUDE libgloo-dev)
-  # A PyPI torch wheel's CUDA libraries need the NCCL, cuDNN, ... of the
-  # wheel's nvidia/* packages (their RPATH points there), not the older ones a
-  # local CUDA toolkit may put first on the linker's path: name them to the
-  # linker for resolving those libraries' own dependencies.
   # Debian's LibTorch calls the system BLAS (libblas.so.3) for some
   # convolutions; with the reference implementation there, training on small
   # patches runs about 9x slower than with OpenBLAS (scripts/deps.sh). It still
@@ -63,6 +59,10 @@ if(CSR_BUILD_TRAIN)
                       "about 9x slower on small patches. Install an optimised one: apt-get install libopenblas0-openmp")
     endif()
   endif()
+  # A PyPI torch wheel's CUDA libraries need the NCCL, cuDNN, ... of the
+  # wheel's nvidia/* packages (their RPATH points there), not the older ones a
+  # local CUDA toolkit may put first on the linker's path: name them to the
+  # linker for resolving those libraries' own dependencies.
   file(GLOB csr_wheel_nvidia_libs LIST_DIRECTORIES true "${TORCH_INSTALL_PREFIX}/../nvidia/*/lib")
   foreach(dir ${csr_wheel_nvidia_libs})
     add_link_options("LINKER:-rpath-link,${dir}")

@@ -80,23 +80,38 @@ int RunInProcess(Entry entry, const std::string& name, const std::string& args, 
   std::cout.flush();
   std::cerr.flush();
   std::fflush(nullptr);
-  const int saved_out = dup(1), saved_err = dup(2);
   const int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out_fd < 0) return -1;
   const int err_fd = err.empty() ? dup(out_fd) : open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (saved_out < 0 || saved_err < 0 || out_fd < 0 || err_fd < 0) return -1;
-  dup2(out_fd, 1);
-  dup2(err_fd, 2);
-  close(out_fd);
-  close(err_fd);
-  const int rc = entry(static_cast<int>(words.size()), argv.data());
-  std::cout.flush();
-  std::cerr.flush();
-  std::fflush(nullptr);
-  dup2(saved_out, 1);
-  dup2(saved_err, 2);
-  close(saved_out);
-  close(saved_err);
-  return rc;
+  const int saved_out = dup(1), saved_err = dup(2);
+  const bool ready = err_fd >= 0 && saved_out >= 0 && saved_err >= 0;
+  if (ready) {
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+  }
+  for (int fd : {out_fd, err_fd}) {
+    if (fd >= 0) close(fd);
+  }
+  // Puts stdout and stderr back, also if `entry` throws (RunTool catches
+  // everything, so only a bug in the test would).
+  struct Restore {
+    int out, err;
+    ~Restore() {
+      std::cout.flush();
+      std::cerr.flush();
+      std::fflush(nullptr);
+      if (out >= 0) {
+        dup2(out, 1);
+        close(out);
+      }
+      if (err >= 0) {
+        dup2(err, 2);
+        close(err);
+      }
+    }
+  } restore{saved_out, saved_err};
+  if (!ready) return -1;
+  return entry(static_cast<int>(words.size()), argv.data());
 }
 
 }  // namespace csr::test
