@@ -26,12 +26,11 @@ class DensityEngine;
 // How the network runs; the options predict, evaluate and the benchmark share.
 struct ModelSettings {
   std::string weights;  // .pt (model or checkpoint), .h5 (original layout) or .onnx; detected from the content
-  Engine engine = Engine::kAuto;  // auto | libtorch | onnx
-  int tile = 1024;                // images larger than this many pixels a side run in tiles (0 = never)
-  Precision precision =
-      Precision::kFp32;  // auto | fp32 | bf16 | fp16 (LibTorch: autocast, channels-last; fp16 on CUDA)
-  DeviceChoice device;   // auto | cpu | cuda | cuda:N (LibTorch only)
-  int threads = 0;       // compute threads; 0 = every core
+  Engine engine = Engine::kAuto;           // auto | libtorch | onnx
+  int tile = 1024;                         // images larger than this many pixels a side run in tiles (0 = never)
+  Precision precision = Precision::kFp32;  // auto | fp32 | bf16 | fp16 (LibTorch autocast; fp16 on CUDA)
+  DeviceChoice device;                     // auto | cpu | cuda | cuda:N (LibTorch only)
+  int threads = 0;                         // compute threads; 0 = every core
 
   // Throws csr::UsageError naming the option, its value and the rule.
   void Check() const;

@@ -200,26 +200,31 @@ struct ToolOutcome {
   std::string out, err;
 };
 
-// Runs the built `tool` with `args`, capturing stdout and stderr apart in `dir`.
-inline ToolOutcome RunCaptured(const TempDir& dir, const std::string& tool, const std::string& args) {
+// Runs `run(out, err)`, which returns an exit code and writes stdout to the
+// file `out` and stderr to `err` (both in `dir`), and reads both back.
+template <typename Fn>
+ToolOutcome Captured(const TempDir& dir, Fn&& run) {
   ToolOutcome o;
   const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  o.rc = Run(Tool(tool) + " " + args + " >" + out.string() + " 2>" + err.string());
+  o.rc = run(out, err);
   o.out = Slurp(out);
   o.err = Slurp(err);
   return o;
+}
+
+// Runs the built `tool` with `args`, capturing stdout and stderr apart in `dir`.
+inline ToolOutcome RunCaptured(const TempDir& dir, const std::string& tool, const std::string& args) {
+  return Captured(dir, [&](const fs::path& out, const fs::path& err) {
+    return Run(Tool(tool) + " " + args + " >" + out.string() + " 2>" + err.string());
+  });
 }
 
 // The same through the tool's entry point in this process (test::RunInProcess:
 // no process start-up); `entry` is csr::RunEvaluate, RunPredict, ...
 template <typename Entry>
 ToolOutcome RunCapturedHere(const TempDir& dir, Entry entry, const std::string& tool, const std::string& args) {
-  ToolOutcome o;
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  o.rc = RunInProcess(entry, tool, args, out, err);
-  o.out = Slurp(out);
-  o.err = Slurp(err);
-  return o;
+  return Captured(dir,
+                  [&](const fs::path& out, const fs::path& err) { return RunInProcess(entry, tool, args, out, err); });
 }
 
 // True when Debian's Python has torch, h5py and cv2 (the PyTorch reference).
