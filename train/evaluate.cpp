@@ -36,10 +36,17 @@ namespace {
 class BenchmarkTags {
  public:
   explicit BenchmarkTags(const nlohmann::json& manifest) {
-    const nlohmann::json source = manifest.value("source", nlohmann::json::object());
-    dataset_ = source.value("dataset", "");
-    const fs::path root = source.value("root", "");
-    const std::string split = source.value("eval_split", "test");
+    // crop_shards writes an object; another writer's manifest may say
+    // anything there, and then there are no tags to read.
+    const auto it = manifest.find("source");
+    const nlohmann::json source = it != manifest.end() && it->is_object() ? *it : nlohmann::json::object();
+    const auto text = [&source](const char* key, const char* fallback) {
+      const auto v = source.find(key);
+      return v != source.end() && v->is_string() ? v->get<std::string>() : std::string(fallback);
+    };
+    dataset_ = text("dataset", "");
+    const fs::path root = text("root", "");
+    const std::string split = text("eval_split", "test");
     try {
       if (dataset_ == "nwpu") {
         for (const ListEntry& e : ReadListFile((root / (split + ".txt")).string())) {

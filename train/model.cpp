@@ -10,6 +10,7 @@
 
 #include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/pooling.h>
 #include <torch/utils.h>
 
@@ -135,7 +136,7 @@ std::vector<int> BackendDilations(Backend backend) {
   return {2, 2, 2, 2, 2, 2};
 }
 
-CSRNetImpl::CSRNetImpl(Backend backend) : variant_(backend) {
+CSRNetImpl::CSRNetImpl(Backend backend, bool batch_norm) : variant_(backend), batch_norm_(batch_norm) {
   nn::Sequential front;
   int channels = 3;
   for (int width : kFrontend) {
@@ -144,6 +145,7 @@ CSRNetImpl::CSRNetImpl(Backend backend) : variant_(backend) {
       continue;
     }
     front->push_back(nn::Conv2d(nn::Conv2dOptions(channels, width, 3).padding(1)));
+    if (batch_norm) front->push_back(nn::BatchNorm2d(width));
     front->push_back(nn::ReLU(nn::ReLUOptions(true)));
     channels = width;
   }
@@ -152,6 +154,7 @@ CSRNetImpl::CSRNetImpl(Backend backend) : variant_(backend) {
   for (size_t i = 0; i < dilations.size(); ++i) {
     const int d = dilations[i];
     back->push_back(nn::Conv2d(nn::Conv2dOptions(channels, kBackend[i], 3).padding(d).dilation(d)));
+    if (batch_norm) back->push_back(nn::BatchNorm2d(kBackend[i]));
     back->push_back(nn::ReLU(nn::ReLUOptions(true)));
     channels = kBackend[i];
   }
@@ -201,6 +204,53 @@ void InitWeights(CSRNet& model, Init init) {
   }
 }
 
+namespace {
+
+// The convolutions of `seq` in order, each with the batch normalisation that
+// follows it (nullptr when none).
+std::vector<std::pair<nn::Conv2dImpl*, nn::BatchNorm2dImpl*>> ConvLayers(nn::Sequential& seq) {
+  std::vector<std::pair<nn::Conv2dImpl*, nn::BatchNorm2dImpl*>> out;
+  for (const auto& child : seq->children()) {
+    if (auto* conv = child->as<nn::Conv2d>()) {
+      out.emplace_back(conv, nullptr);
+    } else if (auto* bn = child->as<nn::BatchNorm2d>()) {
+      CSR_CHECK(!out.empty() && out.back().second == nullptr, "model", "batch normalisation without a convolution");
+      out.back().second = bn;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+CSRNet FoldBatchNorm(CSRNet& model) {
+  torch::NoGradGuard no_grad;
+  CSRNet plain(model->backend_variant());
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(torch::kCPU);
+  for (auto [from, to] : {std::pair{&model->frontend, &plain->frontend}, {&model->backend, &plain->backend}}) {
+    const auto source = ConvLayers(*from);
+    const auto target = ConvLayers(*to);
+    CSR_CHECK(source.size() == target.size(), "model", "FoldBatchNorm: ", source.size(), " vs ", target.size(),
+              " convolutions");
+    for (size_t i = 0; i < source.size(); ++i) {
+      const auto [conv, bn] = source[i];
+      torch::Tensor w = conv->weight.detach().to(f64).contiguous();
+      torch::Tensor b = conv->bias.detach().to(f64);
+      if (bn != nullptr) {
+        const torch::Tensor scale =
+            bn->weight.detach().to(f64) / torch::sqrt(bn->running_var.detach().to(f64) + bn->options.eps());
+        w = w * scale.view({-1, 1, 1, 1});
+        b = (b - bn->running_mean.detach().to(f64)) * scale + bn->bias.detach().to(f64);
+      }
+      target[i].first->weight.copy_(w.to(torch::kFloat32));
+      target[i].first->bias.copy_(b.to(torch::kFloat32));
+    }
+  }
+  plain->output_layer->weight.copy_(model->output_layer->weight.detach().to(torch::kCPU, torch::kFloat32));
+  plain->output_layer->bias.copy_(model->output_layer->bias.detach().to(torch::kCPU, torch::kFloat32));
+  return plain;
+}
+
 void SetChannelsLast(CSRNet& model, bool channels_last) {
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   torch::NoGradGuard no_grad;
@@ -223,6 +273,7 @@ void LoadWeightsH5(CSRNet& model, const std::string& path) {
 }
 
 void SaveWeightsH5(CSRNet& model, const std::string& path) {
+  CSR_CHECK(!model->batch_norm(), path, "SaveWeightsH5 takes a plain CSRNet (FoldBatchNorm first)");
   AtomicFile out(path);
   {
     h5::Lock lock;
@@ -254,6 +305,7 @@ void WriteModelArchive(CSRNet& model, const ModelFileInfo& info, torch::serializ
   archive.write("backend", c10::IValue(BackendName(info.backend)));
   archive.write("epoch", c10::IValue(info.epoch));
   archive.write("mae", c10::IValue(info.mae));
+  if (model->batch_norm()) archive.write("batch_norm", c10::IValue(true));
 }
 
 torch::serialize::InputArchive OpenArchive(const std::string& path, c10::Device device) {
@@ -281,6 +333,10 @@ ModelFileInfo ReadModelInfo(torch::serialize::InputArchive& archive, const std::
     if (archive.try_read("backend", v) && v.isString()) info.backend = FileBackend(v.toStringRef(), file);
     if (archive.try_read("epoch", v) && v.isInt()) info.epoch = v.toInt();
     if (archive.try_read("mae", v) && v.isDouble()) info.mae = v.toDouble();
+    if (archive.try_read("batch_norm", v)) {
+      if (!v.isBool()) throw Error(file, "corrupt .pt file: 'batch_norm' is not a boolean");
+      info.batch_norm = v.toBool();
+    }
     return info;
   } catch (const c10::Error& e) {
     throw Error(file, StrCat("corrupt .pt file: ", FirstLine(e.what_without_backtrace())));
@@ -314,12 +370,27 @@ torch::Tensor ReadNested(torch::serialize::InputArchive& weights, const std::str
 }  // namespace
 
 void ReadModelArchive(CSRNet& model, torch::serialize::InputArchive& archive, const std::string& file) {
-  CheckVariant(ReadModelInfo(archive, file).backend, model, file);
+  const ModelFileInfo info = ReadModelInfo(archive, file);
+  CheckVariant(info.backend, model, file);
+  if (info.batch_norm != model->batch_norm()) {
+    throw Error(file, info.batch_norm ? "holds a batch-normalised model (trainer --batch-norm), this run has none"
+                                      : "holds a model without batch normalisation, this run has --batch-norm");
+  }
   try {
     torch::serialize::InputArchive weights;
     if (!archive.try_read("model", weights)) throw Error(file, "no model weights in this file");
     for (auto& item : model->named_parameters()) {
       Assign(item.value(), ReadNested(weights, item.key(), file), item.key(), file);
+    }
+    // Batch normalisation's running statistics (a plain CSRNet has none).
+    for (auto& item : model->named_buffers()) {
+      const torch::Tensor value = ReadNested(weights, item.key(), file);
+      const std::string& key = item.key();
+      const bool variance = key.size() >= 11 && key.compare(key.size() - 11, 11, "running_var") == 0;
+      if (variance && (value < 0).any().item<bool>()) {
+        throw Error(file, StrCat("tensor '", item.key(), "' holds negative variances (corrupt checkpoint)"));
+      }
+      Assign(item.value(), value, item.key(), file);
     }
   } catch (const c10::Error& e) {
     throw Error(file, StrCat("corrupt .pt file: ", FirstLine(e.what_without_backtrace())));
@@ -361,6 +432,15 @@ void LoadWeights(CSRNet& model, const std::string& path) {
     return;
   }
   torch::serialize::InputArchive archive = OpenArchive(path);
+  if (ReadModelInfo(archive, path).batch_norm && !model->batch_norm()) {
+    CSRNet trained(model->backend_variant(), /*batch_norm=*/true);
+    ReadModelArchive(trained, archive, path);
+    CSRNet folded = FoldBatchNorm(trained);
+    torch::NoGradGuard no_grad;
+    auto source = folded->named_parameters();
+    for (auto& item : model->named_parameters()) item.value().copy_(source[item.key()]);
+    return;
+  }
   ReadModelArchive(model, archive, path);
 }
 
@@ -373,9 +453,10 @@ CSRNet LoadModel(const std::string& path) {
   }
   // One verification and one archive load for both the variant and the weights.
   torch::serialize::InputArchive archive = OpenArchive(path);
-  CSRNet model(ReadModelInfo(archive, path).backend);
+  const ModelFileInfo info = ReadModelInfo(archive, path);
+  CSRNet model(info.backend, info.batch_norm);
   ReadModelArchive(model, archive, path);
-  return model;
+  return info.batch_norm ? FoldBatchNorm(model) : model;
 }
 
 }  // namespace csr

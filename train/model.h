@@ -28,12 +28,18 @@ namespace csr {
 std::vector<int> BackendDilations(Backend backend);
 
 struct CSRNetImpl : torch::nn::Module {
-  explicit CSRNetImpl(Backend backend = Backend::kB);
+  // batch_norm: a BatchNorm2d after every front- and back-end convolution
+  // (before its ReLU), as the original code's make_layers(batch_norm=True);
+  // the names then count those slots too (frontend.0 conv, frontend.1 bn,
+  // frontend.3 conv, ...). A training-time variant: FoldBatchNorm turns it
+  // into the plain network that every model file holds.
+  explicit CSRNetImpl(Backend backend = Backend::kB, bool batch_norm = false);
 
   // x: N x 3 x H x W, ImageNet-normalised RGB. Returns N x 1 x floor(H/8) x floor(W/8).
   torch::Tensor forward(torch::Tensor x);
 
   Backend backend_variant() const { return variant_; }
+  bool batch_norm() const { return batch_norm_; }
 
   torch::nn::Sequential frontend{nullptr};
   torch::nn::Sequential backend{nullptr};
@@ -41,8 +47,16 @@ struct CSRNetImpl : torch::nn::Module {
 
  private:
   Backend variant_;
+  bool batch_norm_ = false;
 };
 TORCH_MODULE(CSRNet);
+
+// The plain CSRNet (on the CPU, fp32, contiguous) that computes what `model`
+// computes in eval mode: each batch normalisation's running statistics and
+// affine factors folded into the convolution before it (in double), so that
+// W' = W * g / sqrt(v + eps), b' = (b - m) * g / sqrt(v + eps) + beta.
+// A model without batch normalisation comes back as a copy.
+CSRNet FoldBatchNorm(CSRNet& model);
 
 // Number of trainable scalars (16,263,489 for every back end).
 int64_t ParameterCount(const torch::nn::Module& model);
@@ -85,15 +99,17 @@ void LoadVgg16H5(CSRNet& model, const std::string& path);
 // (epoch, mae) recorded next to the weights.
 struct ModelFileInfo {
   Backend backend = Backend::kB;
-  int64_t epoch = 0;  // epochs trained when written (0 if unknown)
-  double mae = -1.0;  // validation MAE when written (-1 if unknown)
+  int64_t epoch = 0;        // epochs trained when written (0 if unknown)
+  double mae = -1.0;        // validation MAE when written (-1 if unknown)
+  bool batch_norm = false;  // read only: a --batch-norm trainer's checkpoint (model files hold it folded)
 };
 void SaveModelPt(CSRNet& model, const std::string& path, const ModelFileInfo& info);
 
 // The `model` part of a .pt archive (shared by model files and checkpoints):
 // parameters nested by module name, as torch::nn::Module::save writes them,
 // plus the metadata above. ReadModelArchive checks every tensor's presence
-// and shape and throws csr::Error(file, "... 'backend.4.weight' ...").
+// and shape and throws csr::Error(file, "... 'backend.4.weight' ..."); the
+// file and the model must agree on batch normalisation (their names differ).
 void WriteModelArchive(CSRNet& model, const ModelFileInfo& info, torch::serialize::OutputArchive& archive);
 ModelFileInfo ReadModelInfo(torch::serialize::InputArchive& archive, const std::string& file);
 void ReadModelArchive(CSRNet& model, torch::serialize::InputArchive& archive, const std::string& file);
@@ -108,6 +124,7 @@ torch::serialize::InputArchive OpenArchive(const std::string& path, c10::Device 
 // records (.pt always; .h5 written by this project; none for the original
 // layout). ReadWeightsBackend: that, or B. LoadWeights refuses a file whose
 // recorded variant differs from the model's (same shapes, another network).
+// A --batch-norm checkpoint loads folded (FoldBatchNorm) into a plain model.
 std::optional<Backend> RecordedBackend(const std::string& path);
 Backend ReadWeightsBackend(const std::string& path);
 void LoadWeights(CSRNet& model, const std::string& path);

@@ -61,15 +61,19 @@ class CpuRngGuard {
 
 // Takes the parameters' gradients aside while alive (the probe's backward
 // passes make their own, dropped after each step) and puts them back, the
-// same tensors, on scope exit.
+// same tensors, on scope exit; batch normalisation's running statistics
+// (which the probe's training-mode forwards update) are restored too.
 class GradientStash {
  public:
-  explicit GradientStash(CSRNet& model) : params_(model->parameters()) {
+  explicit GradientStash(CSRNet& model) : params_(model->parameters()), buffers_(model->buffers()) {
     for (at::Tensor& p : params_) saved_.push_back(p.grad());
+    for (const at::Tensor& b : buffers_) saved_buffers_.push_back(b.clone());
     Drop();
   }
   ~GradientStash() {
     for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = saved_[i];
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < buffers_.size(); ++i) buffers_[i].copy_(saved_buffers_[i]);
   }
   GradientStash(const GradientStash&) = delete;
   GradientStash& operator=(const GradientStash&) = delete;
@@ -80,6 +84,8 @@ class GradientStash {
  private:
   std::vector<at::Tensor> params_;
   std::vector<at::Tensor> saved_;
+  std::vector<at::Tensor> buffers_;
+  std::vector<at::Tensor> saved_buffers_;
 };
 
 // A fixed input pattern in [-1, 1] (no random draws).

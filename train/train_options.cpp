@@ -20,6 +20,10 @@ void RegisterTrainOptions(ArgParser& p, TrainOptions* o) {
   p.AddEnum<Init>("init", &o->init, {{"normal", Init::kNormal}, {"he", Init::kHe}},
                   "Initial weights: normal = N(0, 0.01) as the original (for a back end on --vgg16); he = He fan-in "
                   "normal, for training every layer from scratch (docs/training.md)");
+  p.Add("batch-norm", &o->batch_norm,
+        "Train with a batch normalisation after every convolution (learns from scratch in fewer steps); "
+        "model_best.pt/.h5 hold it folded into the convolutions, a plain CSRNet for evaluate, predict and ONNX. "
+        "Not with --vgg16, --weights or several processes");
   p.Add("epochs", &o->epochs, "Epochs in total (a resumed run continues up to this)");
   p.Add("lr", &o->lr, "Learning rate");
   p.Add("lr-steps", &o->lr_steps, "Comma-separated epochs (1-based) from which the rate is multiplied by --lr-gamma");
@@ -72,6 +76,8 @@ void TrainOptions::Check() const {
   if (eval_tile != 0) CheckRange("--eval-tile", eval_tile, 64, 1 << 20, "or 0: never tile");
   CheckThat(eval_every >= 0, "--eval-every", eval_every, "must be >= 0 (0 = never)");
   CheckRange("--dist-timeout", dist_timeout, 1, 86400, "seconds");
+  CheckThat(!batch_norm || (vgg16.empty() && weights.empty()), "--batch-norm", "on",
+            "trains from the init: not with --vgg16 or --weights (their networks have no batch normalisation)");
 }
 
 }  // namespace csr

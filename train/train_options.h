@@ -23,6 +23,7 @@ struct TrainOptions {
   std::string weights;  // start from these CSRNet weights (.h5 original layout or .pt) instead of the init
   Backend backend = Backend::kB;  // back-end variant of the paper: A, B, C or D
   Init init = Init::kNormal;      // weights before --vgg16/--weights: normal (the original's N(0, 0.01)) | he
+  bool batch_norm = false;        // BatchNorm2d after every conv while training; model files hold it folded
   int epochs = 400;               // epochs in total (a resumed run continues up to this)
   double lr = 1e-7;               // SGD learning rate
   std::vector<double> lr_steps;   // epochs (1-based) from which the rate is multiplied by lr_gamma, cumulatively

@@ -303,6 +303,10 @@ void Trainer::Setup() {
     log::Info("rank ", env_.rank, " of ", env_.world, " (local rank ", env_.local_rank, ", launched by ", env_.launcher,
               "), rendezvous ", env_.master_addr, ":", env_.master_port, ", ", device_.str());
   }
+  if (env_.active() && opts_.batch_norm) {
+    // Each rank would keep its own running statistics (and a resume would need them all).
+    throw UsageError("--batch-norm", "runs in one process: not under torchrun or srun");
+  }
   const int threads = SetThreads(opts_.threads);
   UseTrainingHeap();
   shards_ = std::make_shared<const ShardSet>(opts_.shards);
@@ -335,10 +339,12 @@ void Trainer::Setup() {
   }
   if (env_.active()) JoinRanks();
   config_["precision"] = PrecisionName(precision_);  // the resolved one: a --resume keeps it
-  log::Info("CSRNet back end ", BackendName(opts_.backend), ", ", ParameterCount(*model_), " parameters; ",
-            train_->size().value(), " training patches (", train_->records(), " crops, mirrored), ", test_->records(),
-            " test images; ", device_.str(), ", ", threads, " threads, ", PrecisionName(precision_),
-            precision_by_auto_ ? " (chosen by --precision auto)" : "", "; run folder ", opts_.out);
+  log::Info("CSRNet back end ", BackendName(opts_.backend),
+            opts_.batch_norm ? " with batch normalisation (folded into the model_best files)" : "", ", ",
+            ParameterCount(*model_), " parameters; ", train_->size().value(), " training patches (", train_->records(),
+            " crops, mirrored), ", test_->records(), " test images; ", device_.str(), ", ", threads, " threads, ",
+            PrecisionName(precision_), precision_by_auto_ ? " (chosen by --precision auto)" : "", "; run folder ",
+            opts_.out);
 }
 
 // The network with its initial weights: the seeded init, then --vgg16 and
@@ -346,7 +352,7 @@ void Trainer::Setup() {
 void Trainer::BuildModel() {
   if (opts_.resume.empty() && !opts_.weights.empty()) FollowWeightsBackend();
   torch::manual_seed(static_cast<uint64_t>(opts_.seed));
-  model_ = CSRNet(opts_.backend);
+  model_ = CSRNet(opts_.backend, opts_.batch_norm);
   InitWeights(model_, opts_.init);
   if (!opts_.resume.empty()) return;
   if (!opts_.vgg16.empty()) {
@@ -599,8 +605,10 @@ void Trainer::FinishEpoch(const ValidationResult* eval, bool complete, double ev
     state_.best_epoch = epoch;
     if (Lead()) {
       ModelFileInfo info{model_->backend_variant(), epoch, eval->mae};
-      SaveModelPt(model_, Path("model_best.pt"), info);
-      SaveWeightsH5(model_, Path("model_best.h5"));
+      // A --batch-norm run's files hold the plain network it computes in eval mode.
+      CSRNet best = opts_.batch_norm ? FoldBatchNorm(model_) : model_;
+      SaveModelPt(best, Path("model_best.pt"), info);
+      SaveWeightsH5(best, Path("model_best.h5"));
     }
   }
   if (state_.best_mae >= 0) entry.best_mae = state_.best_mae;

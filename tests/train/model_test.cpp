@@ -12,6 +12,8 @@
 #include "tests/test_util.h"
 #include "train/model.h"
 
+#include <torch/nn/modules/batchnorm.h>
+
 namespace csr {
 namespace {
 
@@ -171,6 +173,80 @@ TEST_CASE("weights round-trip through the original HDF5 layout and the .pt model
   CSRNet d(Backend::kC);
   LoadWeights(d, h5path);
   CHECK(SameWeights(a, d));
+}
+
+// Batch normalisation with statistics far from the identity, so that a fold
+// that ignored any of them would change the output.
+void RandomiseBatchNorm(CSRNet& model, uint64_t seed) {
+  torch::manual_seed(seed);
+  torch::NoGradGuard no_grad;
+  for (auto& module : model->modules(/*include_self=*/false)) {
+    if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
+      bn->weight.uniform_(0.5, 1.5);
+      bn->bias.normal_(0.0, 0.2);
+      bn->running_mean.normal_(0.0, 0.2);
+      bn->running_var.uniform_(0.3, 3.0);
+    }
+  }
+}
+
+TEST_CASE("--batch-norm's network folds into the plain CSRNet it computes in eval mode; its .pt loads folded") {
+  TempDir tmp;
+  CSRNet bn(Backend::kB, /*batch_norm=*/true);
+  test::HeInit(bn, 5);
+  RandomiseBatchNorm(bn, 6);
+  CHECK(bn->batch_norm());
+  // The original code's make_layers(batch_norm=True) names: conv, bn, relu.
+  const auto names = bn->named_parameters();
+  CHECK(names.contains("frontend.0.weight"));
+  CHECK(names.contains("frontend.1.weight"));
+  CHECK(names.contains("frontend.3.weight"));
+  CHECK(names.contains("backend.1.bias"));
+  CHECK(ParameterCount(*bn) == 16263489 + 2 * (2 * 64 + 2 * 128 + 3 * 256 + 3 * 512 + 3 * 512 + 256 + 128 + 64));
+
+  bn->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({1, 3, 64, 80});
+  const torch::Tensor want = bn->forward(x);
+  CSRNet plain = FoldBatchNorm(bn);
+  CHECK_FALSE(plain->batch_norm());
+  const torch::Tensor got = plain->forward(x);
+  const double scale = want.abs().max().item<double>();
+  REQUIRE(scale > 1e-3);
+  CHECK((got - want).abs().max().item<double>() <= 1e-4 * scale);
+
+  // Its checkpoint-style .pt: LoadModel and LoadWeights give the folded
+  // network; a batch-normalised model reads it whole, running statistics too.
+  const std::string pt = (tmp / "bn.pt").string();
+  SaveModelPt(bn, pt, {});
+  CSRNet loaded = LoadModel(pt);
+  CHECK_FALSE(loaded->batch_norm());
+  CHECK(SameWeights(loaded, plain));
+  CSRNet into;
+  LoadWeights(into, pt);
+  CHECK(SameWeights(into, plain));
+  CSRNet again(Backend::kB, /*batch_norm=*/true);
+  LoadWeights(again, pt);
+  CHECK(SameWeights(again, bn));
+  auto buffers = bn->named_buffers();
+  for (const auto& item : again->named_buffers()) CHECK(torch::equal(item.value(), buffers[item.key()]));
+
+  // The training-mode output (batch statistics) is another function: the
+  // comparison above can tell the two apart.
+  bn->train();
+  CHECK((bn->forward(x) - want).abs().max().item<double>() > 1e-2 * scale);
+
+  // A plain file into a batch-normalised model, and corrupt statistics.
+  const std::string plain_pt = (tmp / "plain.pt").string();
+  SaveModelPt(plain, plain_pt, {});
+  std::string msg = ErrorOf([&] { LoadWeights(again, plain_pt); });
+  CHECK(msg.find(plain_pt) != std::string::npos);
+  CHECK(msg.find("without batch normalisation") != std::string::npos);
+  bn->frontend[1]->as<torch::nn::BatchNorm2d>()->running_var[3] = -1.0;
+  SaveModelPt(bn, pt, {});
+  msg = ErrorOf([&] { LoadModel(pt); });
+  CHECK(msg.find("frontend.1.running_var") != std::string::npos);
+  CHECK(msg.find("negative variances") != std::string::npos);
 }
 
 TEST_CASE("the written .h5 has exactly one float32 OIHW dataset per parameter") {
