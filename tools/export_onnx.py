@@ -62,6 +62,9 @@ def read_libtorch(path):
         module = torch.jit.load(path, map_location="cpu")
     except Exception:  # not a LibTorch archive (a CSRNet-pytorch zip checkpoint, say)
         return None
+    if module._c.hasattr("batch_norm") and module._c.getattr("batch_norm"):
+        fail(path, "holds a trainer --batch-norm network with its running statistics: export the run's "
+             "model_best.pt or model_best.h5, which hold it folded into the convolutions")
     tensors = {}
     for name, value in module.named_parameters():
         if name.startswith("model."):

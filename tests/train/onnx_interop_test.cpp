@@ -84,5 +84,23 @@ TEST_CASE("ONNX and LibTorch give the same counts on the reference vectors and r
   }
 }
 
+TEST_CASE("export_onnx.py refuses a --batch-norm checkpoint in one line, naming the folded files" *
+          doctest::test_suite("optional")) {
+  CSR_SKIP_UNLESS(test::HaveOnnxExport(), test::kNeedPython,
+                  "Debian's python3-torch/h5py/onnx not installed (scripts/deps.sh test)");
+  TempDir dir;
+  const fs::path pt = dir / "checkpoint_like.pt";
+  {
+    CSRNet model(Backend::kB, /*batch_norm=*/true);
+    SaveModelPt(model, pt.string(), ModelFileInfo{});
+  }
+  CHECK(test::ExportOnnx(pt, dir / "x.onnx", dir / "bn.log") == 1);
+  const std::string log = test::Slurp(dir / "bn.log");
+  INFO(log);
+  CHECK(log.find(pt.string()) != std::string::npos);
+  CHECK(log.find("model_best.pt or model_best.h5") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "x.onnx"));
+}
+
 }  // namespace
 }  // namespace csr

@@ -11,8 +11,11 @@
 
 #include "common/base/fs.h"
 #include "tests/test_util.h"
+#include "train/evaluate.h"
 #include "train/torch_compat.h"
 #include "train/trainer.h"
+
+#include <torch/nn/modules/batchnorm.h>
 
 extern char** environ;
 
@@ -65,6 +68,72 @@ struct Fixture {
     return shards.string() + " --out " + (tmp / out).string() + " --threads 1 --seed 3 --lr 1e-5 ";
   }
 };
+
+// The mean of CSV column `name` (evaluate --csv).
+double CsvMean(const fs::path& csv, const std::string& name) {
+  std::istringstream in(ReadTextFile(csv));
+  std::string line, cell;
+  std::getline(in, line);
+  std::istringstream header(line);
+  int column = -1;
+  for (int i = 0; std::getline(header, cell, ','); ++i) {
+    if (cell == name) column = i;
+  }
+  REQUIRE(column >= 0);
+  double sum = 0;
+  int rows = 0;
+  while (std::getline(in, line)) {
+    std::istringstream row(line);
+    for (int i = 0; std::getline(row, cell, ','); ++i) {
+      if (i == column) sum += std::stod(cell);
+    }
+    ++rows;
+  }
+  REQUIRE(rows > 0);
+  return sum / rows;
+}
+
+TEST_CASE("--batch-norm: resumed equals straight, model_best holds the folded network") {
+  TempDir tmp;
+  const fs::path shards = tmp / "shards", log = tmp / "log.txt";
+  test::WriteSyntheticShards(shards, {/*train=*/2, /*test=*/1});
+  const std::string args =
+      shards.string() + " --threads 2 --lr 1e-4 --optimizer adam --init he --batch-norm --epochs 2 --out ";
+  REQUIRE(Trainer(args + (tmp / "straight").string(), log) == 0);
+  CHECK(ReadTextFile(log).find("with batch normalisation") != std::string::npos);
+  REQUIRE(Trainer(args + (tmp / "split").string() + " --max-steps 3", log) == 0);
+  // Resumed without the flag: the checkpoint's config has it.
+  REQUIRE(Trainer("--resume " + (tmp / "split/checkpoint.pt").string() + " --max-steps 0", log) == 0);
+  CHECK(nlohmann::json::parse(ReadTextFile(tmp / "split/config.json")).value("batch-norm", false));
+  TrainOptions opts;
+  opts.optimizer = OptimizerKind::kAdam;
+  CSRNet a(Backend::kB, true), b(Backend::kB, true);
+  auto oa = MakeRunOptimizer(a, opts), ob = MakeRunOptimizer(b, opts);
+  const TrainState sa = LoadCheckpoint((tmp / "straight/checkpoint.pt").string(), a, *oa);
+  LoadCheckpoint((tmp / "split/checkpoint.pt").string(), b, *ob);
+  double diff = 0;
+  for (const auto& item : a->named_parameters()) {
+    diff = std::max(diff, (item.value() - b->named_parameters()[item.key()]).abs().max().item<double>());
+  }
+  for (const auto& item : a->named_buffers()) {
+    diff = std::max(diff, (item.value() - b->named_buffers()[item.key()]).abs().max().item<double>());
+  }
+  CHECK(diff <= 1e-5);
+  // The running statistics moved off their start (mean 0, variance 1).
+  CHECK(a->frontend[1]->as<torch::nn::BatchNorm2d>()->running_mean.abs().max().item<double>() > 1e-3);
+
+  // model_best.pt and .h5 hold a plain CSRNet whose test MAE is the one the
+  // trainer measured with the batch-normalised network in eval mode.
+  CSRNet best = LoadModel((tmp / "straight/model_best.pt").string());
+  CHECK_FALSE(best->batch_norm());
+  const int evaluated = test::RunInProcess(RunEvaluate, "evaluate",
+                                           "--threads 2 --weights " + (tmp / "straight/model_best.h5").string() + " " +
+                                               shards.string() + " --csv " + (tmp / "eval.csv").string(),
+                                           log);
+  INFO(ReadTextFile(log));
+  REQUIRE(evaluated == 0);
+  CHECK(CsvMean(tmp / "eval.csv", "abs_error") == doctest::Approx(sa.best_mae).epsilon(1e-4));
+}
 
 TEST_CASE("a short training on synthetic shards lowers the loss") {
   Fixture f;

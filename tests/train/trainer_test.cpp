@@ -2,17 +2,14 @@
 #include "tests/train/train_test_util.h"
 
 #include <fstream>
-#include <sstream>
 
 #include "common/base/fs.h"
 #include "common/io/h5.h"
 #include "tests/test_skip.h"
 #include "tests/test_util.h"
-#include "train/evaluate.h"
 #include "train/trainer.h"
 
 #include <torch/cuda.h>
-#include <torch/nn/modules/batchnorm.h>
 
 namespace csr {
 namespace {
@@ -364,69 +361,8 @@ TEST_CASE("--optimizer adam --init he: resumed mid-epoch equals straight; the ch
   CHECK(text.find("optimizer 'adam'") != std::string::npos);
 }
 
-// The mean of CSV column `name` (evaluate --csv).
-double CsvMean(const fs::path& csv, const std::string& name) {
-  std::istringstream in(Read(csv));
-  std::string line, cell;
-  std::getline(in, line);
-  std::istringstream header(line);
-  int column = -1;
-  for (int i = 0; std::getline(header, cell, ','); ++i) {
-    if (cell == name) column = i;
-  }
-  REQUIRE(column >= 0);
-  double sum = 0;
-  int rows = 0;
-  while (std::getline(in, line)) {
-    std::istringstream row(line);
-    for (int i = 0; std::getline(row, cell, ','); ++i) {
-      if (i == column) sum += std::stod(cell);
-    }
-    ++rows;
-  }
-  REQUIRE(rows > 0);
-  return sum / rows;
-}
-
-TEST_CASE("--batch-norm: resumed equals straight, model_best holds the folded network; refused with --vgg16") {
+TEST_CASE("--batch-norm with --vgg16 is a one-line usage error (its training: trainer_slow_test)") {
   Fixture f;
-  const std::string args =
-      f.shards.string() + " --threads 2 --lr 1e-4 --optimizer adam --init he --batch-norm --epochs 2 --out ";
-  REQUIRE(Trainer(args + (f.tmp / "straight").string(), f.log) == 0);
-  CHECK(Read(f.log).find("with batch normalisation") != std::string::npos);
-  REQUIRE(Trainer(args + (f.tmp / "split").string() + " --max-steps 3", f.log) == 0);
-  // Resumed without the flag: the checkpoint's config has it.
-  REQUIRE(Trainer("--resume " + (f.tmp / "split/checkpoint.pt").string() + " --max-steps 0", f.log) == 0);
-  CHECK(nlohmann::json::parse(Read(f.tmp / "split/config.json")).value("batch-norm", false));
-  TrainOptions opts;
-  opts.optimizer = OptimizerKind::kAdam;
-  CSRNet a(Backend::kB, true), b(Backend::kB, true);
-  auto oa = MakeRunOptimizer(a, opts), ob = MakeRunOptimizer(b, opts);
-  const TrainState sa = LoadCheckpoint((f.tmp / "straight/checkpoint.pt").string(), a, *oa);
-  LoadCheckpoint((f.tmp / "split/checkpoint.pt").string(), b, *ob);
-  double diff = 0;
-  for (const auto& item : a->named_parameters()) {
-    diff = std::max(diff, (item.value() - b->named_parameters()[item.key()]).abs().max().item<double>());
-  }
-  for (const auto& item : a->named_buffers()) {
-    diff = std::max(diff, (item.value() - b->named_buffers()[item.key()]).abs().max().item<double>());
-  }
-  CHECK(diff <= 1e-5);
-  // The running statistics moved off their start (mean 0, variance 1).
-  CHECK(a->frontend[1]->as<torch::nn::BatchNorm2d>()->running_mean.abs().max().item<double>() > 1e-3);
-
-  // model_best.pt and .h5 hold a plain CSRNet whose test MAE is the one the
-  // trainer measured with the batch-normalised network in eval mode.
-  CSRNet best = LoadModel((f.tmp / "straight/model_best.pt").string());
-  CHECK_FALSE(best->batch_norm());
-  const int evaluated = test::RunInProcess(RunEvaluate, "evaluate",
-                                           "--threads 2 --weights " + (f.tmp / "straight/model_best.h5").string() +
-                                               " " + f.shards.string() + " --csv " + (f.tmp / "eval.csv").string(),
-                                           f.log);
-  INFO(Read(f.log));
-  REQUIRE(evaluated == 0);
-  CHECK(CsvMean(f.tmp / "eval.csv", "abs_error") == doctest::Approx(sa.best_mae).epsilon(1e-4));
-
   CHECK(f.QuickHere("v", "--batch-norm --vgg16 " + (f.tmp / "vgg.h5").string()) == 2);
   const std::string text = Read(f.log);
   INFO(text);
