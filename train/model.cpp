@@ -388,9 +388,9 @@ void ReadModelArchive(CSRNet& model, torch::serialize::InputArchive& archive, co
       const std::string& key = item.key();
       const bool variance = key.size() >= 11 && key.compare(key.size() - 11, 11, "running_var") == 0;
       if (variance && (value < 0).any().item<bool>()) {
-        throw Error(file, StrCat("tensor '", item.key(), "' holds negative variances (corrupt checkpoint)"));
+        throw Error(file, StrCat("tensor '", key, "' holds negative variances (corrupt checkpoint)"));
       }
-      Assign(item.value(), value, item.key(), file);
+      Assign(item.value(), value, key, file);
     }
   } catch (const c10::Error& e) {
     throw Error(file, StrCat("corrupt .pt file: ", FirstLine(e.what_without_backtrace())));
